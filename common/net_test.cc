@@ -1,0 +1,37 @@
+#include "common/net.h"
+
+#include "gtest/gtest.h"
+
+namespace mxr {
+namespace {
+
+TEST(NetTest, ParsesAndFormats) {
+  EXPECT_EQ(IpAddress::Parse("127.0.0.1")->ToString(), "127.0.0.1");
+  EXPECT_EQ(IpAddress::Parse("[::1]")->ToString(), "::1");
+  EXPECT_TRUE(IpAddress::Parse("10.1.2.3")->is_v4());
+  EXPECT_FALSE(IpAddress::Parse("::1")->is_v4());
+  EXPECT_FALSE(IpAddress::Parse("300.1.1.1").ok());
+  EXPECT_FALSE(IpAddress::Parse("example.com").ok());
+}
+
+TEST(NetTest, CidrMatching) {
+  auto lo = *Cidr::Parse("127.0.0.0/8");
+  EXPECT_TRUE(lo.Contains(*IpAddress::Parse("127.5.6.7")));
+  EXPECT_FALSE(lo.Contains(*IpAddress::Parse("128.0.0.1")));
+  EXPECT_FALSE(lo.Contains(*IpAddress::Parse("::1")));
+  auto n = *Cidr::Parse("192.168.1.128/25");
+  EXPECT_TRUE(n.Contains(*IpAddress::Parse("192.168.1.200")));
+  EXPECT_FALSE(n.Contains(*IpAddress::Parse("192.168.1.127")));
+  EXPECT_EQ(n.ToString(), "192.168.1.128/25");
+  auto v6 = *Cidr::Parse("2001:db8::/32");
+  EXPECT_TRUE(v6.Contains(*IpAddress::Parse("2001:db8:1::5")));
+  EXPECT_FALSE(v6.Contains(*IpAddress::Parse("2001:db9::5")));
+  auto all = *Cidr::Parse("0.0.0.0/0");
+  EXPECT_TRUE(all.Contains(*IpAddress::Parse("8.8.8.8")));
+  EXPECT_FALSE(all.Contains(*IpAddress::Parse("::2")));
+  EXPECT_FALSE(Cidr::Parse("10.0.0.0/40").ok());
+  EXPECT_FALSE(Cidr::Parse("10.0.0.0/x").ok());
+}
+
+}  // namespace
+}  // namespace mxr

@@ -1,0 +1,214 @@
+#include "queue/codec.h"
+
+#include <cstring>
+#include <random>
+
+#include "common/strings.h"
+
+namespace mxr::queue {
+namespace {
+
+void PutBE64(char* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+}
+void PutBE32(char* p, uint32_t v) {
+  for (int i = 3; i >= 0; --i) {
+    p[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+}
+uint64_t GetBE64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+uint32_t GetBE32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+void PutString(std::string* out, std::string_view s) {
+  PutVarint(out, s.size());
+  out->append(s);
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool Varint(uint64_t* v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && !in_.empty(); shift += 7) {
+      uint8_t b = static_cast<uint8_t>(in_[0]);
+      in_.remove_prefix(1);
+      *v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) return true;
+    }
+    return false;
+  }
+  template <typename T>
+  bool Int(T* v) {
+    uint64_t x;
+    if (!Varint(&x)) return false;
+    *v = static_cast<T>(x);
+    return true;
+  }
+  bool Byte(uint8_t* b) {
+    if (in_.empty()) return false;
+    *b = static_cast<uint8_t>(in_[0]);
+    in_.remove_prefix(1);
+    return true;
+  }
+  bool String(std::string* s) {
+    uint64_t n;
+    if (!Varint(&n) || n > in_.size()) return false;
+    s->assign(in_.data(), n);
+    in_.remove_prefix(n);
+    return true;
+  }
+  bool done() const { return in_.empty(); }
+
+ private:
+  std::string_view in_;
+};
+
+}  // namespace
+
+std::array<char, QueueId::kKeySize> QueueId::Key() const {
+  std::array<char, kKeySize> k;
+  PutBE64(k.data(), time_us);
+  PutBE32(k.data() + 8, seq);
+  return k;
+}
+
+std::optional<QueueId> QueueId::FromKey(std::string_view key) {
+  if (key.size() != kKeySize) return std::nullopt;
+  return QueueId{GetBE64(key.data()), GetBE32(key.data() + 8)};
+}
+
+std::string QueueId::ToString() const {
+  static constexpr char kHex[] = "0123456789abcdef";
+  auto k = Key();
+  std::string out(2 * kKeySize, '0');
+  for (size_t i = 0; i < kKeySize; ++i) {
+    out[2 * i] = kHex[static_cast<uint8_t>(k[i]) >> 4];
+    out[2 * i + 1] = kHex[static_cast<uint8_t>(k[i]) & 15];
+  }
+  return out;
+}
+
+std::optional<QueueId> QueueId::Parse(std::string_view hex) {
+  if (hex.size() != 2 * kKeySize) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string key(kKeySize, '\0');
+  for (size_t i = 0; i < kKeySize; ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    key[i] = static_cast<char>(hi << 4 | lo);
+  }
+  return FromKey(key);
+}
+
+QueueIdGenerator::QueueIdGenerator(const Clock& clock)
+    : clock_(clock), seq_(static_cast<uint32_t>(std::random_device{}())) {}
+
+QueueId QueueIdGenerator::Next() {
+  return QueueId{static_cast<uint64_t>(clock_.NowMicros()),
+                 seq_.fetch_add(1, std::memory_order_relaxed)};
+}
+
+size_t MessageMeta::PendingRecipients() const {
+  size_t n = 0;
+  for (const auto& r : recipients) n += r.state == RcptState::kPending;
+  return n;
+}
+
+std::string EncodeMeta(const MessageMeta& m) {
+  std::string out;
+  out.reserve(64 + m.sender.size() + m.recipients.size() * 32);
+  out.push_back(static_cast<char>(kFormatVersion));
+  PutVarint(&out, static_cast<uint64_t>(m.received_us));
+  PutVarint(&out, static_cast<uint64_t>(m.next_attempt_us));
+  PutVarint(&out, m.attempts);
+  PutVarint(&out, m.body_size);
+  out.push_back(static_cast<char>((m.smtputf8 ? 1 : 0) | (m.body_8bit ? 2 : 0)));
+  PutString(&out, m.sender);
+  PutString(&out, m.auth_user);
+  PutString(&out, m.client_ip);
+  PutString(&out, m.helo);
+  PutVarint(&out, m.recipients.size());
+  for (const auto& r : m.recipients) {
+    PutString(&out, r.address);
+    out.push_back(static_cast<char>(r.state));
+    PutVarint(&out, r.attempts);
+    PutVarint(&out, r.last_code);
+    PutString(&out, std::string_view(r.last_response).substr(0, kMaxStoredResponse));
+  }
+  return out;
+}
+
+absl::StatusOr<MessageMeta> DecodeMeta(std::string_view key, std::string_view value) {
+  MessageMeta m;
+  auto id = QueueId::FromKey(key);
+  if (!id) return absl::DataLossError("meta key has the wrong size");
+  m.id = *id;
+  Reader r(value);
+  uint8_t version = 0, flags = 0;
+  if (!r.Byte(&version)) return absl::DataLossError("empty meta record");
+  if (version != kFormatVersion) {
+    return absl::DataLossError(Cat("meta record version ", version, " is not ", kFormatVersion));
+  }
+  uint64_t n = 0;
+  bool ok = r.Int(&m.received_us) && r.Int(&m.next_attempt_us) && r.Int(&m.attempts) &&
+            r.Int(&m.body_size) && r.Byte(&flags) && r.String(&m.sender) &&
+            r.String(&m.auth_user) && r.String(&m.client_ip) && r.String(&m.helo) &&
+            r.Varint(&n) && n <= value.size();
+  if (!ok) return absl::DataLossError(Cat("truncated meta record ", m.id.ToString()));
+  m.smtputf8 = flags & 1;
+  m.body_8bit = flags & 2;
+  m.recipients.resize(n);
+  for (auto& rc : m.recipients) {
+    uint8_t state = 0;
+    if (!r.String(&rc.address) || !r.Byte(&state) || state > 2 || !r.Int(&rc.attempts) ||
+        !r.Int(&rc.last_code) || !r.String(&rc.last_response)) {
+      return absl::DataLossError(Cat("truncated recipient in ", m.id.ToString()));
+    }
+    rc.state = static_cast<RcptState>(state);
+  }
+  if (!r.done()) return absl::DataLossError(Cat("trailing bytes in ", m.id.ToString()));
+  return m;
+}
+
+std::string ScheduleKey(int64_t next_attempt_us, const QueueId& id) {
+  std::string k(8 + QueueId::kKeySize, '\0');
+  PutBE64(k.data(), static_cast<uint64_t>(next_attempt_us));
+  auto qk = id.Key();
+  std::memcpy(k.data() + 8, qk.data(), qk.size());
+  return k;
+}
+
+bool ParseScheduleKey(std::string_view key, int64_t* next_attempt_us, QueueId* id) {
+  if (key.size() != 8 + QueueId::kKeySize) return false;
+  *next_attempt_us = static_cast<int64_t>(GetBE64(key.data()));
+  auto q = QueueId::FromKey(key.substr(8));
+  if (!q) return false;
+  *id = *q;
+  return true;
+}
+
+}  // namespace mxr::queue

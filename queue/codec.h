@@ -1,0 +1,23 @@
+// Encoding of spool keys and records (queue/FORMAT.md). Pure functions.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "queue/types.h"
+
+namespace mxr::queue {
+
+inline constexpr uint8_t kFormatVersion = 1;
+inline constexpr size_t kMaxStoredResponse = 512;
+
+std::string EncodeMeta(const MessageMeta& m);
+// Errors: DataLossError for a truncated record or an unknown version byte.
+absl::StatusOr<MessageMeta> DecodeMeta(std::string_view key, std::string_view value);
+
+// schedule CF key: 8-byte BE next_attempt_us + queue key.
+std::string ScheduleKey(int64_t next_attempt_us, const QueueId& id);
+bool ParseScheduleKey(std::string_view key, int64_t* next_attempt_us, QueueId* id);
+
+}  // namespace mxr::queue

@@ -1,0 +1,344 @@
+#include "queue/rocks_spool.h"
+
+#include <chrono>
+
+#include "common/strings.h"
+#include "queue/codec.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr::queue {
+namespace {
+
+constexpr char kFormatKey[] = "mxrelay-spool-format";
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = Cat(what, ": ", s.ToString());
+  if (s.IsNoSpace() || s.subcode() == rocksdb::Status::kNoSpace) {
+    return absl::ResourceExhaustedError(msg);
+  }
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsIncomplete() || s.IsBusy() || s.IsTryAgain()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+rocksdb::Slice KeySlice(const std::array<char, QueueId::kKeySize>& k) {
+  return rocksdb::Slice(k.data(), k.size());
+}
+
+}  // namespace
+
+RocksSpool::RocksSpool(const RocksSpoolOptions& opts, const Clock& clock)
+    : opts_(opts), clock_(clock) {}
+
+absl::StatusOr<std::unique_ptr<RocksSpool>> RocksSpool::Open(const RocksSpoolOptions& opts,
+                                                             const Clock& clock) {
+  std::unique_ptr<RocksSpool> s(new RocksSpool(opts, clock));
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = !opts.read_only;
+  dbo.create_missing_column_families = !opts.read_only;
+  dbo.max_total_wal_size = opts.max_total_wal_size;
+  dbo.max_background_jobs = 2;
+  dbo.keep_log_file_num = 3;
+  dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  dbo.avoid_unnecessary_blocking_io = true;
+
+  rocksdb::ColumnFamilyOptions cfo;
+  cfo.write_buffer_size = opts.write_buffer_size;
+  cfo.max_write_buffer_number = opts.max_write_buffer_number;
+  cfo.level_compaction_dynamic_level_bytes = true;
+  rocksdb::BlockBasedTableOptions bbto;
+  bbto.whole_key_filtering = true;
+  cfo.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bbto));
+  rocksdb::ColumnFamilyOptions body_cfo = cfo;
+  body_cfo.compression = rocksdb::kNoCompression;  // mostly written and deleted before a flush
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, cfo},
+      {"meta", cfo},
+      {"body", body_cfo},
+      {"schedule", cfo},
+  };
+  rocksdb::Status st;
+  if (opts.read_only) {
+    st = rocksdb::DB::OpenForReadOnly(dbo, opts.path, cfs, &s->handles_, &s->db_);
+  } else {
+    st = rocksdb::DB::Open(dbo, opts.path, cfs, &s->handles_, &s->db_);
+  }
+  if (!st.ok()) return FromRocks(st, Cat("opening spool ", opts.path));
+  s->meta_ = s->handles_[1];
+  s->body_ = s->handles_[2];
+  s->schedule_ = s->handles_[3];
+
+  std::string version;
+  st = s->db_->Get(rocksdb::ReadOptions(), s->handles_[0], kFormatKey, &version);
+  if (st.IsNotFound() && !opts.read_only) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    st = s->db_->Put(wo, s->handles_[0], kFormatKey, std::to_string(kFormatVersion));
+    if (!st.ok()) return FromRocks(st, "writing spool format version");
+  } else if (!st.ok()) {
+    return FromRocks(st, "reading spool format version");
+  } else if (version != std::to_string(kFormatVersion)) {
+    return absl::FailedPreconditionError(Cat(
+        "spool ", opts.path, " has format version ", version, "; this build reads version ",
+        kFormatVersion));
+  }
+  if (!opts.read_only) s->commit_thread_ = std::thread([p = s.get()] { p->CommitLoop(); });
+  return s;
+}
+
+RocksSpool::~RocksSpool() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (commit_thread_.joinable()) commit_thread_.join();
+  if (db_ != nullptr) {
+    if (!opts_.read_only) {
+      rocksdb::Status st = db_->SyncWAL();
+      if (!st.ok()) spdlog::warn("event=spool_close_sync_failed error=\"{}\"", st.ToString());
+    }
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    rocksdb::Status st = db_->Close();
+    if (!st.ok()) spdlog::warn("event=spool_close_failed error=\"{}\"", st.ToString());
+    delete db_;
+  }
+}
+
+void RocksSpool::Commit(NewMessage msg, CommitCallback done) {
+  if (opts_.read_only) {
+    std::move(done)(absl::FailedPreconditionError("spool opened read-only"));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!stopping_) {
+      pending_.push_back(Pending{std::move(msg), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  std::move(done)(absl::UnavailableError("spool is shutting down"));
+}
+
+void RocksSpool::CommitLoop() {
+  std::vector<Pending> batch;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      // While unhealthy, wake every second to try to resume.
+      cv_.wait_for(l, std::chrono::seconds(1), [&] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty()) {
+        if (stopping_) return;
+        if (!healthy_.load()) {
+          l.unlock();
+          TryResume();
+        }
+        continue;
+      }
+      batch.swap(pending_);
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    if (!healthy_.load()) TryResume();
+    absl::Status st = healthy_.load() ? WriteBatchOf(batch) : LatchedStatus();
+    uint64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
+    uint64_t bytes = 0;
+    for (const auto& p : batch) bytes += p.msg.header_prefix.size() + p.msg.body.size();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (st.ok()) {
+        stats_.commits++;
+        stats_.committed_messages += batch.size();
+        stats_.committed_bytes += bytes;
+        stats_.commit_micros_total += us;
+        if (batch.size() > stats_.max_batch) stats_.max_batch = batch.size();
+      } else {
+        stats_.failed_messages += batch.size();
+      }
+    }
+    for (auto& p : batch) std::move(p.done)(st);
+    batch.clear();
+  }
+}
+
+absl::Status RocksSpool::WriteBatchOf(std::vector<Pending>& batch) {
+  rocksdb::WriteBatch wb;
+  for (auto& p : batch) {
+    const MessageMeta& m = p.msg.meta;
+    auto key = m.id.Key();
+    std::string meta = EncodeMeta(m);
+    rocksdb::Status st = wb.Put(meta_, KeySlice(key), meta);
+    if (st.ok()) {
+      rocksdb::Slice parts[2] = {p.msg.header_prefix, p.msg.body};
+      rocksdb::Slice k = KeySlice(key);
+      st = wb.Put(body_, rocksdb::SliceParts(&k, 1), rocksdb::SliceParts(parts, 2));
+    }
+    if (st.ok()) st = wb.Put(schedule_, ScheduleKey(m.next_attempt_us, m.id), rocksdb::Slice());
+    if (!st.ok()) return FromRocks(st, "building commit batch");
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = opts_.sync;
+  wo.no_slowdown = true;
+  int64_t deadline = clock_.MonoMillis() + opts_.write_deadline_ms;
+  bool stalled = false;
+  for (int backoff_ms = 1;; backoff_ms = std::min(backoff_ms * 2, 100)) {
+    rocksdb::Status st = db_->Write(wo, &wb);
+    if (st.ok()) return absl::OkStatus();
+    if (st.IsIncomplete()) {  // write stall; no_slowdown made it return at once
+      if (!stalled) {
+        stalled = true;
+        std::lock_guard<std::mutex> l(mu_);
+        stats_.write_stalls++;
+      }
+      if (clock_.MonoMillis() >= deadline) {
+        spdlog::warn("event=spool_write_stall_timeout deadline_ms={} batch={}",
+                     opts_.write_deadline_ms, batch.size());
+        return absl::DeadlineExceededError("spool write stalled past its deadline");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      continue;
+    }
+    absl::Status as = FromRocks(st, "spool write");
+    Latch(as);
+    return as;
+  }
+}
+
+void RocksSpool::Latch(const absl::Status& s) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    latched_ = s;
+  }
+  if (healthy_.exchange(false)) {
+    spdlog::error("event=spool_unhealthy error=\"{}\" action=\"new mail refused with 4xx until "
+                  "the spool recovers\"",
+                  s.message());
+  }
+}
+
+void RocksSpool::TryResume() {
+  rocksdb::Status st = db_->Resume();
+  if (st.ok()) {
+    // Prove the WAL is writable again before accepting.
+    rocksdb::WriteOptions wo;
+    wo.sync = opts_.sync;
+    st = db_->Put(wo, handles_[0], kFormatKey, std::to_string(kFormatVersion));
+  }
+  if (st.ok()) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      latched_ = absl::OkStatus();
+    }
+    healthy_.store(true);
+    spdlog::info("event=spool_recovered");
+  } else {
+    absl::Status as = FromRocks(st, "spool still failing");
+    std::lock_guard<std::mutex> l(mu_);
+    latched_ = as;
+  }
+}
+
+absl::Status RocksSpool::LatchedStatus() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return latched_.ok() ? absl::UnavailableError("spool unhealthy") : latched_;
+}
+
+bool RocksSpool::Healthy() const { return healthy_.load(std::memory_order_relaxed); }
+
+SpoolHealth RocksSpool::Health() const {
+  if (healthy_.load()) return {};
+  std::lock_guard<std::mutex> l(mu_);
+  return SpoolHealth{false, std::string(latched_.message())};
+}
+
+SpoolStats RocksSpool::Stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+uint64_t RocksSpool::IntProperty(const std::string& name) const {
+  uint64_t v = 0;
+  db_->GetAggregatedIntProperty(name, &v);
+  return v;
+}
+
+absl::StatusOr<std::vector<MessageMeta>> RocksSpool::LoadDue(int64_t now_us, size_t limit) {
+  std::vector<MessageMeta> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), schedule_));
+  for (it->SeekToFirst(); it->Valid() && out.size() < limit; it->Next()) {
+    int64_t when;
+    QueueId id;
+    if (!ParseScheduleKey(std::string_view(it->key().data(), it->key().size()), &when, &id)) {
+      spdlog::error("event=spool_bad_schedule_key size={}", it->key().size());
+      continue;
+    }
+    if (when > now_us) break;
+    auto key = id.Key();
+    std::string value;
+    rocksdb::Status st = db_->Get(rocksdb::ReadOptions(), meta_, KeySlice(key), &value);
+    if (st.IsNotFound()) continue;  // deleted meanwhile
+    if (!st.ok()) return FromRocks(st, "reading message record");
+    auto m = DecodeMeta(std::string_view(key.data(), key.size()), value);
+    if (!m.ok()) {
+      spdlog::error("event=spool_corrupt_record id={} error=\"{}\"", id.ToString(),
+                    m.status().message());
+      continue;
+    }
+    out.push_back(std::move(*m));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scanning schedule");
+  return out;
+}
+
+absl::StatusOr<std::string> RocksSpool::ReadBody(const QueueId& id) {
+  auto key = id.Key();
+  std::string value;
+  rocksdb::Status st = db_->Get(rocksdb::ReadOptions(), body_, KeySlice(key), &value);
+  if (!st.ok()) return FromRocks(st, Cat("reading body of ", id.ToString()));
+  return value;
+}
+
+absl::Status RocksSpool::Update(const MessageMeta& meta, int64_t old_next_attempt_us) {
+  rocksdb::WriteBatch wb;
+  auto key = meta.id.Key();
+  rocksdb::Status st = wb.Put(meta_, KeySlice(key), EncodeMeta(meta));
+  if (st.ok() && old_next_attempt_us != meta.next_attempt_us) {
+    st = wb.Delete(schedule_, ScheduleKey(old_next_attempt_us, meta.id));
+    if (st.ok()) st = wb.Put(schedule_, ScheduleKey(meta.next_attempt_us, meta.id), rocksdb::Slice());
+  }
+  if (st.ok()) st = db_->Write(rocksdb::WriteOptions(), &wb);
+  return FromRocks(st, Cat("updating ", meta.id.ToString()));
+}
+
+absl::Status RocksSpool::Delete(const MessageMeta& meta) {
+  rocksdb::WriteBatch wb;
+  auto key = meta.id.Key();
+  rocksdb::Status st = wb.Delete(meta_, KeySlice(key));
+  if (st.ok()) st = wb.SingleDelete(body_, KeySlice(key));
+  if (st.ok()) st = wb.Delete(schedule_, ScheduleKey(meta.next_attempt_us, meta.id));
+  if (st.ok()) st = db_->Write(rocksdb::WriteOptions(), &wb);
+  return FromRocks(st, Cat("deleting ", meta.id.ToString()));
+}
+
+absl::Status RocksSpool::Scan(const std::function<bool(const MessageMeta&)>& visit) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto m = DecodeMeta(std::string_view(it->key().data(), it->key().size()),
+                        std::string_view(it->value().data(), it->value().size()));
+    if (!m.ok()) return m.status();
+    if (!visit(*m)) break;
+  }
+  return FromRocks(it->status(), "scanning spool");
+}
+
+}  // namespace mxr::queue

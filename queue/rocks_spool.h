@@ -1,0 +1,94 @@
+// RocksDB implementation of Spool, with a group-commit thread.
+//
+// Threads: Commit() may be called from any thread; it appends to a pending
+// list under a mutex and signals the commit thread. The commit thread takes
+// everything pending, writes ONE WriteBatch with sync=true and runs every
+// callback. Batching adapts to load with no timer: while one sync is in
+// flight, the next batch accumulates.
+//
+// Failure handling: a write that meets a RocksDB stall (no_slowdown) is
+// retried until `write_deadline_ms`; a failed write latches the spool
+// unhealthy (Healthy() == false) and fails the batch; the commit thread then
+// tries DB::Resume() every second and becomes healthy again when it works.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "common/clock.h"
+#include "queue/spool.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class Statistics;
+}  // namespace rocksdb
+
+namespace mxr::queue {
+
+struct RocksSpoolOptions {
+  std::string path;
+  uint64_t write_buffer_size = 128ull << 20;
+  int max_write_buffer_number = 3;
+  uint64_t max_total_wal_size = 1ull << 30;
+  int write_deadline_ms = 10000;
+  bool read_only = false;  // for `mxrelay queue` while the relay runs
+  bool sync = true;        // false only in micro-benchmarks
+};
+
+class RocksSpool final : public Spool {
+ public:
+  static absl::StatusOr<std::unique_ptr<RocksSpool>> Open(const RocksSpoolOptions& opts,
+                                                          const Clock& clock);
+  ~RocksSpool() override;  // drains pending commits, then closes the DB
+
+  void Commit(NewMessage msg, CommitCallback done) override;
+  bool Healthy() const override;
+  SpoolHealth Health() const override;
+  SpoolStats Stats() const override;
+
+  absl::StatusOr<std::vector<MessageMeta>> LoadDue(int64_t now_us, size_t limit) override;
+  absl::StatusOr<std::string> ReadBody(const QueueId& id) override;
+  absl::Status Update(const MessageMeta& meta, int64_t old_next_attempt_us) override;
+  absl::Status Delete(const MessageMeta& meta) override;
+  absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) override;
+
+  // RocksDB's view of stalls ("rocksdb.is-write-stopped" etc.), for metrics.
+  uint64_t IntProperty(const std::string& name) const;
+
+ private:
+  struct Pending {
+    NewMessage msg;
+    CommitCallback done;
+  };
+  RocksSpool(const RocksSpoolOptions& opts, const Clock& clock);
+  void CommitLoop();
+  absl::Status WriteBatchOf(std::vector<Pending>& batch);
+  void Latch(const absl::Status& s);
+  void TryResume();
+  absl::Status LatchedStatus() const;
+
+  RocksSpoolOptions opts_;
+  const Clock& clock_;
+  rocksdb::DB* db_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, body, schedule
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* body_ = nullptr;
+  rocksdb::ColumnFamilyHandle* schedule_ = nullptr;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status latched_ ABSL_GUARDED_BY(mu_);  // why we are unhealthy
+  std::atomic<bool> healthy_{true};
+  SpoolStats stats_ ABSL_GUARDED_BY(mu_);
+  std::thread commit_thread_;
+};
+
+}  // namespace mxr::queue

@@ -1,0 +1,83 @@
+// The spool: what the rest of the program may do with queued messages.
+// queue/rocks_spool.h is the one implementation (RocksDB); see FORMAT.md.
+//
+// Ingress:
+//   spool->Commit({meta, prefix, body}, [](absl::Status s) { ... });
+//     `done` runs on the spool's commit thread once the message is durable
+//     (WAL synced) or has failed; post it back to your own thread.
+// Delivery:
+//   LoadDue(now) -> ReadBody(id) -> Update(meta, old_next_attempt) | Delete(meta)
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "queue/types.h"
+
+namespace mxr::queue {
+
+// A message to store. `header_prefix` (our trace headers) and `body` (the
+// client's unstuffed message) are stored back to back as the body value.
+struct NewMessage {
+  MessageMeta meta;
+  std::string header_prefix;
+  std::string body;
+};
+
+// Status codes Commit reports, which ingress maps to SMTP replies:
+//   ResourceExhausted -> 452 4.3.1 (disk full / spool over its limits)
+//   Unavailable, DeadlineExceeded, other -> 451 4.3.0
+using CommitCallback = absl::AnyInvocable<void(absl::Status) &&>;
+
+struct SpoolHealth {
+  bool healthy = true;
+  std::string reason;  // empty when healthy
+};
+
+// Counters for metrics and `mxrelay queue`. Monotonic unless noted.
+struct SpoolStats {
+  uint64_t commits = 0;           // synced group-commit writes
+  uint64_t committed_messages = 0;
+  uint64_t committed_bytes = 0;
+  uint64_t failed_messages = 0;
+  uint64_t write_stalls = 0;      // writes that met a RocksDB stall
+  uint64_t max_batch = 0;         // largest batch so far
+  uint64_t commit_micros_total = 0;
+};
+
+class Spool {
+ public:
+  virtual ~Spool() = default;
+
+  // Queues `msg` for the next group commit. Never blocks on disk. `done` is
+  // called exactly once, on the commit thread, after the batch holding the
+  // message was synced (OkStatus) or failed. Thread-safe.
+  virtual void Commit(NewMessage msg, CommitCallback done) = 0;
+
+  // Whether new messages can be accepted. Thread-safe, cheap (an atomic load
+  // plus a lock only while unhealthy).
+  virtual bool Healthy() const = 0;
+  virtual SpoolHealth Health() const = 0;
+  virtual SpoolStats Stats() const = 0;
+
+  // --- delivery side: blocking RocksDB calls; never from an event loop. ---
+
+  // Messages whose next attempt is at or before `now_us`, oldest schedule
+  // first, at most `limit`.
+  virtual absl::StatusOr<std::vector<MessageMeta>> LoadDue(int64_t now_us, size_t limit) = 0;
+  virtual absl::StatusOr<std::string> ReadBody(const QueueId& id) = 0;
+  // Rewrites the record (recipient results, attempts) and moves its schedule
+  // entry from `old_next_attempt_us` to meta.next_attempt_us. Unsynced.
+  virtual absl::Status Update(const MessageMeta& meta, int64_t old_next_attempt_us) = 0;
+  // Removes the message (record, body, schedule entry). Unsynced.
+  virtual absl::Status Delete(const MessageMeta& meta) = 0;
+  // Visits every message oldest first; stop early by returning false.
+  virtual absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) = 0;
+};
+
+}  // namespace mxr::queue

@@ -1,0 +1,108 @@
+#include "relay/users.h"
+
+#include <crypt.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/strings.h"
+
+namespace mxr::relay {
+namespace {
+
+bool LooksLikeCryptHash(std::string_view h) {
+  return h.size() > 3 && h[0] == '$' && h.find('$', 1) != std::string_view::npos;
+}
+
+std::string Crypt(std::string_view password, const std::string& setting) {
+  struct crypt_data data;
+  std::memset(&data, 0, sizeof data);
+  std::string pw(password);
+  const char* out = crypt_r(pw.c_str(), setting.c_str(), &data);
+  OPENSSL_cleanse(pw.data(), pw.size());
+  if (out == nullptr || out[0] == '*') return "";
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const UserDb>> UserDb::Parse(std::string_view text,
+                                                            std::string_view source) {
+  auto db = std::make_shared<UserDb>();
+  size_t line_no = 0;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    ++line_no;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    if (line.empty() || line[0] == '#') continue;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return absl::InvalidArgumentError(
+          Cat(source, ":", line_no, ": expected 'user:hash'"));
+    }
+    std::string_view user = line.substr(0, colon), hash = line.substr(colon + 1);
+    if (!LooksLikeCryptHash(hash)) {
+      return absl::InvalidArgumentError(Cat(
+          source, ":", line_no, ": user '", user,
+          "': the password must be a crypt(3) hash (mkpasswd, openssl passwd -6, mxrelay "
+          "hash-password), not plain text"));
+    }
+    // Check that libxcrypt knows this hash method.
+    if (Crypt("probe", std::string(hash)).empty()) {
+      return absl::InvalidArgumentError(
+          Cat(source, ":", line_no, ": user '", user, "': unsupported or malformed hash"));
+    }
+    if (!db->users_.emplace(std::string(user), std::string(hash)).second) {
+      return absl::InvalidArgumentError(Cat(source, ":", line_no, ": duplicate user '", user, "'"));
+    }
+  }
+  auto dummy = HashPassword(RandomPassword(16));
+  if (!dummy.ok()) return dummy.status();
+  db->dummy_hash_ = *dummy;
+  return std::shared_ptr<const UserDb>(std::move(db));
+}
+
+absl::StatusOr<std::shared_ptr<const UserDb>> UserDb::Load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(Cat("cannot read users file ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return Parse(ss.str(), path);
+}
+
+bool UserDb::Verify(std::string_view user, std::string_view password) const {
+  auto it = users_.find(std::string(user));
+  const std::string& hash = it == users_.end() ? dummy_hash_ : it->second;
+  std::string got = Crypt(password, hash);
+  bool match = !got.empty() && got.size() == hash.size() &&
+               CRYPTO_memcmp(got.data(), hash.data(), hash.size()) == 0;
+  return match && it != users_.end();
+}
+
+absl::StatusOr<std::string> HashPassword(std::string_view password) {
+  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (crypt_gensalt_rn("$y$", 0, nullptr, 0, setting, sizeof setting) == nullptr) {
+    return absl::InternalError("crypt_gensalt failed for yescrypt");
+  }
+  std::string h = Crypt(password, setting);
+  if (h.empty()) return absl::InternalError("crypt failed");
+  return h;
+}
+
+std::string RandomPassword(size_t n) {
+  static constexpr char kAlphabet[] = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  std::string out(n, 'x');
+  unsigned char buf[256];
+  RAND_bytes(buf, static_cast<int>(std::min(n, sizeof buf)));
+  for (size_t i = 0; i < n && i < sizeof buf; ++i) {
+    out[i] = kAlphabet[buf[i] % (sizeof kAlphabet - 1)];
+  }
+  return out;
+}
+
+}  // namespace mxr::relay

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian 12 packages.
+# Idempotent: re-running it installs nothing new. Needs root (or sudo).
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential cmake ninja-build pkg-config git
+  # libraries
+  liburing-dev libssl-dev libabsl-dev librocksdb-dev libc-ares-dev
+  libtomlplusplus-dev libcrypt-dev libspdlog-dev libfmt-dev libcli11-dev
+  prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # sanitizers / fuzzing
+  clang libclang-rt-14-dev
+  # test peers and tools
+  python3 openssl swaks postfix dnsmasq-base whois prometheus procps iproute2 strace
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# postfix asks questions on install; answer "No configuration" so it does not
+# start a system MTA (our tests run private instances of its tools only).
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The prometheus package starts a system service; tests run their own on loopback.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+echo "install-deps: done"
