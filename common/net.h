@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/hash/hash.h"
 #include "absl/status/statusor.h"
 
 namespace mxr {

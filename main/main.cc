@@ -1,0 +1,271 @@
+// mxrelay: the relay daemon and its operator CLI.
+//
+//   mxrelay [run] [-c mxrelay.toml]     run the relay (embedded defaults without -c)
+//   mxrelay queue list|summary [-c ..]  inspect the spool (safe while running)
+//   mxrelay hash-password               read a password on stdin, print a yescrypt hash
+//   mxrelay check-config -c FILE        validate a config file and exit
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "main/queue_cli.h"
+#include "queue/rocks_spool.h"
+#include "relay/auth.h"
+#include "relay/server.h"
+#include "relay/tls.h"
+#include "relay/users.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr {
+namespace {
+
+absl::StatusOr<Config> LoadConfig(const std::string& path) {
+  if (path.empty()) return ParseConfig("", "<embedded defaults>");
+  return LoadConfigFile(path);
+}
+
+std::string Hostname(const Config& cfg) {
+  if (!cfg.hostname.empty()) return cfg.hostname;
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+// When no users file is configured and the default one does not exist yet,
+// create it with one user and a random password (never a well-known one),
+// and keep the password in data_dir/initial-credentials (mode 0600) so the
+// run command can print a ready-to-paste swaks line.
+absl::Status EnsureUsers(const Config& cfg, const std::string& hostname) {
+  std::string path = cfg.UsersFile();
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return absl::OkStatus();
+  if (!cfg.auth.users_file.empty()) {
+    return absl::NotFoundError(Cat("auth.users_file: ", path, " does not exist"));
+  }
+  std::string user = "relay";
+  std::string password = relay::RandomPassword(20);
+  auto hash = relay::HashPassword(password);
+  if (!hash.ok()) return hash.status();
+  mode_t old = umask(077);
+  {
+    std::ofstream u(path);
+    u << "# mxrelay users: one 'name:crypt-hash' per line (mkpasswd, openssl passwd -6,\n"
+      << "# or `mxrelay hash-password`). Reload with SIGHUP.\n"
+      << user << ":" << *hash << "\n";
+    std::ofstream c(cfg.data_dir + "/initial-credentials");
+    c << user << " " << password << "\n";
+    if (!u || !c) {
+      umask(old);
+      return absl::InternalError(Cat("cannot write ", path));
+    }
+  }
+  umask(old);
+  spdlog::warn("event=users_file_created path={} user={} note=\"random password written to {}/initial-credentials\"",
+               path, user, cfg.data_dir);
+  return absl::OkStatus();
+}
+
+void PrintWelcome(const Config& cfg) {
+  std::ifstream c(cfg.data_dir + "/initial-credentials");
+  std::string user, password;
+  if (!(c >> user >> password)) return;
+  const ListenerConfig* sub = nullptr;
+  for (const auto& l : cfg.listeners) {
+    if (l.mode == ListenerMode::kStartTls) {
+      sub = &l;
+      break;
+    }
+  }
+  if (sub == nullptr) return;
+  fmt::print(stderr,
+             "\n  mxrelay is accepting mail. Try it (from another terminal):\n\n"
+             "    swaks --server {}:{} --tls --auth PLAIN --auth-user {} --auth-password '{}' \\\n"
+             "          --from you@example.test --to someone@example.test\n\n"
+             "  Then see the queue:  build/main/mxrelay queue list\n"
+             "  (credentials from {}/initial-credentials; delete that file once you have\n"
+             "   your own users in {})\n\n",
+             sub->address, sub->port, user, password, cfg.data_dir, cfg.UsersFile());
+}
+
+int Run(const std::string& config_path) {
+  auto cfg_or = LoadConfig(config_path);
+  if (!cfg_or.ok()) {
+    fmt::print(stderr, "mxrelay: config error: {}\n", cfg_or.status().message());
+    return 2;
+  }
+  Config cfg = std::move(*cfg_or);
+  if (auto st = SetupLogging(cfg.log_level); !st.ok()) {
+    fmt::print(stderr, "mxrelay: config error: {}\n", st.message());
+    return 2;
+  }
+  // Block the signals we handle before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::string hostname = Hostname(cfg);
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.data_dir, ec);
+  if (ec) {
+    spdlog::critical("event=startup_failed error=\"cannot create data_dir {}: {}\"", cfg.data_dir, ec.message());
+    return 1;
+  }
+  spdlog::info("event=starting version=0.1.0 config={} hostname={} data_dir={}",
+               config_path.empty() ? "<embedded defaults>" : config_path, hostname, cfg.data_dir);
+  if (auto st = EnsureUsers(cfg, hostname); !st.ok()) {
+    spdlog::critical("event=startup_failed error=\"{}\"", st.message());
+    return 1;
+  }
+  auto users = relay::UserDb::Load(cfg.UsersFile());
+  if (!users.ok()) {
+    spdlog::critical("event=startup_failed error=\"{}\"", users.status().message());
+    return 1;
+  }
+  spdlog::info("event=users_loaded path={} users={}", cfg.UsersFile(), (*users)->size());
+
+  std::shared_ptr<relay::TlsContext> tls;
+  bool need_tls = false;
+  for (const auto& l : cfg.listeners) need_tls |= l.mode != ListenerMode::kPlain;
+  if (need_tls) {
+    auto t = relay::TlsContext::Create(cfg.tls, cfg.data_dir, hostname);
+    if (!t.ok()) {
+      spdlog::critical("event=startup_failed error=\"{}\"", t.status().message());
+      return 1;
+    }
+    tls = *t;
+  }
+
+  queue::RocksSpoolOptions so;
+  so.path = cfg.SpoolPath();
+  so.write_buffer_size = cfg.spool.write_buffer_size;
+  so.max_write_buffer_number = cfg.spool.max_write_buffer_number;
+  so.max_total_wal_size = cfg.spool.max_total_wal_size;
+  so.write_deadline_ms = cfg.timeouts.spool_write * 1000;
+  const Clock& clock = RealClock::Get();
+  auto spool_or = queue::RocksSpool::Open(so, clock);
+  if (!spool_or.ok()) {
+    spdlog::critical("event=startup_failed error=\"{}\"", spool_or.status().message());
+    return 1;
+  }
+  std::unique_ptr<queue::RocksSpool> spool = std::move(*spool_or);
+  uint64_t queued = 0;
+  (void)spool->Scan([&](const queue::MessageMeta&) {
+    ++queued;
+    return true;
+  });
+  spdlog::info("event=spool_opened path={} messages={}", so.path, queued);
+
+  queue::QueueIdGenerator ids(clock);
+  auto auth = std::make_unique<relay::Authenticator>(*users, 1, clock);
+  relay::IngressDeps deps;
+  deps.config = &cfg;
+  deps.hostname = hostname;
+  deps.spool = spool.get();
+  deps.ids = &ids;
+  deps.clock = &clock;
+  deps.auth = auth.get();
+  deps.tls = tls;
+  auto server = std::make_unique<relay::IngressServer>(deps);
+  if (auto st = server->Start(); !st.ok()) {
+    spdlog::critical("event=startup_failed error=\"{}\"", st.message());
+    server.reset();
+    return 1;
+  }
+  spdlog::info("event=ready pid={}", getpid());
+  PrintWelcome(cfg);
+
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&sigs, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      auto u = relay::UserDb::Load(cfg.UsersFile());
+      if (u.ok()) {
+        auth->SetUsers(*u);
+        spdlog::info("event=users_reloaded path={} users={}", cfg.UsersFile(), (*u)->size());
+      } else {
+        spdlog::error("event=users_reload_failed error=\"{}\" action=\"kept the previous users\"",
+                      u.status().message());
+      }
+      continue;
+    }
+    spdlog::info("event=shutdown_begin signal={}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    break;
+  }
+  server->Shutdown(30'000);
+  spool.reset();   // drains pending commits (their callbacks post to the stopped loops)
+  server.reset();
+  auth.reset();
+  spdlog::info("event=shutdown_complete");
+  return 0;
+}
+
+int HashPasswordCmd() {
+  std::string pw;
+  if (!std::getline(std::cin, pw) || pw.empty()) {
+    fmt::print(stderr, "mxrelay: give the password on standard input\n");
+    return 2;
+  }
+  auto h = relay::HashPassword(pw);
+  if (!h.ok()) {
+    fmt::print(stderr, "mxrelay: {}\n", h.status().message());
+    return 1;
+  }
+  fmt::print("{}\n", *h);
+  return 0;
+}
+
+}  // namespace
+}  // namespace mxr
+
+int main(int argc, char** argv) {
+  CLI::App app{"mxrelay: a high-throughput durable SMTP relay"};
+  std::string config;
+  app.add_option("-c,--config", config, "TOML configuration file (default: embedded defaults)");
+  app.require_subcommand(0, 1);
+  auto* run = app.add_subcommand("run", "Run the relay (the default)");
+  auto* q = app.add_subcommand("queue", "Inspect the spool");
+  q->require_subcommand(1);
+  size_t limit = 1000;
+  bool json = false;
+  auto* ql = q->add_subcommand("list", "List queued messages, oldest first");
+  ql->add_option("--limit", limit, "At most this many messages")->default_val(1000);
+  ql->add_flag("--json", json, "One JSON object per line");
+  auto* qs = q->add_subcommand("summary", "Count, bytes and age of the queue");
+  auto* hp = app.add_subcommand("hash-password", "Read a password on stdin, print a yescrypt hash");
+  auto* cc = app.add_subcommand("check-config", "Validate the configuration and exit");
+  for (CLI::App* sub : {run, q, hp, cc}) {
+    sub->add_option("-c,--config", config, "TOML configuration file");
+  }
+  ql->add_option("-c,--config", config, "TOML configuration file");
+  qs->add_option("-c,--config", config, "TOML configuration file");
+  CLI11_PARSE(app, argc, argv);
+
+  if (*hp) return mxr::HashPasswordCmd();
+  if (*q || *cc) {
+    auto cfg = mxr::LoadConfig(config);
+    if (!cfg.ok()) {
+      fmt::print(stderr, "mxrelay: config error: {}\n", cfg.status().message());
+      return 2;
+    }
+    if (*cc) {
+      fmt::print("{}: OK ({} listeners, spool {})\n", config.empty() ? "<embedded defaults>" : config,
+                 cfg->listeners.size(), cfg->SpoolPath());
+      return 0;
+    }
+    if (*ql) return mxr::QueueList(*cfg, limit, json);
+    return mxr::QueueSummary(*cfg);
+  }
+  return mxr::Run(config);
+}

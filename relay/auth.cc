@@ -1,0 +1,105 @@
+#include "relay/auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+namespace mxr::relay {
+
+namespace {
+constexpr size_t kMaxCacheEntries = 10000;
+constexpr size_t kMaxQueuedJobs = 1000;  // beyond this, fail fast (brute-force flood)
+}  // namespace
+
+Authenticator::Authenticator(std::shared_ptr<const UserDb> users, int threads, const Clock& clock,
+                             int64_t cache_ttl_ms)
+    : clock_(clock), cache_ttl_ms_(cache_ttl_ms), users_(std::move(users)) {
+  RAND_bytes(hmac_key_, sizeof hmac_key_);
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+}
+
+Authenticator::~Authenticator() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  OPENSSL_cleanse(hmac_key_, sizeof hmac_key_);
+}
+
+std::string Authenticator::CacheKey(const std::string& user, const std::string& password) const {
+  std::string msg = user;
+  msg.push_back('\0');
+  msg += password;
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), hmac_key_, sizeof hmac_key_, reinterpret_cast<const unsigned char*>(msg.data()),
+       msg.size(), out, &len);
+  OPENSSL_cleanse(msg.data(), msg.size());
+  return std::string(reinterpret_cast<char*>(out), len);
+}
+
+void Authenticator::Verify(std::string user, std::string password,
+                           absl::AnyInvocable<void(bool) &&> done) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!stop_ && jobs_.size() < kMaxQueuedJobs) {
+      jobs_.push_back(Job{std::move(user), std::move(password), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  std::move(done)(false);
+}
+
+void Authenticator::SetUsers(std::shared_ptr<const UserDb> users) {
+  std::lock_guard<std::mutex> l(mu_);
+  users_ = std::move(users);
+  cache_.clear();
+}
+
+size_t Authenticator::user_count() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return users_ ? users_->size() : 0;
+}
+
+void Authenticator::Work() {
+  for (;;) {
+    Job job;
+    std::shared_ptr<const UserDb> users;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return stop_ || !jobs_.empty(); });
+      if (stop_ && jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+      users = users_;
+    }
+    std::string key = CacheKey(job.user, job.password);
+    int64_t now = clock_.MonoMillis();
+    bool ok = false, cached = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = cache_.find(key);
+      if (it != cache_.end() && it->second > now && users == users_) {
+        ok = cached = true;
+      }
+    }
+    if (!cached) {
+      ok = users != nullptr && users->Verify(job.user, job.password);
+      if (ok) {
+        std::lock_guard<std::mutex> l(mu_);
+        if (users == users_) {
+          if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+          cache_[key] = now + cache_ttl_ms_;
+        }
+      }
+    }
+    OPENSSL_cleanse(job.password.data(), job.password.size());
+    std::move(job.done)(ok);
+  }
+}
+
+}  // namespace mxr::relay

@@ -1,0 +1,58 @@
+// Password checks off the event loop, with a cache of recent successes.
+//
+// crypt(3) with yescrypt costs ~10-50 ms of CPU; bulk senders open many
+// connections with the same credentials. A success is remembered for
+// `cache_ttl` as HMAC-SHA256(random per-process key, user \0 password), so a
+// repeat login costs one HMAC; failures are never cached. Reloading the users
+// file clears the cache.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "common/clock.h"
+#include "relay/users.h"
+
+namespace mxr::relay {
+
+class Authenticator {
+ public:
+  Authenticator(std::shared_ptr<const UserDb> users, int threads, const Clock& clock,
+                int64_t cache_ttl_ms = 300'000);
+  ~Authenticator();
+
+  // Thread-safe. `done(ok)` runs on a worker thread (post it to your loop).
+  void Verify(std::string user, std::string password, absl::AnyInvocable<void(bool) &&> done);
+  // Swaps the user database (SIGHUP) and clears the cache. Thread-safe.
+  void SetUsers(std::shared_ptr<const UserDb> users);
+  size_t user_count() const;
+
+ private:
+  struct Job {
+    std::string user, password;
+    absl::AnyInvocable<void(bool) &&> done;
+  };
+  void Work();
+  std::string CacheKey(const std::string& user, const std::string& password) const;
+
+  const Clock& clock_;
+  int64_t cache_ttl_ms_;
+  unsigned char hmac_key_[32];
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::shared_ptr<const UserDb> users_ ABSL_GUARDED_BY(mu_);
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, int64_t> cache_ ABSL_GUARDED_BY(mu_);  // key -> expiry
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace mxr::relay

@@ -1,0 +1,71 @@
+#include "relay/headers.h"
+
+#include <time.h>
+
+#include "common/strings.h"
+
+namespace mxr::relay {
+namespace {
+
+bool IStartsWith(std::string_view s, std::string_view p) {
+  if (s.size() < p.size()) return false;
+  for (size_t i = 0; i < p.size(); ++i) {
+    char a = s[i];
+    if (a >= 'A' && a <= 'Z') a += 32;
+    if (a != p[i]) return false;
+  }
+  return true;
+}
+
+// Header values we copy from the client must not break our header lines.
+std::string Clean(std::string_view s, size_t max = 255) {
+  std::string out;
+  for (char c : s.substr(0, max)) {
+    unsigned char u = static_cast<unsigned char>(c);
+    out.push_back(u < 32 || u == 127 || c == '(' || c == ')' ? '?' : c);
+  }
+  return out;
+}
+
+}  // namespace
+
+HeaderPresence ScanHeaders(std::string_view m) {
+  HeaderPresence p;
+  size_t pos = 0;
+  while (pos < m.size()) {
+    size_t eol = m.find("\r\n", pos);
+    std::string_view line = m.substr(pos, eol == std::string_view::npos ? m.npos : eol - pos);
+    if (line.empty()) break;  // end of the header section
+    if (IStartsWith(line, "date:")) p.date = true;
+    if (IStartsWith(line, "message-id:")) p.message_id = true;
+    if (eol == std::string_view::npos) break;
+    pos = eol + 2;
+  }
+  return p;
+}
+
+std::string Rfc5322Date(int64_t unix_us) {
+  time_t t = static_cast<time_t>(unix_us / 1'000'000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
+}
+
+std::string TraceHeaders(const TraceInfo& t, HeaderPresence present) {
+  std::string h = Cat("Received: from ", Clean(t.helo.empty() ? "unknown" : t.helo), " ([",
+                      t.client_ip, "])\r\n\tby ", t.hostname, " (mxrelay) with ", t.protocol,
+                      " id ", t.queue_id);
+  if (!t.tls_version.empty()) {
+    h += Cat("\r\n\t(using ", t.tls_version, " with cipher ", t.tls_cipher, ")");
+  }
+  if (!t.auth_user.empty()) h += Cat("\r\n\t(authenticated user ", Clean(t.auth_user), ")");
+  if (!t.single_rcpt.empty()) h += Cat("\r\n\tfor <", Clean(t.single_rcpt, 300), ">");
+  h += Cat(";\r\n\t", Rfc5322Date(t.now_us), "\r\n");
+  if (!present.date) h += Cat("Date: ", Rfc5322Date(t.now_us), "\r\n");
+  if (!present.message_id) h += Cat("Message-ID: <", t.queue_id, "@", t.hostname, ">\r\n");
+  return h;
+}
+
+}  // namespace mxr::relay

@@ -1,0 +1,672 @@
+#include "relay/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <list>
+
+#include "common/event_loop.h"
+#include "common/strings.h"
+#include "relay/session.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr::relay {
+namespace {
+
+constexpr size_t kMaxBuffered = 256 * 1024;  // pause reading above this
+constexpr uint16_t kBufGroup = 1;
+constexpr uint32_t kBufCount = 1024;  // per thread
+constexpr uint32_t kBufSize = 16384;
+
+}  // namespace
+
+class Connection;
+
+// One event-loop thread.
+class Worker {
+ public:
+  Worker(IngressServer* srv, int index) : srv_(srv), index_(index) {}
+  ~Worker();
+
+  // Runs on the worker thread: creates the ring, binds, then serves.
+  void Main(std::promise<absl::Status>* started);
+  void BeginShutdown();  // thread-safe
+  void ForceClose();     // thread-safe
+
+  EventLoop* loop() { return loop_.get(); }
+  IngressServer* server() { return srv_; }
+  BufferRing* buffers() { return bufs_; }
+  void Remove(Connection* c);
+  void NeedRearm(Connection* c) { rearm_.push_back(c); }
+
+ private:
+  struct ListenerSlot : IoOp {
+    Worker* w = nullptr;
+    const ListenerConfig* cfg = nullptr;
+    SessionEnv env;
+    int fd = -1;
+    bool armed = false;
+  };
+  absl::Status Bind(ListenerSlot* l);
+  void ArmAccept(ListenerSlot* l);
+  void OnAccept(ListenerSlot* l, const io_uring_cqe* cqe);
+  void Tick();
+  void Refuse(int fd, const char* reply);
+
+  IngressServer* srv_;
+  int index_;
+  std::unique_ptr<EventLoop> loop_;
+  BufferRing* bufs_ = nullptr;
+  std::vector<std::unique_ptr<ListenerSlot>> listeners_;
+  std::list<std::unique_ptr<Connection>> conns_;
+  std::vector<Connection*> rearm_;
+  bool shutting_down_ = false;
+};
+
+class Connection final : public SessionHost {
+ public:
+  Connection(Worker* w, const SessionEnv* env, SSL_CTX* tls_ctx, int fd, IpAddress ip,
+             bool trusted, bool implicit_tls)
+      : w_(w),
+        fd_(fd),
+        ip_(ip),
+        session_(*env, this, ConnInfo{ip.ToString(), trusted}),
+        tls_ctx_(tls_ctx) {
+    recv_op_.c = this;
+    recv_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnRecv(cqe); };
+    send_op_.c = this;
+    send_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnSend(cqe); };
+    cancel_op_.c = this;
+    cancel_op_.fn = [](IoOp* op, const io_uring_cqe*) {
+      Connection* c = static_cast<Op*>(op)->c;
+      c->inflight_--;
+      c->MaybeFree();
+    };
+    started_ms_ = w_->loop()->now_ms();
+    progress_ms_ = started_ms_;
+    if (implicit_tls) {
+      tls_ = std::make_unique<TlsEndpoint>(tls_ctx_);  // greeting after the handshake
+    } else {
+      session_.Start();
+    }
+  }
+
+  // Entry points called from the worker (accept, timers, shutdown) end
+  // with MaybeFree(); internal paths never free.
+  void Begin() {
+    Flush();
+    UpdateReadInterest();
+    MaybeFree();
+  }
+
+  std::list<std::unique_ptr<Connection>>::iterator self;
+
+  // SessionHost.
+  void StartTls() override { start_tls_ = true; }
+  void Close() override { close_after_flush_ = true; }
+  void Authenticate(std::string user, std::string password) override {
+    inflight_++;  // keeps us alive until the answer
+    EventLoop* loop = w_->loop();
+    int delay = w_->server()->deps_.config->auth.failure_delay_ms;
+    w_->server()->deps_.auth->Verify(std::move(user), std::move(password),
+                                     [this, loop, delay](bool ok) {
+      loop->Post([this, ok, loop, delay] {
+        auto deliver = [this, ok] {
+          inflight_--;
+          auto& st = w_->server()->stats_;
+          (ok ? st.auth_success : st.auth_failure).fetch_add(1, std::memory_order_relaxed);
+          if (!closing_) {
+            session_.OnAuthResult(ok);
+            AfterSession();
+          }
+          MaybeFree();
+        };
+        if (ok || delay == 0) {
+          deliver();
+        } else {
+          loop->RunAfter(delay, std::move(deliver));  // slow down guessing
+        }
+      });
+    });
+  }
+  void Submit(queue::NewMessage msg) override {
+    inflight_++;
+    uint64_t bytes = msg.meta.body_size;
+    EventLoop* loop = w_->loop();
+    w_->server()->deps_.spool->Commit(std::move(msg), [this, loop, bytes](absl::Status st) {
+      loop->Post([this, st = std::move(st), bytes] {
+        inflight_--;
+        auto& stats = w_->server()->stats_;
+        if (st.ok()) {
+          stats.messages_accepted.fetch_add(1, std::memory_order_relaxed);
+          stats.bytes_accepted.fetch_add(bytes, std::memory_order_relaxed);
+        } else {
+          stats.messages_spool_failed.fetch_add(1, std::memory_order_relaxed);
+          spdlog::warn("event=spool_commit_failed ip={} error=\"{}\"", ip_.ToString(), st);
+        }
+        if (!closing_) {
+          session_.OnCommitted(st);
+          AfterSession();
+        }
+        MaybeFree();
+      });
+    });
+  }
+  bool SpoolAccepting() override { return w_->server()->deps_.spool->Healthy(); }
+
+  void OnRecv(const io_uring_cqe* cqe) {
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+      recv_armed_ = false;
+      inflight_--;
+    }
+    int res = cqe->res;
+    if (res > 0) {
+      uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+      BufferRing* br = w_->buffers();
+      if (!closing_) HandleBytes(std::string_view(br->buffer(bid), res));
+      br->Recycle(bid);
+    } else if (res == -ENOBUFS) {
+      w_->server()->stats_.recv_enobufs.fetch_add(1, std::memory_order_relaxed);
+      if (!closing_) {
+        inflight_++;  // held until Rearm(): keeps us alive while listed
+        w_->NeedRearm(this);  // after this batch returned buffers
+      }
+    } else if (res == 0 || (res < 0 && res != -ECANCELED)) {
+      if (!closing_) {
+        if (reason_.empty()) reason_ = res == 0 ? "client_closed" : Cat("recv_error:", strerror(-res));
+        Finalize();
+      }
+    }
+    if (!recv_armed_ && !closing_ && res != -ENOBUFS) UpdateReadInterest();
+    MaybeFree();
+  }
+
+  void Rearm() {
+    inflight_--;
+    if (!closing_) UpdateReadInterest();
+    MaybeFree();
+  }
+
+  void OnSend(const io_uring_cqe* cqe) {
+    inflight_--;
+    send_inflight_ = false;
+    if (cqe->res < 0) {
+      if (!closing_) {
+        reason_ = Cat("send_error:", strerror(-cqe->res));
+        Finalize();
+      }
+    } else if (!closing_) {
+      sending_off_ += static_cast<size_t>(cqe->res);
+      if (sending_off_ >= sending_.size()) {
+        sending_.clear();
+        sending_off_ = 0;
+      }
+      Flush();
+      UpdateReadInterest();
+    }
+    MaybeFree();
+  }
+
+  // Timer tick: enforce the per-state timeout.
+  void CheckTimeout(int64_t now) {
+    if (closing_) return;
+    int secs;
+    if (tls_ && !tls_->handshake_done()) {
+      secs = w_->server()->deps_.config->timeouts.tls_handshake;
+    } else {
+      secs = session_.TimeoutSeconds();
+    }
+    if (secs > 0 && now - progress_ms_ > static_cast<int64_t>(secs) * 1000) {
+      if (tls_ && !tls_->handshake_done()) {
+        reason_ = "tls_handshake_timeout";
+        Finalize();
+        MaybeFree();
+        return;
+      }
+      session_.OnTimeout();
+      AfterSession();
+    }
+    MaybeFree();
+  }
+
+  void OnShutdown() {
+    if (!closing_) {
+      session_.OnShutdown();
+      AfterSession();
+    }
+    MaybeFree();
+  }
+
+  void ForceFinalize() {
+    if (reason_.empty()) reason_ = "shutdown";
+    Finalize();
+    MaybeFree();
+  }
+
+  void Finalize() {
+    if (closing_) return;
+    closing_ = true;
+    if (reason_.empty()) reason_ = session_.close_reason().empty() ? "closed" : session_.close_reason();
+    LogEnd();
+    ::shutdown(fd_, SHUT_RDWR);
+    if (recv_armed_) {
+      io_uring_sqe* sqe = w_->loop()->GetSqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
+      io_uring_sqe_set_data(sqe, &cancel_op_);
+      inflight_++;
+    }
+  }
+
+  bool closing() const { return closing_; }
+  const IpAddress& ip() const { return ip_; }
+
+ private:
+  struct Op : IoOp {
+    Connection* c = nullptr;
+  };
+
+  void HandleBytes(std::string_view data) {
+    if (session_.mode() == Session::Mode::kData || session_.mode() == Session::Mode::kBdat) {
+      progress_ms_ = w_->loop()->now_ms();
+    }
+    if (!tls_) {
+      session_.Feed(data);
+      AfterSession();
+      return;
+    }
+    tls_->FeedCipher(data);
+    if (!tls_->handshake_done()) {
+      auto r = tls_->Handshake();
+      if (r == TlsEndpoint::Result::kError) {
+        w_->server()->stats_.tls_handshakes_failed.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("event=tls_handshake_failed ip={} error=\"{}\"", ip_.ToString(), tls_->last_error());
+        tls_->TakeCipher(&out_);  // the alert, if any
+        reason_ = "tls_handshake_failed";
+        close_after_flush_ = true;
+        Flush();
+        return;
+      }
+      if (r == TlsEndpoint::Result::kWantMore) {
+        Flush();
+        return;
+      }
+      w_->server()->stats_.tls_handshakes_ok.fetch_add(1, std::memory_order_relaxed);
+      progress_ms_ = w_->loop()->now_ms();
+      if (session_.mode() == Session::Mode::kTlsSwitch) {
+        session_.OnTlsEstablished(tls_->version(), tls_->cipher());
+      } else {  // implicit TLS: the session starts now
+        session_.OnTlsEstablished(tls_->version(), tls_->cipher());
+        session_.Start();
+      }
+    }
+    plain_.clear();
+    auto r = tls_->ReadPlain(&plain_);
+    if (!plain_.empty()) session_.Feed(plain_);
+    if (r == TlsEndpoint::Result::kError || r == TlsEndpoint::Result::kClosed) {
+      if (reason_.empty()) reason_ = r == TlsEndpoint::Result::kClosed ? "client_closed" : "tls_error";
+      close_after_flush_ = true;
+    }
+    AfterSession();
+  }
+
+  // After the session ran: send what it produced, switch to TLS if asked.
+  void AfterSession() {
+    Flush();
+    UpdateReadInterest();
+  }
+
+  void Flush() {
+    if (closing_) return;
+    if (session_.has_output()) {
+      progress_ms_ = w_->loop()->now_ms();
+      std::string o = session_.TakeOutput();
+      if (tls_ && tls_->handshake_done()) {
+        if (!tls_->WritePlain(o)) close_after_flush_ = true;
+      } else {
+        out_ += o;
+      }
+    }
+    if (tls_) tls_->TakeCipher(&out_);
+    if (start_tls_) {
+      start_tls_ = false;
+      tls_ = std::make_unique<TlsEndpoint>(tls_ctx_);
+    }
+    if (!send_inflight_ && sending_.empty() && !out_.empty()) sending_.swap(out_);
+    if (!send_inflight_ && sending_off_ < sending_.size()) {
+      io_uring_sqe* sqe = w_->loop()->GetSqe();
+      io_uring_prep_send(sqe, fd_, sending_.data() + sending_off_, sending_.size() - sending_off_,
+                         MSG_NOSIGNAL);
+      io_uring_sqe_set_data(sqe, &send_op_);
+      send_inflight_ = true;
+      inflight_++;
+      return;
+    }
+    if (!send_inflight_ && close_after_flush_) Finalize();
+  }
+
+  void UpdateReadInterest() {
+    if (closing_ || close_after_flush_) return;
+    bool want = session_.input_buffered() < kMaxBuffered &&
+                out_.size() + sending_.size() < kMaxBuffered &&
+                session_.mode() != Session::Mode::kClosed;
+    if (want && !recv_armed_) {
+      io_uring_sqe* sqe = w_->loop()->GetSqe();
+      io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
+      sqe->flags |= IOSQE_BUFFER_SELECT;
+      sqe->buf_group = kBufGroup;
+      io_uring_sqe_set_data(sqe, &recv_op_);
+      recv_armed_ = true;
+      inflight_++;
+    } else if (!want && recv_armed_ && !cancel_sent_) {
+      io_uring_sqe* sqe = w_->loop()->GetSqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
+      io_uring_sqe_set_data(sqe, &cancel_op_);
+      inflight_++;
+      cancel_sent_ = true;  // reset when the recv ends
+    }
+    if (!recv_armed_) cancel_sent_ = false;
+  }
+
+  // REQUIRES: called last by a top-level entry point (it may delete this).
+  void MaybeFree() {
+    if (!closing_ || inflight_ > 0 || freed_) return;
+    freed_ = true;
+    ::close(fd_);
+    w_->Remove(this);  // deletes *this: must be the last thing we do
+  }
+
+  void LogEnd() {
+    const auto& s = session_.summary();
+    spdlog::info(
+        "event=session_end ip={} user={} tls={} messages={} recipients={} bytes={} rejected={} "
+        "auth_failures={} reason={} duration_ms={}",
+        ip_.ToString(), session_.auth_user().empty() ? "-" : session_.auth_user(),
+        tls_ && tls_->handshake_done() ? tls_->version() : "no", s.messages, s.recipients, s.bytes,
+        s.rejected, s.auth_failures, reason_, w_->loop()->now_ms() - started_ms_);
+  }
+
+  Worker* w_;
+  int fd_;
+  IpAddress ip_;
+  Session session_;
+  std::unique_ptr<TlsEndpoint> tls_;
+  Op recv_op_, send_op_, cancel_op_;
+  int inflight_ = 0;
+  bool recv_armed_ = false;
+  bool cancel_sent_ = false;
+  bool send_inflight_ = false;
+  bool start_tls_ = false;
+  bool close_after_flush_ = false;
+  bool closing_ = false;
+  bool freed_ = false;
+  std::string out_;       // bytes waiting to be sent
+  std::string sending_;   // bytes of the send in flight
+  size_t sending_off_ = 0;
+  std::string plain_;     // scratch for decrypted input
+  std::string reason_;
+  int64_t started_ms_ = 0;
+  int64_t progress_ms_ = 0;
+  SSL_CTX* tls_ctx_;
+};
+
+// ---------------------------------------------------------------- Worker
+
+Worker::~Worker() {
+  for (auto& l : listeners_) {
+    if (l->fd >= 0) ::close(l->fd);
+  }
+}
+
+absl::Status Worker::Bind(ListenerSlot* l) {
+  sockaddr_storage ss;
+  auto len = MakeSockaddr(l->cfg->address, l->cfg->port, &ss);
+  if (!len.ok()) return len.status();
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(Cat("socket: ", strerror(errno)));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), *len) < 0) {
+    int e = errno;
+    ::close(fd);
+    return absl::UnavailableError(Cat("listener ", l->cfg->name, ": cannot bind ", l->cfg->address,
+                                      ":", l->cfg->port, ": ", strerror(e),
+                                      e == EACCES ? " (ports below 1024 need root or "
+                                                    "CAP_NET_BIND_SERVICE)"
+                                                  : ""));
+  }
+  if (::listen(fd, 4096) < 0) {
+    int e = errno;
+    ::close(fd);
+    return absl::InternalError(Cat("listen: ", strerror(e)));
+  }
+  l->fd = fd;
+  return absl::OkStatus();
+}
+
+void Worker::ArmAccept(ListenerSlot* l) {
+  io_uring_sqe* sqe = loop_->GetSqe();
+  io_uring_prep_multishot_accept(sqe, l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data(sqe, l);
+  l->armed = true;
+}
+
+void Worker::Refuse(int fd, const char* reply) {
+  ssize_t n = ::send(fd, reply, std::strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
+  (void)n;
+  ::close(fd);
+}
+
+void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
+  if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = false;
+  int fd = cqe->res;
+  if (fd < 0) {
+    if (fd != -ECANCELED) {
+      spdlog::warn("event=accept_error listener={} error=\"{}\"", l->cfg->name, strerror(-fd));
+    }
+  } else if (shutting_down_) {
+    Refuse(fd, "421 4.3.2 Service shutting down; try again later\r\n");
+  } else {
+    sockaddr_storage peer;
+    socklen_t plen = sizeof peer;
+    IpAddress ip;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) {
+      ip = IpAddress::FromSockaddr(reinterpret_cast<sockaddr*>(&peer));
+    }
+    auto& stats = srv_->stats_;
+    const auto& lim = srv_->deps_.config->limits;
+    if (stats.connections_current.load(std::memory_order_relaxed) >= lim.max_connections) {
+      stats.connections_refused_global.fetch_add(1, std::memory_order_relaxed);
+      Refuse(fd, "421 4.3.2 Too many connections; try again later\r\n");
+    } else if (!srv_->AcquireIp(ip)) {
+      stats.connections_refused_per_ip.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("event=connection_refused reason=per_ip_limit ip={}", ip.ToString());
+      Refuse(fd, "421 4.7.0 Too many connections from your address; try again later\r\n");
+    } else {
+      stats.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+      stats.connections_current.fetch_add(1, std::memory_order_relaxed);
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      bool trusted = false;
+      for (const auto& net : srv_->deps_.config->trusted_networks) {
+        if (net.Contains(ip)) {
+          trusted = true;
+          break;
+        }
+      }
+      SSL_CTX* ctx = srv_->deps_.tls ? srv_->deps_.tls->get() : nullptr;
+      conns_.push_back(std::make_unique<Connection>(this, &l->env, ctx, fd, ip, trusted,
+                                                    l->cfg->mode == ListenerMode::kImplicitTls));
+      Connection* c = conns_.back().get();
+      c->self = std::prev(conns_.end());
+      c->Begin();
+    }
+  }
+  if (!l->armed && !shutting_down_ && l->fd >= 0) ArmAccept(l);
+}
+
+void Worker::Remove(Connection* c) {
+  srv_->ReleaseIp(c->ip());
+  srv_->stats_.connections_current.fetch_sub(1, std::memory_order_relaxed);
+  conns_.erase(c->self);
+}
+
+void Worker::Tick() {
+  int64_t now = loop_->now_ms();
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    Connection* c = (it++)->get();  // CheckTimeout may free c
+    c->CheckTimeout(now);
+  }
+}
+
+void Worker::Main(std::promise<absl::Status>* started) {
+  auto loop = EventLoop::Create(4096);
+  if (!loop.ok()) {
+    started->set_value(loop.status());
+    return;
+  }
+  loop_ = std::move(*loop);
+  auto br = loop_->AddBufferRing(kBufGroup, kBufCount, kBufSize);
+  if (!br.ok()) {
+    started->set_value(br.status());
+    return;
+  }
+  bufs_ = *br;
+  const Config& cfg = *srv_->deps_.config;
+  for (const auto& lc : cfg.listeners) {
+    auto slot = std::make_unique<ListenerSlot>();
+    slot->w = this;
+    slot->cfg = &lc;
+    slot->env = SessionEnv{&cfg, &lc, srv_->deps_.hostname, srv_->deps_.ids, srv_->deps_.clock};
+    slot->fn = [](IoOp* op, const io_uring_cqe* cqe) {
+      auto* ls = static_cast<ListenerSlot*>(op);
+      ls->w->OnAccept(ls, cqe);
+    };
+    absl::Status st = Bind(slot.get());
+    if (!st.ok()) {
+      started->set_value(st);
+      return;
+    }
+    ArmAccept(slot.get());
+    listeners_.push_back(std::move(slot));
+  }
+  loop_->SetTicker(1000, [this] { Tick(); });
+  loop_->SetAfterBatch([this] {
+    if (rearm_.empty()) return;
+    std::vector<Connection*> v;
+    v.swap(rearm_);
+    for (Connection* c : v) c->Rearm();
+  });
+  started->set_value(absl::OkStatus());
+  loop_->Run();
+  // Loop stopped: free what is left (connections were closed by ForceClose).
+  conns_.clear();
+}
+
+void Worker::BeginShutdown() {
+  loop_->Post([this] {
+    shutting_down_ = true;
+    for (auto& l : listeners_) {
+      if (l->fd >= 0) {
+        ::close(l->fd);  // pending multishot accept completes with an error
+        l->fd = -1;
+      }
+    }
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      Connection* c = (it++)->get();
+      c->OnShutdown();
+    }
+  });
+}
+
+void Worker::ForceClose() {
+  std::promise<void> done;
+  loop_->Post([this, &done] {
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      Connection* c = (it++)->get();
+      c->ForceFinalize();
+    }
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+// --------------------------------------------------------- IngressServer
+
+IngressServer::IngressServer(IngressDeps deps) : deps_(std::move(deps)) {}
+
+IngressServer::~IngressServer() {
+  if (!threads_.empty()) Shutdown(0);
+}
+
+absl::Status IngressServer::Start() {
+  int n = deps_.config->threads;
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<Worker>(this, i));
+    std::promise<absl::Status> started;
+    auto f = started.get_future();
+    Worker* w = workers_.back().get();
+    threads_.emplace_back([w, &started] { w->Main(&started); });
+    absl::Status st = f.get();
+    if (!st.ok()) {
+      threads_.back().join();
+      threads_.pop_back();
+      workers_.pop_back();
+      Shutdown(0);
+      return st;
+    }
+  }
+  for (const auto& l : deps_.config->listeners) {
+    spdlog::info("event=listening listener={} address={} port={} mode={} threads={}", l.name,
+                 l.address, l.port, ListenerModeName(l.mode), n);
+  }
+  return absl::OkStatus();
+}
+
+void IngressServer::Shutdown(int grace_ms) {
+  if (threads_.empty()) return;
+  for (auto& w : workers_) w->BeginShutdown();
+  int waited = 0;
+  while (stats_.connections_current.load() > 0 && waited < grace_ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    waited += 50;
+  }
+  for (auto& w : workers_) w->ForceClose();
+  // Let cancellations and in-flight commits finish (bounded).
+  for (int i = 0; i < 100 && stats_.connections_current.load() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& w : workers_) w->loop()->Stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  // workers_ (and their loops) stay allocated until the destructor: a spool
+  // callback still in flight may Post() to them; destroy the spool first.
+}
+
+bool IngressServer::AcquireIp(const IpAddress& ip) {
+  Stripe& s = stripes_[absl::Hash<IpAddress>()(ip) % kStripes];
+  std::lock_guard<std::mutex> l(s.mu);
+  int& n = s.counts[ip];
+  if (n >= deps_.config->limits.max_connections_per_ip) {
+    if (n == 0) s.counts.erase(ip);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void IngressServer::ReleaseIp(const IpAddress& ip) {
+  Stripe& s = stripes_[absl::Hash<IpAddress>()(ip) % kStripes];
+  std::lock_guard<std::mutex> l(s.mu);
+  auto it = s.counts.find(ip);
+  if (it != s.counts.end() && --it->second <= 0) s.counts.erase(it);
+}
+
+}  // namespace mxr::relay

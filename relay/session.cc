@@ -1,0 +1,563 @@
+#include "relay/session.h"
+
+#include "absl/strings/escaping.h"
+#include "common/strings.h"
+#include "relay/headers.h"
+#include "relay/smtp_parser.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr::relay {
+namespace {
+
+// RFC 4954 4: AUTH lines may be up to 12288 octets.
+constexpr size_t kAuthLineLimit = 12288;
+
+bool Base64Decode(std::string_view in, std::string* out) {
+  if (in == "=") {  // RFC 4954: "=" is an empty initial response
+    out->clear();
+    return true;
+  }
+  if (in.empty() || in.size() % 4 != 0) return false;
+  for (char c : in) {
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+          c == '+' || c == '/' || c == '=')) {
+      return false;
+    }
+  }
+  return absl::Base64Unescape(absl::string_view(in.data(), in.size()), out);
+}
+
+}  // namespace
+
+Session::Session(const SessionEnv& env, SessionHost* host, ConnInfo info)
+    : env_(env), host_(host), info_(std::move(info)) {}
+
+void Session::Start() {
+  out_ += Cat("220 ", env_.hostname, " ESMTP mxrelay ready\r\n");
+}
+
+std::string Session::TakeOutput() {
+  std::string o;
+  o.swap(out_);
+  return o;
+}
+
+void Session::Reply(int code, std::string_view enhanced, std::string_view text) {
+  fmt::format_to(std::back_inserter(out_), "{} {} {}\r\n", code, enhanced, text);
+  if (code >= 400) summary_.rejected++;
+}
+
+void Session::ProtocolError(int code, std::string_view enhanced, std::string_view text) {
+  Reply(code, enhanced, text);
+  if (++errors_ >= env_.config->limits.max_errors) {
+    CloseWith(421, "4.7.0", "Too many errors; closing connection", "too_many_errors");
+  }
+}
+
+void Session::CloseWith(int code, std::string_view enhanced, std::string_view text,
+                        std::string reason) {
+  if (mode_ == Mode::kClosed) return;
+  Reply(code, enhanced, Cat(env_.hostname, " ", text));
+  mode_ = Mode::kClosed;
+  close_reason_ = std::move(reason);
+  host_->Close();
+}
+
+void Session::ResetTransaction() {
+  tx_ = Transaction();
+}
+
+bool Session::AuthOffered() const {
+  return tls_ || env_.listener->auth_without_tls;
+}
+
+size_t Session::LineLimit() const {
+  return static_cast<size_t>(env_.config->limits.max_line_length);
+}
+
+int Session::TimeoutSeconds() const {
+  const auto& t = env_.config->timeouts;
+  switch (mode_) {
+    case Mode::kData:
+    case Mode::kBdat:
+      return t.data;
+    case Mode::kTlsSwitch:
+      return t.tls_handshake;
+    case Mode::kWaitAuth:
+    case Mode::kWaitSpool:
+    case Mode::kClosed:
+      return 0;
+    default:
+      return has_helo_ ? t.command : t.greeting;
+  }
+}
+
+const char* Session::ModeName() const {
+  switch (mode_) {
+    case Mode::kCommand: return "command";
+    case Mode::kAuthPlain: return "auth_plain";
+    case Mode::kAuthUser: return "auth_login_user";
+    case Mode::kAuthPass: return "auth_login_pass";
+    case Mode::kData: return "data";
+    case Mode::kBdat: return "bdat";
+    case Mode::kWaitAuth: return "wait_auth";
+    case Mode::kWaitSpool: return "wait_spool";
+    case Mode::kTlsSwitch: return "tls_switch";
+    case Mode::kClosed: return "closed";
+  }
+  return "?";
+}
+
+void Session::Feed(std::string_view data) {
+  if (mode_ == Mode::kClosed || mode_ == Mode::kTlsSwitch) return;  // discard
+  if (in_.empty()) {
+    size_t used = Process(data);
+    if (mode_ != Mode::kClosed && mode_ != Mode::kTlsSwitch) in_.append(data.substr(used));
+  } else {
+    in_.append(data);
+    size_t used = Process(in_);
+    in_.erase(0, used);
+  }
+  if (mode_ == Mode::kClosed || mode_ == Mode::kTlsSwitch) {
+    in_.clear();  // RFC 3207: anything pipelined after STARTTLS is discarded
+    in_.shrink_to_fit();
+  }
+}
+
+size_t Session::Process(std::string_view in) {
+  size_t total = 0;
+  while (total < in.size()) {
+    std::string_view rest = in.substr(total);
+    size_t used = 0;
+    switch (mode_) {
+      case Mode::kCommand:
+      case Mode::kAuthPlain:
+      case Mode::kAuthUser:
+      case Mode::kAuthPass:
+        used = ProcessLine(rest);
+        break;
+      case Mode::kData: {
+        used = tx_.data->Feed(rest);
+        summary_.bytes += used;
+        if (tx_.data->done()) FinishMessage();
+        break;
+      }
+      case Mode::kBdat: {
+        uint64_t n = std::min<uint64_t>(tx_.bdat_remaining, rest.size());
+        std::string_view chunk = rest.substr(0, n);
+        used = n;
+        tx_.bdat_remaining -= n;
+        summary_.bytes += n;
+        if (!tx_.bdat_discard && !tx_.oversize) {
+          if (tx_.body.size() + n > env_.config->limits.max_message_size) {
+            tx_.oversize = true;
+            tx_.body.clear();
+            tx_.body.shrink_to_fit();
+          } else {
+            tx_.bdat_check.Feed(chunk);
+            tx_.body.append(chunk);
+          }
+        }
+        if (tx_.bdat_remaining == 0) FinishChunk();
+        break;
+      }
+      case Mode::kWaitAuth:
+      case Mode::kWaitSpool:
+      case Mode::kTlsSwitch:
+      case Mode::kClosed:
+        return total;
+    }
+    if (mode_ == Mode::kTlsSwitch || mode_ == Mode::kClosed) return in.size();
+    if (used == 0) break;  // need more input
+    total += used;
+  }
+  return total;
+}
+
+size_t Session::ProcessLine(std::string_view in) {
+  size_t limit = mode_ == Mode::kCommand ? LineLimit() : kAuthLineLimit;
+  if (discarding_long_line_) {
+    const void* lf = std::memchr(in.data(), '\n', in.size());
+    if (lf == nullptr) return in.size();
+    discarding_long_line_ = false;
+    return static_cast<const char*>(lf) - in.data() + 1;
+  }
+  size_t used = 0;
+  std::string_view line;
+  switch (NextLine(in, limit, &used, &line)) {
+    case LineStatus::kNeedMore:
+      return 0;
+    case LineStatus::kTooLong:
+      discarding_long_line_ = true;
+      if (mode_ != Mode::kCommand) mode_ = Mode::kCommand;
+      ProtocolError(500, "5.5.2", "Line too long");
+      return in.size() >= limit ? limit : in.size();
+    case LineStatus::kLine:
+      break;
+  }
+  if (mode_ == Mode::kCommand) {
+    HandleCommand(line);
+  } else {
+    HandleAuthLine(line);
+  }
+  return used;
+}
+
+void Session::HandleCommand(std::string_view line) {
+  if (shutting_down_) {
+    CloseWith(421, "4.3.2", "Service shutting down; try again later", "shutdown");
+    return;
+  }
+  if (line.find('\0') != std::string_view::npos) {
+    ProtocolError(500, "5.5.2", "NUL character in command");
+    return;
+  }
+  Command c = ParseCommand(line);
+  switch (c.verb) {
+    case Verb::kEhlo: return CmdHelo(c.arg, true);
+    case Verb::kHelo: return CmdHelo(c.arg, false);
+    case Verb::kMail: return CmdMail(c.arg);
+    case Verb::kRcpt: return CmdRcpt(c.arg);
+    case Verb::kData: return CmdData(c.arg);
+    case Verb::kBdat: return CmdBdat(c.arg);
+    case Verb::kAuth: return CmdAuth(c.arg);
+    case Verb::kStartTls: return CmdStartTls(c.arg);
+    case Verb::kRset:
+      ResetTransaction();
+      return Reply(250, "2.0.0", "Reset OK");
+    case Verb::kNoop:
+      return Reply(250, "2.0.0", "OK");
+    case Verb::kQuit:
+      Reply(221, "2.0.0", Cat(env_.hostname, " closing connection"));
+      mode_ = Mode::kClosed;
+      close_reason_ = "quit";
+      host_->Close();
+      return;
+    case Verb::kVrfy:
+      return Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+    case Verb::kExpn:
+      return Reply(502, "5.5.1", "EXPN not supported");
+    case Verb::kHelp:
+      return Reply(214, "2.0.0",
+                   "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+    case Verb::kUnknown:
+      return ProtocolError(500, "5.5.1", "Command unrecognized");
+  }
+}
+
+void Session::CmdHelo(std::string_view arg, bool esmtp) {
+  if (arg.empty() || arg.size() > 255 || arg.find(' ') != std::string_view::npos) {
+    return ProtocolError(501, "5.5.4", esmtp ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+  }
+  ResetTransaction();
+  has_helo_ = true;
+  esmtp_ = esmtp;
+  helo_.assign(arg);
+  if (!esmtp) {
+    return Reply(250, "2.0.0", Cat(env_.hostname, " Hello ", helo_));
+  }
+  const auto& lim = env_.config->limits;
+  out_ += Cat("250-", env_.hostname, " Hello ", helo_, " [", info_.client_ip, "]\r\n");
+  out_ += "250-PIPELINING\r\n";
+  out_ += Cat("250-SIZE ", lim.max_message_size, "\r\n");
+  out_ += "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n";
+  if (env_.listener->mode == ListenerMode::kStartTls && !tls_) out_ += "250-STARTTLS\r\n";
+  if (AuthOffered() && auth_user_.empty()) out_ += "250-AUTH PLAIN LOGIN\r\n";
+  out_ += "250 HELP\r\n";
+}
+
+void Session::CmdMail(std::string_view arg) {
+  if (!has_helo_) return ProtocolError(503, "5.5.1", "Send EHLO/HELO first");
+  if (tx_.active) return ProtocolError(503, "5.5.1", "Nested MAIL command");
+  if (auth_user_.empty() && !info_.trusted) {
+    if (!AuthOffered() && env_.listener->mode == ListenerMode::kStartTls) {
+      return Reply(530, "5.7.0", "Must issue a STARTTLS command first");
+    }
+    return Reply(530, "5.7.0", "Authentication required");
+  }
+  if (!host_->SpoolAccepting()) {
+    return Reply(452, "4.3.1", "Insufficient system storage; try again later");
+  }
+  PathResult p = ParseMailFrom(arg);
+  if (!p.ok) return ProtocolError(p.code, p.enhanced, p.text);
+  if (p.size_given && p.size > env_.config->limits.max_message_size) {
+    return Reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+  }
+  if (p.has_utf8 && !p.smtputf8) {
+    return Reply(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter");
+  }
+  tx_.active = true;
+  tx_.sender = std::move(p.address);
+  tx_.smtputf8 = p.smtputf8;
+  tx_.body_8bit = p.body_8bit;
+  tx_.declared_size = p.size;
+  Reply(250, "2.1.0", "Sender OK");
+}
+
+void Session::CmdRcpt(std::string_view arg) {
+  if (!tx_.active) return ProtocolError(503, "5.5.1", "Need MAIL command");
+  if (tx_.bdat) return ProtocolError(503, "5.5.1", "RCPT not allowed during BDAT transfer");
+  if (auth_user_.empty() && !info_.trusted) {
+    return Reply(554, "5.7.1", "Relay access denied");
+  }
+  if (tx_.rcpts.size() >= static_cast<size_t>(env_.config->limits.max_recipients)) {
+    return Reply(452, "4.5.3", "Too many recipients");
+  }
+  PathResult p = ParseRcptTo(arg);
+  if (!p.ok) return ProtocolError(p.code, p.enhanced, p.text);
+  if (p.has_utf8 && !tx_.smtputf8) {
+    return Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 on MAIL FROM");
+  }
+  tx_.rcpts.push_back(std::move(p.address));
+  Reply(250, "2.1.5", "Recipient OK");
+}
+
+void Session::CmdData(std::string_view arg) {
+  if (!arg.empty()) return ProtocolError(501, "5.5.4", "Syntax: DATA");
+  if (!tx_.active) return ProtocolError(503, "5.5.1", "Need MAIL command");
+  if (tx_.bdat) return ProtocolError(503, "5.5.1", "DATA not allowed after BDAT");
+  if (tx_.rcpts.empty()) return ProtocolError(554, "5.5.1", "No valid recipients");
+  if (!host_->SpoolAccepting()) {
+    ResetTransaction();
+    return Reply(452, "4.3.1", "Insufficient system storage; try again later");
+  }
+  tx_.body.reserve(std::min<uint64_t>(tx_.declared_size, 1 << 20));
+  tx_.data.emplace(env_.config->limits.max_message_size, &tx_.body);
+  mode_ = Mode::kData;
+  out_ += "354 End data with <CR><LF>.<CR><LF>\r\n";
+}
+
+void Session::CmdBdat(std::string_view arg) {
+  BdatArgs b = ParseBdat(arg);
+  if (!b.ok) return ProtocolError(501, "5.5.4", "Syntax: BDAT size [LAST]");
+  // Whatever we answer, the chunk's bytes follow and must be consumed.
+  tx_.bdat_remaining = b.size;
+  tx_.bdat_last = b.last;
+  tx_.bdat_discard = false;
+  const char* err = nullptr;
+  if (!tx_.active) {
+    err = "Need MAIL command";
+  } else if (tx_.rcpts.empty()) {
+    err = "Need RCPT command";
+  } else if (tx_.data.has_value()) {
+    err = "BDAT not allowed after DATA";
+  }
+  if (err != nullptr) {
+    tx_.bdat_discard = true;
+    ProtocolError(503, "5.5.1", err);
+    if (mode_ == Mode::kClosed) return;
+  } else {
+    tx_.bdat = true;
+  }
+  tx_.bdat_chunk_size = b.size;
+  mode_ = Mode::kBdat;
+  if (b.size == 0) FinishChunk();  // an empty chunk completes at once
+}
+
+void Session::FinishChunk() {
+  mode_ = Mode::kCommand;
+  if (tx_.bdat_discard) {
+    tx_.bdat_discard = false;  // the BDAT command was already answered with an error
+  } else if (tx_.oversize) {
+    ResetTransaction();
+    Reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+  } else if (tx_.bdat_last) {
+    FinishMessage();
+  } else {
+    Reply(250, "2.0.0", Cat(tx_.bdat_chunk_size, " octets received"));
+  }
+}
+
+void Session::CmdStartTls(std::string_view arg) {
+  if (env_.listener->mode != ListenerMode::kStartTls) {
+    return ProtocolError(502, "5.5.1", "STARTTLS not available on this port");
+  }
+  if (tls_) return ProtocolError(503, "5.5.1", "TLS already active");
+  if (!arg.empty()) return ProtocolError(501, "5.5.4", "Syntax: STARTTLS");
+  Reply(220, "2.0.0", "Ready to start TLS");
+  mode_ = Mode::kTlsSwitch;
+  host_->StartTls();
+}
+
+void Session::OnTlsEstablished(std::string version, std::string cipher) {
+  tls_ = true;
+  tls_version_ = std::move(version);
+  tls_cipher_ = std::move(cipher);
+  // RFC 3207 4.2: forget everything learned before TLS.
+  has_helo_ = false;
+  esmtp_ = false;
+  helo_.clear();
+  ResetTransaction();
+  if (mode_ == Mode::kTlsSwitch) mode_ = Mode::kCommand;
+}
+
+void Session::CmdAuth(std::string_view arg) {
+  if (!has_helo_) return ProtocolError(503, "5.5.1", "Send EHLO first");
+  if (!auth_user_.empty()) return ProtocolError(503, "5.5.1", "Already authenticated");
+  if (tx_.active) return ProtocolError(503, "5.5.1", "AUTH not allowed during a mail transaction");
+  if (!AuthOffered()) {
+    return Reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
+  }
+  size_t sp = arg.find(' ');
+  std::string_view mech = arg.substr(0, sp);
+  std::string_view initial = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
+  auto iequals = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+    }
+    return true;
+  };
+  if (iequals(mech, "PLAIN")) {
+    if (initial.empty()) {
+      mode_ = Mode::kAuthPlain;
+      out_ += "334 \r\n";
+      return;
+    }
+    mode_ = Mode::kAuthPlain;
+    return HandleAuthLine(initial);
+  }
+  if (iequals(mech, "LOGIN")) {
+    if (initial.empty()) {
+      mode_ = Mode::kAuthUser;
+      out_ += "334 VXNlcm5hbWU6\r\n";  // "Username:"
+      return;
+    }
+    mode_ = Mode::kAuthUser;
+    return HandleAuthLine(initial);
+  }
+  ProtocolError(504, "5.5.4", "Unrecognized authentication type");
+}
+
+void Session::HandleAuthLine(std::string_view line) {
+  Mode m = mode_;
+  mode_ = Mode::kCommand;
+  if (line == "*") return ProtocolError(501, "5.7.0", "Authentication cancelled");
+  std::string decoded;
+  if (!Base64Decode(line, &decoded)) return ProtocolError(501, "5.5.2", "Invalid base64 data");
+  switch (m) {
+    case Mode::kAuthPlain: {
+      // authzid \0 authcid \0 password
+      size_t a = decoded.find('\0');
+      size_t b = a == std::string::npos ? a : decoded.find('\0', a + 1);
+      if (b == std::string::npos) return ProtocolError(501, "5.5.2", "Malformed AUTH PLAIN response");
+      std::string authzid = decoded.substr(0, a);
+      std::string user = decoded.substr(a + 1, b - a - 1);
+      std::string pass = decoded.substr(b + 1);
+      if (!authzid.empty() && authzid != user) {
+        return Reply(535, "5.7.8", "Authorization identity differs from authentication identity");
+      }
+      return CheckAuth(std::move(user), std::move(pass));
+    }
+    case Mode::kAuthUser:
+      pending_auth_user_ = std::move(decoded);
+      mode_ = Mode::kAuthPass;
+      out_ += "334 UGFzc3dvcmQ6\r\n";  // "Password:"
+      return;
+    case Mode::kAuthPass:
+      return CheckAuth(std::move(pending_auth_user_), std::move(decoded));
+    default:
+      return;
+  }
+}
+
+void Session::CheckAuth(std::string user, std::string password) {
+  pending_auth_user_ = user;
+  mode_ = Mode::kWaitAuth;
+  host_->Authenticate(std::move(user), std::move(password));
+}
+
+void Session::OnAuthResult(bool ok) {
+  if (mode_ != Mode::kWaitAuth) return;
+  mode_ = Mode::kCommand;
+  if (ok) {
+    auth_user_ = std::move(pending_auth_user_);
+    Reply(235, "2.7.0", "Authentication successful");
+  } else {
+    summary_.auth_failures++;
+    pending_auth_user_.clear();
+    if (++auth_failures_ >= env_.config->auth.max_failures) {
+      CloseWith(421, "4.7.0", "Too many failed authentication attempts", "auth_failures");
+      return;
+    }
+    Reply(535, "5.7.8", "Authentication credentials invalid");
+  }
+  Feed(std::string_view());  // continue with pipelined input
+}
+
+void Session::FinishMessage() {
+  mode_ = Mode::kCommand;
+  bool bare = tx_.bdat ? !tx_.bdat_check.ok_at_end() : tx_.data->bare_line_ending();
+  bool oversize = tx_.bdat ? tx_.oversize : tx_.data->oversize();
+  if (oversize) {
+    ResetTransaction();
+    return Reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+  }
+  if (bare) {
+    ResetTransaction();
+    return Reply(550, "5.6.0",
+                 "Message contains bare CR or LF line endings; only CRLF is accepted "
+                 "(RFC 5321 2.3.8)");
+  }
+  queue::NewMessage msg;
+  auto& m = msg.meta;
+  m.id = env_.ids->Next();
+  m.received_us = env_.clock->NowMicros();
+  m.next_attempt_us = m.received_us;
+  m.smtputf8 = tx_.smtputf8;
+  m.body_8bit = tx_.body_8bit;
+  m.sender = std::move(tx_.sender);
+  m.auth_user = auth_user_;
+  m.client_ip = info_.client_ip;
+  m.helo = helo_;
+  m.recipients.reserve(tx_.rcpts.size());
+  for (auto& r : tx_.rcpts) m.recipients.push_back(queue::Recipient{std::move(r)});
+
+  TraceInfo t;
+  t.helo = helo_;
+  t.client_ip = info_.client_ip;
+  t.hostname = env_.hostname;
+  t.protocol = Cat(esmtp_ ? "ESMTP" : "SMTP", tls_ && esmtp_ ? "S" : "",
+                   !auth_user_.empty() && esmtp_ ? "A" : "");
+  t.tls_version = tls_version_;
+  t.tls_cipher = tls_cipher_;
+  t.auth_user = auth_user_;
+  t.queue_id = m.id.ToString();
+  if (m.recipients.size() == 1) t.single_rcpt = m.recipients[0].address;
+  t.now_us = m.received_us;
+  msg.header_prefix = TraceHeaders(t, ScanHeaders(tx_.body));
+  msg.body = std::move(tx_.body);
+  m.body_size = msg.header_prefix.size() + msg.body.size();
+  tx_.id = m.id;
+  summary_.recipients += static_cast<uint32_t>(m.recipients.size());
+  mode_ = Mode::kWaitSpool;
+  host_->Submit(std::move(msg));
+}
+
+void Session::OnCommitted(const absl::Status& status) {
+  if (mode_ != Mode::kWaitSpool) return;
+  mode_ = Mode::kCommand;
+  if (status.ok()) {
+    summary_.messages++;
+    Reply(250, "2.0.0", Cat("Ok: queued as ", tx_.id.ToString()));
+  } else if (status.code() == absl::StatusCode::kResourceExhausted) {
+    Reply(452, "4.3.1", "Insufficient system storage; message not accepted, try again later");
+  } else {
+    Reply(451, "4.3.0", "Temporary spool failure; message not accepted, try again later");
+  }
+  ResetTransaction();
+  Feed(std::string_view());
+}
+
+void Session::OnTimeout() {
+  CloseWith(421, "4.4.2", Cat("Timeout (", ModeName(), "); closing connection"), "timeout");
+}
+
+void Session::OnShutdown() {
+  shutting_down_ = true;
+  if (mode_ == Mode::kCommand && !tx_.active) {
+    CloseWith(421, "4.3.2", "Service shutting down; try again later", "shutdown");
+  }
+}
+
+}  // namespace mxr::relay

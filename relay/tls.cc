@@ -1,0 +1,215 @@
+#include "relay/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/bn.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "common/strings.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr::relay {
+namespace {
+
+std::string OpenSslError() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "unknown OpenSSL error" : out;
+}
+
+absl::Status GenerateSelfSigned(const std::string& cert_path, const std::string& key_path,
+                                const std::string& hostname) {
+  EVP_PKEY* pkey = EVP_EC_gen("P-256");
+  if (pkey == nullptr) return absl::InternalError("EC key generation failed: " + OpenSslError());
+  X509* x = X509_new();
+  X509_set_version(x, 2);
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof serial);
+  serial[0] &= 0x7f;
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
+  BN_free(bn);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600);
+  X509_set_pubkey(x, pkey);
+  X509_NAME* name = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(hostname.c_str()), -1, -1, 0);
+  X509_set_issuer_name(x, name);
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
+  std::string san = "DNS:" + hostname;
+  if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str())) {
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  absl::Status st;
+  if (X509_sign(x, pkey, EVP_sha256()) == 0) {
+    st = absl::InternalError("signing certificate failed: " + OpenSslError());
+  }
+  if (st.ok()) {
+    mode_t old = umask(077);
+    FILE* kf = fopen(key_path.c_str(), "w");
+    FILE* cf = kf ? fopen(cert_path.c_str(), "w") : nullptr;
+    umask(old);
+    if (kf == nullptr || cf == nullptr ||
+        PEM_write_PrivateKey(kf, pkey, nullptr, nullptr, 0, nullptr, nullptr) != 1 ||
+        PEM_write_X509(cf, x) != 1) {
+      st = absl::InternalError(Cat("writing ", cert_path, " / ", key_path, " failed"));
+    }
+    if (kf) fclose(kf);
+    if (cf) fclose(cf);
+  }
+  X509_free(x);
+  EVP_PKEY_free(pkey);
+  return st;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Create(const TlsConfig& cfg,
+                                                               const std::string& data_dir,
+                                                               const std::string& hostname) {
+  std::string cert = cfg.cert_file, key = cfg.key_file;
+  if (cert.empty()) {
+    std::string dir = data_dir + "/tls";
+    cert = dir + "/selfsigned-cert.pem";
+    key = dir + "/selfsigned-key.pem";
+    std::error_code ec;
+    if (!std::filesystem::exists(cert, ec) || !std::filesystem::exists(key, ec)) {
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return absl::InternalError(Cat("cannot create ", dir, ": ", ec.message()));
+      auto st = GenerateSelfSigned(cert, key, hostname);
+      if (!st.ok()) return st;
+      spdlog::warn(
+          "event=tls_selfsigned_generated cert={} key={} cn={} note=\"no tls.cert_file "
+          "configured: generated a self-signed ECDSA P-256 certificate; clients must not "
+          "verify it. Configure tls.cert_file/tls.key_file for production\"",
+          cert, key, hostname);
+    } else {
+      spdlog::info("event=tls_selfsigned_loaded cert={}", cert);
+    }
+  }
+  auto c = std::make_shared<TlsContext>();
+  c->cert_path_ = cert;
+  c->ctx_ = SSL_CTX_new(TLS_server_method());
+  if (c->ctx_ == nullptr) return absl::InternalError("SSL_CTX_new: " + OpenSslError());
+  SSL_CTX_set_min_proto_version(c->ctx_, cfg.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_options(c->ctx_, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                   SSL_OP_NO_COMPRESSION);
+  // Buffers are freed while a connection is idle: this matters with many
+  // idle clients (each would otherwise hold ~34 KB).
+  SSL_CTX_set_mode(c->ctx_, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set1_groups_list(c->ctx_, "X25519:P-256:P-384");
+  SSL_CTX_set_session_id_context(c->ctx_, reinterpret_cast<const unsigned char*>("mxrelay"), 7);
+  if (SSL_CTX_use_certificate_chain_file(c->ctx_, cert.c_str()) != 1) {
+    return absl::InvalidArgumentError(Cat("tls.cert_file ", cert, ": ", OpenSslError()));
+  }
+  if (SSL_CTX_use_PrivateKey_file(c->ctx_, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return absl::InvalidArgumentError(Cat("tls.key_file ", key, ": ", OpenSslError()));
+  }
+  if (SSL_CTX_check_private_key(c->ctx_) != 1) {
+    return absl::InvalidArgumentError(Cat("tls.key_file ", key, " does not match ", cert));
+  }
+  return c;
+}
+
+TlsContext::~TlsContext() {
+  if (ctx_) SSL_CTX_free(ctx_);
+}
+
+TlsEndpoint::TlsEndpoint(SSL_CTX* ctx) {
+  ssl_ = SSL_new(ctx);
+  rbio_ = BIO_new(BIO_s_mem());
+  wbio_ = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(rbio_, -1);
+  SSL_set_bio(ssl_, rbio_, wbio_);  // ssl_ owns both
+  SSL_set_accept_state(ssl_);
+}
+
+TlsEndpoint::~TlsEndpoint() {
+  if (ssl_) SSL_free(ssl_);
+}
+
+void TlsEndpoint::FeedCipher(std::string_view in) {
+  if (!in.empty()) BIO_write(rbio_, in.data(), static_cast<int>(in.size()));
+}
+
+TlsEndpoint::Result TlsEndpoint::Handshake() {
+  if (done_) return Result::kOk;
+  ERR_clear_error();
+  int r = SSL_do_handshake(ssl_);
+  if (r == 1) {
+    done_ = true;
+    return Result::kOk;
+  }
+  int e = SSL_get_error(ssl_, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return Result::kWantMore;
+  error_ = OpenSslError();
+  return Result::kError;
+}
+
+TlsEndpoint::Result TlsEndpoint::ReadPlain(std::string* out) {
+  char buf[16384];
+  for (;;) {
+    ERR_clear_error();
+    int n = SSL_read(ssl_, buf, sizeof buf);
+    if (n > 0) {
+      out->append(buf, n);
+      continue;
+    }
+    int e = SSL_get_error(ssl_, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return Result::kOk;
+    if (e == SSL_ERROR_ZERO_RETURN) return Result::kClosed;
+    error_ = OpenSslError();
+    return Result::kError;
+  }
+}
+
+bool TlsEndpoint::WritePlain(std::string_view in) {
+  while (!in.empty()) {
+    ERR_clear_error();
+    int n = SSL_write(ssl_, in.data(), static_cast<int>(std::min<size_t>(in.size(), 1 << 20)));
+    if (n <= 0) {
+      error_ = OpenSslError();
+      return false;
+    }
+    in.remove_prefix(n);
+  }
+  return true;
+}
+
+bool TlsEndpoint::has_cipher() const { return BIO_ctrl_pending(wbio_) > 0; }
+
+void TlsEndpoint::TakeCipher(std::string* out) {
+  size_t n = BIO_ctrl_pending(wbio_);
+  if (n == 0) return;
+  size_t old = out->size();
+  out->resize(old + n);
+  int got = BIO_read(wbio_, out->data() + old, static_cast<int>(n));
+  out->resize(old + (got > 0 ? got : 0));
+}
+
+void TlsEndpoint::Shutdown() {
+  if (done_) SSL_shutdown(ssl_);
+}
+
+std::string TlsEndpoint::version() const { return SSL_get_version(ssl_); }
+std::string TlsEndpoint::cipher() const {
+  const char* c = SSL_get_cipher_name(ssl_);
+  return c ? c : "";
+}
+
+}  // namespace mxr::relay
