@@ -101,6 +101,16 @@ RocksSpool::~RocksSpool() {
   }
   cv_.notify_all();
   if (commit_thread_.joinable()) commit_thread_.join();
+  if (!opts_.read_only) {
+    SpoolStats st = Stats();
+    spdlog::info(
+        "event=spool_closed commits={} messages={} bytes={} failed={} write_stalls={} "
+        "max_batch={} avg_batch={:.1f} avg_commit_us={:.0f}",
+        st.commits, st.committed_messages, st.committed_bytes, st.failed_messages,
+        st.write_stalls, st.max_batch,
+        st.commits ? static_cast<double>(st.committed_messages) / st.commits : 0.0,
+        st.commits ? static_cast<double>(st.commit_micros_total) / st.commits : 0.0);
+  }
   if (db_ != nullptr) {
     if (!opts_.read_only) {
       rocksdb::Status st = db_->SyncWAL();

@@ -29,7 +29,7 @@ void PrintTo(const Outcome& o, std::ostream* os) {
 
 // Feeds `pieces` in order, stopping (like the session does) once the reader
 // is done; the unconsumed rest is the next command.
-Outcome Run(const std::vector<std::string_view>& pieces, uint64_t max = 1 << 20) {
+Outcome RunPieces(const std::vector<std::string_view>& pieces, uint64_t max = 1 << 20) {
   Outcome o;
   DataReader r(max, &o.out);
   for (std::string_view p : pieces) {
@@ -48,12 +48,12 @@ Outcome Run(const std::vector<std::string_view>& pieces, uint64_t max = 1 << 20)
   return o;
 }
 
-Outcome RunWhole(std::string_view in, uint64_t max = 1 << 20) { return Run({in}, max); }
+Outcome RunWhole(std::string_view in, uint64_t max = 1 << 20) { return RunPieces({in}, max); }
 
 Outcome RunBytes(std::string_view in, uint64_t max = 1 << 20) {
   std::vector<std::string_view> pieces;
   for (size_t i = 0; i < in.size(); ++i) pieces.push_back(in.substr(i, 1));
-  return Run(pieces, max);
+  return RunPieces(pieces, max);
 }
 
 // The same input split at every boundary (two pieces and three pieces) and
@@ -62,9 +62,9 @@ void ExpectSplitInvariant(std::string_view in, uint64_t max = 1 << 20) {
   SCOPED_TRACE(testing::PrintToString(std::string(in)));
   Outcome whole = RunWhole(in, max);
   for (size_t i = 0; i <= in.size(); ++i) {
-    EXPECT_EQ(Run({in.substr(0, i), in.substr(i)}, max), whole) << "split at " << i;
+    EXPECT_EQ(RunPieces({in.substr(0, i), in.substr(i)}, max), whole) << "split at " << i;
     for (size_t j = i; j <= in.size(); ++j) {
-      EXPECT_EQ(Run({in.substr(0, i), in.substr(i, j - i), in.substr(j)}, max), whole)
+      EXPECT_EQ(RunPieces({in.substr(0, i), in.substr(i, j - i), in.substr(j)}, max), whole)
           << "split at " << i << "," << j;
     }
   }
@@ -245,7 +245,7 @@ TEST(DataReaderTest, ByteByByteMatchesWholeOnLongerMessage) {
   EXPECT_EQ(in.substr(whole.consumed), "QUIT\r\n");
   EXPECT_EQ(RunBytes(in), whole);
   for (size_t i = 0; i <= in.size(); ++i) {
-    ASSERT_EQ(Run({in.substr(0, i), in.substr(i)}), whole) << "split at " << i;
+    ASSERT_EQ(RunPieces({in.substr(0, i), in.substr(i)}), whole) << "split at " << i;
   }
 }
 

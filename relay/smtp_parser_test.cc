@@ -114,7 +114,8 @@ TEST(ParseCommandTest, AllVerbsCaseInsensitive) {
       Command cmd = ParseCommand(w);
       EXPECT_EQ(cmd.verb, c.verb) << w;
       EXPECT_EQ(cmd.arg, "") << w;
-      cmd = ParseCommand(w + "   some arg  \t ");
+      const std::string with_arg = w + "   some arg  \t ";  // arg points into it
+      cmd = ParseCommand(with_arg);
       EXPECT_EQ(cmd.verb, c.verb) << w;
       EXPECT_EQ(cmd.arg, "some arg") << w;
     }

@@ -98,9 +98,11 @@ std::string RandomPassword(size_t n) {
   static constexpr char kAlphabet[] = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
   std::string out(n, 'x');
   unsigned char buf[256];
-  RAND_bytes(buf, static_cast<int>(std::min(n, sizeof buf)));
-  for (size_t i = 0; i < n && i < sizeof buf; ++i) {
-    out[i] = kAlphabet[buf[i] % (sizeof kAlphabet - 1)];
+  for (size_t done = 0; done < n;) {  // in chunks: every character is random
+    size_t m = std::min(n - done, sizeof buf);
+    RAND_bytes(buf, static_cast<int>(m));
+    for (size_t i = 0; i < m; ++i) out[done + i] = kAlphabet[buf[i] % (sizeof kAlphabet - 1)];
+    done += m;
   }
   return out;
 }

@@ -3,6 +3,7 @@
 #include <crypt.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -194,6 +195,20 @@ TEST(RandomPasswordTest, LengthAndAlphabet) {
   }
   EXPECT_NE(RandomPassword(24), p);
   EXPECT_EQ(RandomPassword(0), "");
+}
+
+TEST(RandomPasswordTest, LongPasswordsAreRandomThroughout) {
+  std::string p = RandomPassword(1000);
+  ASSERT_EQ(p.size(), 1000u);
+  EXPECT_THAT(p, MatchesRegex("[a-zA-Z2-9]*"));
+  // Every 100-character window uses many distinct characters (a filler
+  // such as "xxxx..." would not).
+  for (size_t start = 0; start + 100 <= p.size(); start += 100) {
+    std::string window = p.substr(start, 100);
+    std::sort(window.begin(), window.end());
+    window.erase(std::unique(window.begin(), window.end()), window.end());
+    EXPECT_GT(window.size(), 20u) << "window at " << start << ": " << p.substr(start, 100);
+  }
 }
 
 }  // namespace

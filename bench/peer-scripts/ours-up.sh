@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Plug-in for ../shared/bench/peers (bench-peers.sh --scripts-dir THIS_DIR):
+# starts mxrelay listening on 127.0.0.1:PORT (plain SMTP, loopback trusted:
+# smtp-source cannot AUTH) with a fresh spool in a work dir.
+#
+# Usage: ours-up.sh --port P --sink-port S [--workdir DIR] [--threads N]
+# Prints WORKDIR=<dir> last; stop with ours-down.sh --workdir DIR.
+#
+# Delivery to 127.0.0.1:S is configured once the delivery engine exists
+# (issue 3); until then the relay only accepts and queues, so use the
+# harness's ingress columns (accept rate, CPU per accepted message).
+set -euo pipefail
+PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../../../shared/bench/peers" && pwd)}
+. "$PEERS/lib/common.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${MXRELAY_BIN:-$HERE/../../build/main/mxrelay}
+PORT=12525 SINK_PORT=12526 WORKDIR="" THREADS=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --port) PORT=$2; shift 2 ;;
+    --sink-port) SINK_PORT=$2; shift 2 ;;
+    --workdir) WORKDIR=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    *) die "unknown option $1" ;;
+  esac
+done
+[ -x "$BIN" ] || die "mxrelay binary not found at $BIN (build first or set MXRELAY_BIN)"
+port_in_use "$PORT" && die "127.0.0.1:$PORT already in use"
+[ -n "$WORKDIR" ] || WORKDIR=$(mktemp -d -t peerbench-mxrelay.XXXXXX)
+mkdir -p "$WORKDIR"
+WORKDIR=$(cd "$WORKDIR" && pwd)
+cat >"$WORKDIR/mxrelay.toml" <<CFG
+hostname = "relay.bench.invalid"
+data_dir = "$WORKDIR/data"
+threads = $THREADS
+trusted_networks = ["127.0.0.0/8"]
+[log]
+level = "warn"
+[limits]
+max_connections_per_ip = 100000
+[[listener]]
+name = "bench"
+address = "127.0.0.1"
+port = $PORT
+mode = "plain"
+CFG
+mkdir -p "$WORKDIR/config"
+cp "$WORKDIR/mxrelay.toml" "$WORKDIR/config/"
+# No stop command: the launcher SIGTERMs the relay by PID (graceful drain).
+start_launched "$WORKDIR/relay.pid" "$WORKDIR/relay.log" "" -- \
+  "$BIN" run -c "$WORKDIR/mxrelay.toml"
+for i in $(seq 1 100); do
+  port_in_use "$PORT" && break
+  sleep 0.1
+done
+port_in_use "$PORT" || die "mxrelay did not start listening on $PORT: $(tail -5 "$WORKDIR/relay.log")"
+echo "WORKDIR=$WORKDIR"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Configure and build one flavour into build/ (default), build-asan/ or build-tsan/.
+# Usage: scripts/build.sh [release|asan|tsan] [ninja targets...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+flavour=${1:-release}
+shift || true
+case "$flavour" in
+  release) dir=build; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
+  asan) dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=Debug -DMXRELAY_SANITIZE=address -DMXRELAY_BENCHMARKS=OFF) ;;
+  tsan) dir=build-tsan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXRELAY_SANITIZE=thread -DMXRELAY_BENCHMARKS=OFF) ;;
+  *) echo "usage: $0 [release|asan|tsan] [targets...]" >&2; exit 2 ;;
+esac
+if [ ! -f "$dir/build.ninja" ]; then
+  cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
+fi
+jobs=$(nproc)
+ninja -C "$dir" -j"$jobs" "$@"

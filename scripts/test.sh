@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one command that runs the whole test suite (CI calls exactly this):
+#  1. installs dependencies, builds everything and runs every test (unit,
+#     integration against the real binary, micro-benchmark smoke) with ctest;
+#  2. rebuilds with ASan+UBSan and runs unit + integration tests again;
+#  3. builds the threaded spool tests with TSan and runs them.
+# Usage: scripts/test.sh [--quick]   (--quick: step 1 only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+./scripts/install-deps.sh
+start=$(date +%s)
+
+echo "=== [1/3] release build + all tests"
+./scripts/build.sh release
+(cd build && ctest --output-on-failure --timeout 600 -j1)
+
+if [ "$quick" = 1 ]; then
+  echo "=== done in $(( $(date +%s) - start ))s (quick: sanitizer builds skipped)"
+  exit 0
+fi
+
+echo "=== [2/3] ASan+UBSan build + unit and integration tests"
+./scripts/build.sh asan
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-asan && ctest --output-on-failure --timeout 900 -j1 -LE bench)
+
+echo "=== [3/3] TSan build + threaded unit tests"
+./scripts/build.sh tsan queue_test relay_test common_test
+for t in common/common_test queue/queue_test relay/relay_test; do
+  TSAN_OPTIONS=halt_on_error=1 "build-tsan/$t" --gtest_brief=1
+done
+
+echo "=== all test stages passed in $(( $(date +%s) - start ))s"

@@ -1,0 +1,133 @@
+"""Signals: SIGHUP reloads the users file, SIGTERM drains and exits 0."""
+
+import signal
+import time
+import unittest
+import uuid
+
+from relayctl import Listener, RelayTestCase, make_message
+
+ALICE, ALICE_PW = "alice", "alice-secret"
+BOB, BOB_PW = "bob", "bob-n3w-pass"
+
+
+def token():
+    return uuid.uuid4().hex[:12]
+
+
+class SignalTest(RelayTestCase):
+
+    def authed(self, relay, user, pw):
+        c = self.client(relay.port("sub"))
+        c.ehlo()
+        c.starttls()
+        c.ehlo()
+        return c, c.auth_plain(user, pw)
+
+    def submit(self, c, who):
+        t = token()
+        sender = "%s-%s@example.test" % (who, t)
+        r = c.send_message(sender, ["r@dest.test"], make_message(sender, ["r@dest.test"], t, t))
+        self.assertIsNotNone(r.queue_id(), r)
+        return r.queue_id()
+
+    def test_sighup_adds_user_and_open_session_keeps_working(self):
+        relay = self.new_relay(users={ALICE: ALICE_PW},
+                               listeners=[Listener("sub", "starttls")])
+        old, r = self.authed(relay, ALICE, ALICE_PW)
+        self.assertReply(r, 235)
+        # An idle session that has not authenticated yet, opened before the reload.
+        pending = self.client(relay.port("sub"))
+        pending.ehlo()
+        pending.starttls()
+        pending.ehlo()
+        # bob does not exist yet.
+        c, r = self.authed(relay, BOB, BOB_PW)
+        self.assertReply(r, 535, "5.7.8")
+        c.close()
+
+        relay.append_user(BOB, BOB_PW)
+        relay.hup()
+        relay.wait_log(r"event=users_reloaded .*users=2", timeout=10)
+        self.assertTrue(relay.running())
+
+        c, r = self.authed(relay, BOB, BOB_PW)
+        self.assertReply(r, 235, "2.7.0")
+        bob_id = self.submit(c, "bob")
+        # The session opened before SIGHUP still works, as alice.
+        self.assertReply(old.cmd("NOOP"), 250)
+        alice_id = self.submit(old, "alice")
+        # The idle session opened before SIGHUP sees the new users.
+        self.assertReply(pending.auth_plain(BOB, BOB_PW), 235)
+        # alice still works in new sessions.
+        _, r = self.authed(relay, ALICE, ALICE_PW)
+        self.assertReply(r, 235)
+        q = relay.queue_by_id()
+        self.assertEqual(q[bob_id]["auth_user"], BOB)
+        self.assertEqual(q[alice_id]["auth_user"], ALICE)
+
+    def test_sighup_with_broken_users_file_keeps_previous_users(self):
+        relay = self.new_relay(users={ALICE: ALICE_PW},
+                               listeners=[Listener("sub", "starttls")])
+        with open(relay.users_file, "a") as f:
+            f.write("mallory:plaintext-password\n")
+        relay.hup()
+        relay.wait_log(r"event=users_reload_failed", timeout=10)
+        self.assertTrue(relay.running())
+        _, r = self.authed(relay, ALICE, ALICE_PW)
+        self.assertReply(r, 235)
+        _, r = self.authed(relay, "mallory", "plaintext-password")
+        self.assertReply(r, 535)
+
+    def test_sigterm_exits_0_and_closes_idle_sessions(self):
+        relay = self.new_relay(users={ALICE: ALICE_PW},
+                               listeners=[Listener("sub", "starttls"), Listener("plain", "plain")],
+                               trusted_networks=["127.0.0.0/8"])
+        c = self.client(relay.port("plain"))
+        c.ehlo()
+        qid = self.submit(c, "beforeterm")
+        idle = self.client(relay.port("plain"))
+        idle.ehlo()
+        rc, secs = relay.stop_timed(timeout=15)
+        self.assertEqual(rc, 0, relay.log_tail())
+        self.assertLess(secs, 10.0, "SIGTERM took %.1fs" % secs)
+        self.assertIn("event=shutdown_complete", relay.log_text())
+        # Idle sessions were told why they were closed.
+        r = idle.reply(timeout=5)
+        self.assertReply(r, 421, "4.3.2")
+        # The queue survives a clean shutdown.
+        self.assertIn(qid, relay.queue_by_id())
+        # And the relay starts again on the same data_dir.
+        relay.start()
+        relay.wait_log(r"event=spool_opened .*messages=1", timeout=5)
+        self.assertIn(qid, relay.queue_by_id())
+
+    def test_sigterm_drains_transaction_in_progress(self):
+        relay = self.new_relay(listeners=[Listener("plain", "plain")],
+                               trusted_networks=["127.0.0.0/8"])
+        c = self.client(relay.port("plain"))
+        c.ehlo()
+        t = token()
+        sender = "drain-%s@example.test" % t
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % sender), 250)
+        self.assertReply(c.cmd("RCPT TO:<r@dest.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send("Subject: %s\r\n\r\nfirst half\r\n" % t)
+        relay.proc.send_signal(signal.SIGTERM)  # by PID
+        relay.wait_log(r"event=shutdown_begin", timeout=5)
+        time.sleep(0.3)
+        self.assertTrue(relay.running(), "relay exited before the transaction finished")
+        c.send("second half\r\n.\r\n")
+        r = c.reply(timeout=10)
+        qid = r.queue_id()
+        self.assertIsNotNone(qid, "in-flight message not accepted during drain: %r" % r)
+        # The next command is refused: the relay is shutting down.
+        self.assertReply(c.cmd("NOOP"), 421, "4.3.2")
+        rc, secs = relay.stop_timed(timeout=15)
+        self.assertEqual(rc, 0, relay.log_tail())
+        self.assertLess(secs, 10.0)
+        self.assertEqual(relay.queue_by_id()[qid]["sender"], sender)
+
+
+if __name__ == "__main__":
+    unittest.main()
