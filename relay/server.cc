@@ -56,7 +56,7 @@ class Worker {
   void ArmAccept(ListenerSlot* l);
   void OnAccept(ListenerSlot* l, const io_uring_cqe* cqe);
   void Tick();
-  void Refuse(int fd, const char* reply);
+  void Refuse(const ListenerSlot* l, int fd, const char* reply);
 
   IngressServer* srv_;
   int index_;
@@ -327,9 +327,15 @@ class Connection final : public SessionHost {
       std::string o = session_.TakeOutput();
       if (tls_ && tls_->handshake_done()) {
         if (!tls_->WritePlain(o)) close_after_flush_ = true;
-      } else {
+      } else if (!tls_) {
         out_ += o;
       }
+      // else: TLS handshake not finished (implicit TLS, or right after
+      // STARTTLS): a reply now (timeout, shutdown) cannot be sent in clear.
+    }
+    if (tls_ && close_after_flush_ && tls_->handshake_done() && !tls_closed_) {
+      tls_->Shutdown();  // close_notify before the TCP close (RFC 8446 6.1)
+      tls_closed_ = true;
     }
     if (tls_) tls_->TakeCipher(&out_);
     if (start_tls_) {
@@ -401,6 +407,7 @@ class Connection final : public SessionHost {
   bool cancel_sent_ = false;
   bool send_inflight_ = false;
   bool start_tls_ = false;
+  bool tls_closed_ = false;  // close_notify queued
   bool close_after_flush_ = false;
   bool closing_ = false;
   bool freed_ = false;
@@ -457,9 +464,12 @@ void Worker::ArmAccept(ListenerSlot* l) {
   l->armed = true;
 }
 
-void Worker::Refuse(int fd, const char* reply) {
-  ssize_t n = ::send(fd, reply, std::strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
-  (void)n;
+void Worker::Refuse(const ListenerSlot* l, int fd, const char* reply) {
+  // On an implicit-TLS port nothing may be sent in clear: just close.
+  if (l->cfg->mode != ListenerMode::kImplicitTls) {
+    ssize_t n = ::send(fd, reply, std::strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+  }
   ::close(fd);
 }
 
@@ -471,7 +481,7 @@ void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
       spdlog::warn("event=accept_error listener={} error=\"{}\"", l->cfg->name, strerror(-fd));
     }
   } else if (shutting_down_) {
-    Refuse(fd, "421 4.3.2 Service shutting down; try again later\r\n");
+    Refuse(l, fd, "421 4.3.2 Service shutting down; try again later\r\n");
   } else {
     sockaddr_storage peer;
     socklen_t plen = sizeof peer;
@@ -483,11 +493,11 @@ void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
     const auto& lim = srv_->deps_.config->limits;
     if (stats.connections_current.load(std::memory_order_relaxed) >= lim.max_connections) {
       stats.connections_refused_global.fetch_add(1, std::memory_order_relaxed);
-      Refuse(fd, "421 4.3.2 Too many connections; try again later\r\n");
+      Refuse(l, fd, "421 4.3.2 Too many connections; try again later\r\n");
     } else if (!srv_->AcquireIp(ip)) {
       stats.connections_refused_per_ip.fetch_add(1, std::memory_order_relaxed);
       spdlog::info("event=connection_refused reason=per_ip_limit ip={}", ip.ToString());
-      Refuse(fd, "421 4.7.0 Too many connections from your address; try again later\r\n");
+      Refuse(l, fd, "421 4.7.0 Too many connections from your address; try again later\r\n");
     } else {
       stats.connections_accepted.fetch_add(1, std::memory_order_relaxed);
       stats.connections_current.fetch_add(1, std::memory_order_relaxed);

@@ -173,7 +173,7 @@ class Relay:
     # ------------------------------------------------------------- lifecycle
 
     def start(self, timeout=READY_TIMEOUT):
-        """Starts the relay and waits for `event=ready` (retries once on a port race)."""
+        """Starts the relay and waits for `event=ready` (new ports and a retry on a bind race)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         last_err = None
         for attempt in range(3):

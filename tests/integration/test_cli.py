@@ -8,7 +8,7 @@ import shutil
 import unittest
 import uuid
 
-from relayctl import (MXRELAY_BIN, Listener, Relay, RelayTestCase, free_port, make_message,
+from relayctl import (MXRELAY_BIN, Listener, RelayTestCase, free_port, make_message,
                       run_cli)
 
 

@@ -49,7 +49,7 @@ def sender_of(n):
     return "crash-%d@x.test" % n
 
 
-def worker(port, st, stop):
+def worker(port, st, stop, body_size):
     try:
         c = SmtpClient(port, timeout=20)
         c.ehlo("crash-client.test")
@@ -63,8 +63,11 @@ def worker(port, st, stop):
             if n is None:
                 break
             tok = "crashtok-%d" % n
-            msg = make_message(sender_of(n), ["r@y.test"], "crash test " + tok, tok,
-                               body="message number %d" % n)
+            body = "message number %d" % n
+            if body_size:
+                body += "\r\n" + "\r\n".join(["%s %06d" % ("z" * 70, i)
+                                                 for i in range(body_size // 79)])
+            msg = make_message(sender_of(n), ["r@y.test"], "crash test " + tok, tok, body=body)
             with st.lock:
                 st.attempted.add(n)
             r = c.send_message(sender_of(n), ["r@y.test"], msg)
@@ -81,9 +84,9 @@ def worker(port, st, stop):
         c.close()
 
 
-def run_phase(port, st, kill_relay=None):
+def run_phase(port, st, body_size, kill_relay=None):
     stop = threading.Event()
-    threads = [threading.Thread(target=worker, args=(port, st, stop), daemon=True)
+    threads = [threading.Thread(target=worker, args=(port, st, stop, body_size), daemon=True)
                for _ in range(THREADS)]
     for t in threads:
         t.start()
@@ -102,13 +105,20 @@ def run_phase(port, st, kill_relay=None):
 
 class CrashTest(RelayTestCase):
 
-    def test_sigkill_mid_stream_loses_no_acknowledged_message(self):
+    def test_sigkill_mid_stream_small_messages(self):
+        self.crash_scenario(body_size=0)
+
+    def test_sigkill_mid_stream_40kb_messages(self):
+        # Bodies larger than a RocksDB WAL block (32 KiB): records span blocks.
+        self.crash_scenario(body_size=40 * 1024)
+
+    def crash_scenario(self, body_size):
         relay = self.new_relay(listeners=[Listener("plain", "plain")],
                                trusted_networks=["127.0.0.0/8"], threads=2,
                                limits={"max_connections_per_ip": 100})
         st = Submitter()
         t0 = time.monotonic()
-        killed_at, stuck = run_phase(relay.port("plain"), st, kill_relay=relay.kill)
+        killed_at, stuck = run_phase(relay.port("plain"), st, body_size, kill_relay=relay.kill)
         self.assertEqual(stuck, [], "client threads did not finish")
         self.assertIsNotNone(killed_at, "relay was not killed: only %d acks (errors %r)"
                              % (st.ack_count(), st.errors[:3]))
@@ -118,9 +128,11 @@ class CrashTest(RelayTestCase):
         unacked_attempts = attempted_before_kill - set(acked_before_kill)
 
         relay.start()
-        relay.wait_log(r"event=spool_opened", timeout=5)
+        log = relay.wait_log(r"event=spool_opened", timeout=5)
+        recovered = int(re.search(r"event=spool_opened .*messages=(\d+)", log).group(1))
+        self.assertGreaterEqual(recovered, len(acked_before_kill))
         # Phase 2: submit what was never attempted.
-        _, stuck = run_phase(relay.port("plain"), st)
+        _, stuck = run_phase(relay.port("plain"), st, body_size)
         self.assertEqual(stuck, [], "client threads did not finish (phase 2)")
         self.assertEqual(st.errors, [])
         self.assertEqual(st.next_n, TOTAL)
@@ -142,11 +154,11 @@ class CrashTest(RelayTestCase):
         senders = [m["sender"] for m in queue]
         dup_senders = {s for s in senders if senders.count(s) > 1}
 
-        print("\n[crash] killed after %d acks; acknowledged before kill: %d; acknowledged in "
+        print("\n[crash body=%dB] killed after %d acks; acknowledged before kill: %d; acknowledged in "
               "total: %d of %d submitted; present in queue: %d; missing: %d; wrong sender: %d; "
               "extra durable-but-unacknowledged: %d (of %d in flight at the kill); "
               "queue size: %d; %.1fs"
-              % (killed_at, len(acked_before_kill), len(st.acked), len(st.attempted),
+              % (body_size, killed_at, len(acked_before_kill), len(st.acked), len(st.attempted),
                  len(st.acked) - len(missing), len(missing), len(wrong), len(extra),
                  len(unacked_attempts), len(queue), elapsed), flush=True)
 

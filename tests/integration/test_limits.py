@@ -1,9 +1,11 @@
 """Connection limits and timeouts."""
 
+import socket
+import struct
 import time
 import unittest
 
-from relayctl import Listener, RelayTestCase
+from relayctl import HOST, Listener, RelayTestCase, SmtpClient, b64
 
 
 class PerIpLimitTest(RelayTestCase):
@@ -44,7 +46,130 @@ class PerIpLimitTest(RelayTestCase):
         self.assertEqual(got.ehlo().code, 250)
 
 
+    def test_refusal_on_implicit_tls_port_sends_no_cleartext(self):
+        """Port 465-style listeners speak TLS from the first byte (RFC 8314 3.3): a
+        refused connection must not receive a cleartext SMTP reply there."""
+        relay = self.new_relay(listeners=[Listener("smtps", "implicit_tls")],
+                               users={"alice": "alice-secret"},
+                               limits={"max_connections_per_ip": 1})
+        held = self.client(relay.port("smtps"), implicit_tls=True)
+        self.assertReply(held.greeting, 220)
+        s = socket.create_connection((HOST, relay.port("smtps")), timeout=10)
+        self.addCleanup(s.close)
+        data = b""
+        deadline = time.monotonic() + 5
+        for _ in range(100):
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(4096)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        self.assertFalse(data[:1].isdigit(),
+                         "cleartext SMTP reply on the implicit-TLS port: %r" % data[:120])
+
+    def test_slots_released_after_abrupt_disconnects(self):
+        """Connections that vanish in any state must give their per-IP slot back."""
+        relay = self.new_relay(listeners=[Listener("plain", "plain"), Listener("sub", "starttls"),
+                                          Listener("smtps", "implicit_tls")],
+                               users={"alice": "alice-secret"},
+                               trusted_networks=["127.0.0.0/8"],
+                               auth={"failure_delay_ms": 300},
+                               limits={"max_connections_per_ip": 3})
+
+        def rst_close(sock):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+
+        def tls_no_handshake():
+            socket.create_connection((HOST, relay.port("smtps")), timeout=5).close()
+
+        def tls_garbage():
+            s = socket.create_connection((HOST, relay.port("smtps")), timeout=5)
+            s.sendall(b"EHLO not-tls\r\n" * 3)
+            time.sleep(0.05)
+            rst_close(s)
+
+        def mid_data():
+            c = SmtpClient(relay.port("plain"))
+            c.ehlo()
+            c.cmd("MAIL FROM:<a@x.test>")
+            c.cmd("RCPT TO:<b@y.test>")
+            c.cmd("DATA")
+            c.send("Subject: x\r\n\r\npartial")
+            rst_close(c.sock)
+
+        def during_auth_delay():
+            c = SmtpClient(relay.port("sub"))
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            c.send("AUTH PLAIN " + b64("\0alice\0wrong") + "\r\n")
+            time.sleep(0.05)
+            c.close()
+
+        def after_starttls_220():
+            c = SmtpClient(relay.port("sub"))
+            c.ehlo()
+            c.cmd("STARTTLS")
+            rst_close(c.sock)
+
+        for scenario in (tls_no_handshake, tls_garbage, mid_data, during_auth_delay,
+                         after_starttls_220):
+            with self.subTest(scenario=scenario.__name__):
+                for _ in range(3):
+                    scenario()
+                held = []
+                deadline = time.monotonic() + 5
+                for _ in range(200):
+                    if len(held) == 3 or time.monotonic() > deadline:
+                        break
+                    c = SmtpClient(relay.port("plain"))
+                    if c.greeting.code == 220:
+                        held.append(c)
+                    else:
+                        c.close()
+                        time.sleep(0.05)
+                n = len(held)
+                for c in held:
+                    c.close()
+                self.assertEqual(n, 3, "per-IP slots leaked after %s" % scenario.__name__)
+                time.sleep(0.2)  # let the server notice the closes before the next scenario
+
+
 class TimeoutTest(RelayTestCase):
+
+    def test_every_state_times_out(self):
+        """greeting / command / data / TLS handshake timeouts, idle clients in parallel."""
+        relay = self.new_relay(listeners=[Listener("plain", "plain"), Listener("smtps", "implicit_tls")],
+                               trusted_networks=["127.0.0.0/8"],
+                               timeouts={"greeting": 2, "command": 2, "data": 2, "tls_handshake": 2})
+        pre_ehlo = self.client(relay.port("plain"), timeout=15)
+        in_data = self.client(relay.port("plain"), timeout=15)
+        in_data.ehlo()
+        self.assertReply(in_data.cmd("MAIL FROM:<t@x.test>"), 250)
+        self.assertReply(in_data.cmd("RCPT TO:<r@y.test>"), 250)
+        self.assertReply(in_data.cmd("DATA"), 354)
+        in_data.send("Subject: partial\r\n\r\nhalf a body")
+        raw_tls = socket.create_connection((HOST, relay.port("smtps")), timeout=15)
+        self.addCleanup(raw_tls.close)
+        t0 = time.monotonic()
+        for name, c, mode in (("greeting", pre_ehlo, "command"), ("data", in_data, "data")):
+            with self.subTest(state=name):
+                r = c.reply(timeout=12)
+                self.assertReply(r, 421, "4.4.2")
+                self.assertIn("Timeout (%s)" % mode, r.lines[0])
+                self.assertEqual(c.read_until_closed(5), b"")
+        with self.subTest(state="tls_handshake"):
+            raw_tls.settimeout(max(0.1, t0 + 12 - time.monotonic()))
+            self.assertEqual(raw_tls.recv(100), b"", "no close after the TLS handshake timeout")
+        elapsed = time.monotonic() - t0
+        self.assertLessEqual(elapsed, 8.0)
+        self.assertIn("reason=tls_handshake_timeout", relay.log_text())
+        # Nothing of the partial DATA was queued.
+        self.assertEqual(relay.queue_list(), [])
 
     def test_idle_client_gets_421_4_4_2(self):
         relay = self.new_relay(listeners=[Listener("plain", "plain")],

@@ -1,11 +1,11 @@
 """SMTP protocol edge cases over raw sockets: long lines, SIZE, smuggling,
 PIPELINING, CHUNKING (BDAT) and STARTTLS command injection."""
 
-import time
 import unittest
 import uuid
 
-from relayctl import Listener, Relay, RelayTestCase, make_message, tls_client_context
+from relayctl import (ConnectionClosed, Listener, Relay, RelayTestCase, make_message,
+                      tls_client_context)
 
 LIMIT = 1048576  # limits.max_message_size
 
@@ -80,6 +80,42 @@ class ProtocolTest(RelayTestCase):
         self.assertReply(c.reply(), 500, "5.5.2")
         self.assertReply(c.cmd("NOOP"), 250, "2.0.0")
         self.assert_quiet(c)
+
+    def test_too_many_protocol_errors_421(self):
+        c = self.plain()
+        c.ehlo()
+        c.send(b"BOGUS\r\n" * 25)  # limits.max_errors defaults to 20
+        codes = []
+        for _ in range(25):
+            try:
+                r = c.reply()
+            except (ConnectionClosed, OSError):
+                break
+            codes.append(r.first[:9])
+            if r.code == 421:
+                break
+        self.assertEqual(codes[-1], "421 4.7.0", codes)
+        self.assertLessEqual(len(codes), 21)
+        self.assertEqual(set(codes[:-1]), {"500 5.5.1"})
+        self.assertEqual(c.read_until_closed(5), b"")
+
+    def test_max_recipients(self):
+        c = self.plain()
+        c.ehlo()
+        self.assertReply(c.cmd("MAIL FROM:<many-%s@x.test>" % token()), 250)
+        c.send("".join("RCPT TO:<r%d@y.test>\r\n" % i for i in range(101)))
+        replies = [c.reply() for _ in range(101)]
+        self.assertEqual({r.code for r in replies[:100]}, {250})
+        self.assertReply(replies[100], 452, "4.5.3")  # limits.max_recipients = 100
+        self.assertReply(c.cmd("RSET"), 250)
+
+    def test_smtputf8_required_for_utf8_address(self):
+        c = self.plain()
+        c.ehlo()
+        self.assertReply(c.cmd("MAIL FROM:<j\u00f6rg@x.test>"), 553, "5.6.7")
+        self.assertReply(c.cmd("MAIL FROM:<j\u00f6rg@x.test> SMTPUTF8"), 250)
+        self.assertReply(c.cmd("RCPT TO:<\u00fcber@y.test>"), 250)
+        self.assertReply(c.cmd("RSET"), 250)
 
     # ------------------------------------------------------------------ SIZE
 
@@ -291,6 +327,24 @@ class ProtocolTest(RelayTestCase):
                          "expected exactly one reply (NOOP's) after the handshake")
         # And the session was reset by TLS: EHLO is needed again.
         self.assertReply(c.cmd("MAIL FROM:<x@x.test>"), 503, "5.5.1")
+
+    def test_starttls_injection_after_pipelined_message(self):
+        # STARTTLS + injected command buffered while the message commit is pending.
+        c = self.client(self.relay.port("sub"))
+        c.ehlo()
+        t = token()
+        sender = "injwait-%s@x.test" % t
+        c.send(("MAIL FROM:<%s>\r\nRCPT TO:<r@y.test>\r\nDATA\r\n" % sender).encode()
+               + make_message(sender, ["r@y.test"], t, t).encode() + b".\r\n"
+               b"STARTTLS\r\nRSET\r\n")
+        replies = [c.reply() for _ in range(5)]
+        self.assertEqual([r.code for r in replies], [250, 250, 354, 250, 220], replies)
+        self.assertIsNotNone(replies[3].queue_id())
+        self.assertEqual(c.buf, b"")
+        c.sock = tls_client_context().wrap_socket(c.sock)
+        c.send(b"NOOP\r\n")
+        self.assertEqual(c.drain(1.0), b"250 2.0.0 OK\r\n",
+                         "expected exactly one reply (NOOP's) after the handshake")
 
     def test_starttls_injection_mail_from(self):
         c = self.client(self.relay.port("sub"))

@@ -1,11 +1,12 @@
 """Signals: SIGHUP reloads the users file, SIGTERM drains and exits 0."""
 
 import signal
+import socket
 import time
 import unittest
 import uuid
 
-from relayctl import Listener, RelayTestCase, make_message
+from relayctl import Listener, RelayTestCase, hash_password, make_message
 
 ALICE, ALICE_PW = "alice", "alice-secret"
 BOB, BOB_PW = "bob", "bob-n3w-pass"
@@ -65,6 +66,26 @@ class SignalTest(RelayTestCase):
         q = relay.queue_by_id()
         self.assertEqual(q[bob_id]["auth_user"], BOB)
         self.assertEqual(q[alice_id]["auth_user"], ALICE)
+
+    def test_sighup_password_change_and_removal_take_effect(self):
+        relay = self.new_relay(users={ALICE: ALICE_PW, BOB: BOB_PW},
+                               listeners=[Listener("sub", "starttls")])
+        # Authenticate twice so that a verification cache, if any, is warm.
+        for _ in range(2):
+            _, r = self.authed(relay, ALICE, ALICE_PW)
+            self.assertReply(r, 235)
+            _, r = self.authed(relay, BOB, BOB_PW)
+            self.assertReply(r, 235)
+        with open(relay.users_file, "w") as f:
+            f.write("%s:%s\n" % (ALICE, hash_password("alice-NEW")))
+        relay.hup()
+        relay.wait_log(r"event=users_reloaded .*users=1", timeout=10)
+        _, r = self.authed(relay, ALICE, ALICE_PW)
+        self.assertReply(r, 535, "5.7.8", "old password still accepted after reload")
+        _, r = self.authed(relay, BOB, BOB_PW)
+        self.assertReply(r, 535, "5.7.8", "removed user still accepted after reload")
+        _, r = self.authed(relay, ALICE, "alice-NEW")
+        self.assertReply(r, 235)
 
     def test_sighup_with_broken_users_file_keeps_previous_users(self):
         relay = self.new_relay(users={ALICE: ALICE_PW},
@@ -127,6 +148,51 @@ class SignalTest(RelayTestCase):
         self.assertEqual(rc, 0, relay.log_tail())
         self.assertLess(secs, 10.0)
         self.assertEqual(relay.queue_by_id()[qid]["sender"], sender)
+
+    def test_sigterm_with_stuck_clients_exits_0_within_grace(self):
+        """Clients that never finish (mid-transaction, mid-AUTH) cannot hold the
+        relay forever: it exits 0 after its 30 s drain grace."""
+        relay = self.new_relay(users={ALICE: ALICE_PW},
+                               listeners=[Listener("plain", "plain"), Listener("sub", "starttls")],
+                               trusted_networks=["127.0.0.0/8"])
+        mid_tx = self.client(relay.port("plain"))
+        mid_tx.ehlo()
+        self.assertReply(mid_tx.cmd("MAIL FROM:<stuck@example.test>"), 250)
+        mid_auth = self.client(relay.port("sub"))
+        mid_auth.ehlo()
+        mid_auth.starttls()
+        mid_auth.ehlo()
+        self.assertEqual(mid_auth.cmd("AUTH PLAIN").code, 334)
+        rc, secs = relay.stop_timed(timeout=45)
+        self.assertEqual(rc, 0, "exit status %s after %.1fs; log:\n%s" % (rc, secs, relay.log_tail()))
+        self.assertLess(secs, 40.0)
+        self.assertIn("event=shutdown_complete", relay.log_text())
+        for c in (mid_tx, mid_auth):
+            c.read_until_closed(5)  # closed, not hanging
+
+    def test_sigterm_before_implicit_tls_handshake_sends_no_plaintext(self):
+        """On the implicit-TLS port everything must be TLS (RFC 8314 3.3): a client
+        that has connected but not yet finished its handshake must not be sent a
+        cleartext SMTP reply when the relay shuts down."""
+        relay = self.new_relay(listeners=[Listener("smtps", "implicit_tls")])
+        s = socket.create_connection(("127.0.0.1", relay.port("smtps")), timeout=10)
+        self.addCleanup(s.close)
+        time.sleep(0.3)  # accepted, handshake not started
+        rc, secs = relay.stop_timed(timeout=45)
+        self.assertEqual(rc, 0)
+        data = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                chunk = s.recv(4096)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        self.assertFalse(data[:1].isdigit(),
+                         "cleartext SMTP sent on the implicit-TLS port: %r" % data[:120])
 
 
 if __name__ == "__main__":

@@ -134,6 +134,47 @@ class SubmissionTest(RelayTestCase):
         self.assertReply(c.cmd(b64("\0%s\0%s" % (ALICE, ALICE_PW))), 235, "2.7.0")
         self.assertReply(c.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (ALICE, ALICE_PW))), 503, "5.5.1")
 
+    def test_pipelined_commands_after_failed_auth_stay_unauthenticated(self):
+        c = self.client(self.relay.port("sub"))
+        c.ehlo()
+        c.starttls()
+        c.ehlo()
+        t = token()
+        sender = "pipeauth-%s@example.test" % t
+        c.send("AUTH PLAIN %s\r\nMAIL FROM:<%s>\r\nRCPT TO:<r@dest.test>\r\nNOOP\r\n"
+               % (b64("\0%s\0wrong" % ALICE), sender))
+        r = [c.reply() for _ in range(4)]
+        self.assertEqual([x.first[:9] for x in r],
+                         ["535 5.7.8", "530 5.7.0", "503 5.5.1", "250 2.0.0"], r)
+        # And with the right password the same pipeline works.
+        c.send("AUTH PLAIN %s\r\nMAIL FROM:<%s>\r\nRCPT TO:<r@dest.test>\r\nRSET\r\n"
+               % (b64("\0%s\0%s" % (ALICE, ALICE_PW)), sender))
+        r = [c.reply() for _ in range(4)]
+        self.assertEqual([x.first[:9] for x in r],
+                         ["235 2.7.0", "250 2.1.0", "250 2.1.5", "250 2.0.0"], r)
+        self.assertNotIn(sender, self.senders_in_queue())
+
+    def test_auth_plain_authzid(self):
+        c = self.client(self.relay.port("smtps"), implicit_tls=True)
+        c.ehlo()
+        # authzid different from authcid: refused even with the right password.
+        self.assertReply(c.cmd("AUTH PLAIN " + b64("bob\0%s\0%s" % (ALICE, ALICE_PW))), 535, "5.7.8")
+        # authzid equal to authcid: fine.
+        self.assertReply(c.cmd("AUTH PLAIN " + b64("%s\0%s\0%s" % (ALICE, ALICE, ALICE_PW))),
+                         235, "2.7.0")
+
+    def test_starttls_twice_refused(self):
+        c = self.client(self.relay.port("sub"))
+        c.ehlo()
+        c.starttls()
+        self.assertNotIn("STARTTLS", c.extensions(c.ehlo()))
+        self.assertReply(c.cmd("STARTTLS"), 503, "5.5.1")
+        self.assertReply(c.cmd("NOOP"), 250)
+        # STARTTLS on the implicit-TLS port is not available either.
+        c2 = self.client(self.relay.port("smtps"), implicit_tls=True)
+        c2.ehlo()
+        self.assertEqual(c2.cmd("STARTTLS").code, 502)
+
     def test_sha512_crypt_user_from_openssl_passwd(self):
         c = self.client(self.relay.port("sub"))
         c.ehlo()
@@ -371,6 +412,23 @@ class TlsCloseTest(RelayTestCase):
             self.assertIn(b"221 2.0.0", p.stdout)
             self.assertEqual(p.returncode, 0, "s_client failed after 221: %s"
                              % p.stderr.decode("utf-8", "replace").strip().splitlines()[-1:])
+
+
+class AuthDelayTest(RelayTestCase):
+
+    def test_failure_delay_applied_to_failed_auth(self):
+        relay = self.new_relay(users={ALICE: ALICE_PW}, listeners=[Listener("smtps", "implicit_tls")],
+                               auth={"failure_delay_ms": 600, "max_failures": 5})
+        c = self.client(relay.port("smtps"), implicit_tls=True)
+        c.ehlo()
+        t0 = time.monotonic()
+        self.assertReply(c.auth_plain(ALICE, "wrong"), 535, "5.7.8")
+        failed = time.monotonic() - t0
+        self.assertGreaterEqual(failed, 0.55, "failed AUTH answered after %.3fs" % failed)
+        t0 = time.monotonic()
+        self.assertReply(c.auth_plain(ALICE, ALICE_PW), 235)
+        ok = time.monotonic() - t0
+        self.assertLess(ok, failed, "successful AUTH must not get the failure delay")
 
 
 class TrustedNetworksTest(RelayTestCase):
