@@ -15,6 +15,7 @@
 #include "relay/data_reader.h"
 #include "relay/session.h"
 #include "relay/smtp_parser.h"
+#include "spdlog/spdlog.h"
 
 namespace mxr {
 namespace {
@@ -140,4 +141,11 @@ BENCHMARK(BM_SpoolCommit)
 }  // namespace
 }  // namespace mxr
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);  // the spool logs its stats on close
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -246,7 +246,9 @@ void Session::HandleCommand(std::string_view line) {
 }
 
 void Session::CmdHelo(std::string_view arg, bool esmtp) {
-  if (arg.empty() || arg.size() > 255 || arg.find(' ') != std::string_view::npos) {
+  bool printable = true;
+  for (char ch : arg) printable &= static_cast<unsigned char>(ch) > 32 && ch != 127;
+  if (arg.empty() || arg.size() > 255 || !printable) {
     return ProtocolError(501, "5.5.4", esmtp ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
   }
   ResetTransaction();
@@ -387,6 +389,8 @@ void Session::OnTlsEstablished(std::string version, std::string cipher) {
   has_helo_ = false;
   esmtp_ = false;
   helo_.clear();
+  auth_user_.clear();  // an AUTH done in clear could be a man in the middle's
+  pending_auth_user_.clear();
   ResetTransaction();
   if (mode_ == Mode::kTlsSwitch) mode_ = Mode::kCommand;
 }

@@ -1,7 +1,6 @@
 #include "relay/session.h"
 
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -74,11 +73,39 @@ std::vector<std::string> Lines(std::string_view out) {
   return lines;
 }
 
+// "ddd c.d.d text": a reply code, an enhanced status code (RFC 3463: 1-3
+// digit subject and detail) of the same class, and some text.
+bool HasEnhancedCode(std::string_view line) {
+  auto digits = [&](size_t* pos, size_t min, size_t max) {
+    size_t n = 0;
+    while (*pos < line.size() && line[*pos] >= '0' && line[*pos] <= '9' && n < max) ++*pos, ++n;
+    return n >= min;
+  };
+  size_t pos = 0;
+  if (line.size() < 12 || (line[0] != '2' && line[0] != '4' && line[0] != '5')) return false;
+  if (!digits(&pos, 3, 3) || line[pos++] != ' ') return false;
+  if (line[pos++] != line[0] || line[pos++] != '.') return false;
+  if (!digits(&pos, 1, 3) || pos >= line.size() || line[pos++] != '.') return false;
+  if (!digits(&pos, 1, 3) || pos >= line.size() || line[pos++] != ' ') return false;
+  return pos < line.size() && line[pos] != ' ';
+}
+
+TEST(HasEnhancedCodeTest, Recognises) {
+  EXPECT_TRUE(HasEnhancedCode("250 2.0.0 OK"));
+  EXPECT_TRUE(HasEnhancedCode("538 5.7.11 Encryption required"));
+  EXPECT_TRUE(HasEnhancedCode("421 4.4.2 mx Timeout"));
+  EXPECT_FALSE(HasEnhancedCode("250 OK"));
+  EXPECT_FALSE(HasEnhancedCode("250 5.0.0 class mismatch"));
+  EXPECT_FALSE(HasEnhancedCode("250-2.0.0 continuation"));
+  EXPECT_FALSE(HasEnhancedCode("250 2.0.0"));
+  EXPECT_FALSE(HasEnhancedCode("250 2.0000.0 x"));
+  EXPECT_FALSE(HasEnhancedCode("354 End data"));
+}
+
 // RFC 2034: every 2xx/4xx/5xx reply carries an enhanced status code whose
 // class matches the reply class. Exempt: the greeting, the EHLO response
 // (its extension keywords), 334 challenges and the 354 go-ahead.
 void ExpectWellFormedReplies(const std::string& out) {
-  static const std::regex kCoded(R"(([245])\d\d \1\.\d{1,3}\.\d{1,3} \S.*)");
   if (!out.empty()) {
     EXPECT_EQ(out.substr(out.size() - 2), "\r\n") << out;
   }
@@ -88,7 +115,7 @@ void ExpectWellFormedReplies(const std::string& out) {
         line.rfind("354 ", 0) == 0 || line.rfind("220 mx.test ESMTP", 0) == 0) {
       continue;
     }
-    EXPECT_TRUE(std::regex_match(line, kCoded)) << "reply without enhanced code: " << line;
+    EXPECT_TRUE(HasEnhancedCode(line)) << "reply without enhanced code: " << line;
   }
 }
 
@@ -806,14 +833,14 @@ TEST_F(SessionTest, AuthenticatedPipelineSplitAtEveryBoundary) {
                          "MAIL FROM:<alice@example.com>\r\n"
                          "RCPT TO:<b@example.org>\r\n"
                          "BDAT 8\r\nHi\r\n..\r\n"  // no unstuffing with BDAT
-                         "AUTH LOGIN\r\n"           // not allowed mid-transaction
+                         "AUTH LOGIN\r\n"           // refused: already authenticated
                          "BDAT 2 LAST\r\nok"
                          "QUIT\r\n";
   ScriptRun whole = ExpectSplitInvariant(in, /*trusted=*/false);
   EXPECT_EQ(whole.output, kGreeting + EhloReply(false, true) +
                               "235 2.7.0 Authentication successful\r\n" + kSenderOk + kRcptOk +
                               "250 2.0.0 8 octets received\r\n"
-                              "503 5.5.1 AUTH not allowed during a mail transaction\r\n"
+                              "503 5.5.1 Already authenticated\r\n"
                               "250 2.0.0 Ok: queued as <ID>\r\n" +
                               kQuit);
   ASSERT_EQ(whole.messages.size(), 1u);

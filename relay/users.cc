@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -96,13 +97,19 @@ absl::StatusOr<std::string> HashPassword(std::string_view password) {
 
 std::string RandomPassword(size_t n) {
   static constexpr char kAlphabet[] = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-  std::string out(n, 'x');
+  constexpr unsigned kSize = sizeof kAlphabet - 1;     // 55
+  constexpr unsigned kLimit = 256 - 256 % kSize;        // reject bytes >= this: no bias
+  std::string out;
+  out.reserve(n);
   unsigned char buf[256];
-  for (size_t done = 0; done < n;) {  // in chunks: every character is random
-    size_t m = std::min(n - done, sizeof buf);
-    RAND_bytes(buf, static_cast<int>(m));
-    for (size_t i = 0; i < m; ++i) out[done + i] = kAlphabet[buf[i] % (sizeof kAlphabet - 1)];
-    done += m;
+  while (out.size() < n) {
+    if (RAND_bytes(buf, sizeof buf) != 1) {
+      // The CSPRNG failing is fatal for a password generator: never fall back.
+      std::abort();
+    }
+    for (unsigned char b : buf) {
+      if (b < kLimit && out.size() < n) out.push_back(kAlphabet[b % kSize]);
+    }
   }
   return out;
 }
