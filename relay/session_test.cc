@@ -338,6 +338,15 @@ TEST_F(SessionTest, EhloUnderTlsOffersAuthAndNoStartTls) {
   EXPECT_TRUE(s_->tls());
 }
 
+TEST_F(SessionTest, EhloWithControlCharactersIsRefusedNotEchoed) {
+  Open();
+  std::string reply = Send("EHLO foo\rbar\x1b[2J\r\n");
+  EXPECT_EQ(reply.substr(0, 10), "501 5.5.4 ");
+  EXPECT_EQ(reply.find('\x1b'), std::string::npos);
+  EXPECT_EQ(Send("EHLO a b\r\n").substr(0, 4), "501 ");
+  EXPECT_EQ(Send(kEhlo), EhloReply(true, false));  // still usable
+}
+
 TEST_F(SessionTest, EhloStopsOfferingAuthOnceAuthenticated) {
   OpenAuthenticated();
   EXPECT_EQ(Send(kEhlo), EhloReply(false, false));
