@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -144,6 +145,92 @@ absl::Status ParseListener(const toml::table& t, std::string prefix, std::string
   return r.Finish();
 }
 
+absl::Status ParseTlsPolicy(TableReader& r, const toml::table& t, const char* key,
+                           TlsPolicy* out, bool* set = nullptr) {
+  std::string v;
+  MXR_RETURN_IF_ERROR(r.Str(key, &v));
+  if (!t.get(key)) return absl::OkStatus();
+  if (v == "none") {
+    *out = TlsPolicy::kNone;
+  } else if (v == "opportunistic") {
+    *out = TlsPolicy::kOpportunistic;
+  } else if (v == "required") {
+    *out = TlsPolicy::kRequired;
+  } else if (v == "required_verify") {
+    *out = TlsPolicy::kRequiredVerify;
+  } else {
+    return r.Error(key, *t.get(key),
+                   "must be 'none', 'opportunistic', 'required' or 'required_verify'");
+  }
+  if (set) *set = true;
+  return absl::OkStatus();
+}
+
+absl::Status ParseDelivery(const toml::table& t, std::string_view source, DeliveryConfig* d) {
+  TableReader r(t, "delivery.", source);
+  MXR_RETURN_IF_ERROR(r.Bool("enabled", &d->enabled));
+  MXR_RETURN_IF_ERROR(r.Int("port", &d->port, 1, 65535));
+  MXR_RETURN_IF_ERROR(r.Str("helo_name", &d->helo_name));
+  MXR_RETURN_IF_ERROR(r.Str("source_address", &d->source_address));
+  if (!d->source_address.empty() && !IpAddress::Parse(d->source_address).ok()) {
+    return r.Error("source_address", *t.get("source_address"), "must be an IP address");
+  }
+  MXR_RETURN_IF_ERROR(r.Str("resolver", &d->resolver));
+  MXR_RETURN_IF_ERROR(ParseTlsPolicy(r, t, "tls", &d->tls));
+  MXR_RETURN_IF_ERROR(r.Int("max_connections_per_site", &d->max_connections_per_site, 1, 10000));
+  MXR_RETURN_IF_ERROR(r.Int("initial_window", &d->initial_window, 1, 10000));
+  MXR_RETURN_IF_ERROR(r.Int("max_messages_per_connection", &d->max_messages_per_connection, 1, 1000000));
+  MXR_RETURN_IF_ERROR(r.Int("max_recipients_per_transaction", &d->max_recipients_per_transaction, 1, 10000));
+  MXR_RETURN_IF_ERROR(r.Int("idle_timeout", &d->idle_timeout, 0, 3600));
+  MXR_RETURN_IF_ERROR(r.Int("retry_initial", &d->retry_initial, 1, 86400));
+  MXR_RETURN_IF_ERROR(r.Int("retry_max", &d->retry_max, 1, 7 * 86400));
+  MXR_RETURN_IF_ERROR(r.Int("max_age", &d->max_age, 1, 60 * 86400));
+  MXR_RETURN_IF_ERROR(r.Int("site_backoff_initial", &d->site_backoff_initial, 1, 86400));
+  MXR_RETURN_IF_ERROR(r.Int("site_backoff_max", &d->site_backoff_max, 1, 7 * 86400));
+  MXR_RETURN_IF_ERROR(r.Int("dns_ttl_min", &d->dns_ttl_min, 0, 86400));
+  MXR_RETURN_IF_ERROR(r.Int("dns_ttl_max", &d->dns_ttl_max, 0, 7 * 86400));
+  MXR_RETURN_IF_ERROR(r.Int("dns_timeout_ms", &d->dns_timeout_ms, 100, 60000));
+  MXR_RETURN_IF_ERROR(r.Str("event_log", &d->event_log));
+  MXR_RETURN_IF_ERROR(r.Int("connect_timeout", &d->connect_timeout, 1, 3600));
+  MXR_RETURN_IF_ERROR(r.Int("banner_timeout", &d->banner_timeout, 1, 3600));
+  MXR_RETURN_IF_ERROR(r.Int("command_timeout", &d->command_timeout, 1, 3600));
+  MXR_RETURN_IF_ERROR(r.Int("data_timeout", &d->data_timeout, 1, 3600));
+  if (d->initial_window > d->max_connections_per_site) d->initial_window = d->max_connections_per_site;
+  if (d->retry_max < d->retry_initial) {
+    return r.Error("retry_max", t, "must be >= retry_initial");
+  }
+  if (d->dns_ttl_max < d->dns_ttl_min) return r.Error("dns_ttl_max", t, "must be >= dns_ttl_min");
+  return r.Finish();
+}
+
+absl::Status ParseRoute(const toml::table& t, std::string prefix, std::string_view source,
+                        RouteConfig* rt) {
+  TableReader r(t, prefix, source);
+  MXR_RETURN_IF_ERROR(r.Str("domain", &rt->domain));
+  if (rt->domain.empty()) {
+    return r.Error("domain", t, "is required (a domain name or \"*\")");
+  }
+  for (char& ch : rt->domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  MXR_RETURN_IF_ERROR(r.Str("host", &rt->host));
+  MXR_RETURN_IF_ERROR(r.Int("port", &rt->port, 1, 65535));
+  MXR_RETURN_IF_ERROR(ParseTlsPolicy(r, t, "tls", &rt->tls, &rt->tls_set));
+  MXR_RETURN_IF_ERROR(r.Str("auth_user", &rt->auth_user));
+  MXR_RETURN_IF_ERROR(r.Str("auth_password", &rt->auth_password));
+  MXR_RETURN_IF_ERROR(r.Int("max_connections", &rt->max_connections, 1, 10000));
+  if (!rt->auth_user.empty() && rt->host.empty()) {
+    return r.Error("auth_user", t, "needs 'host' (AUTH is only for smarthost routes)");
+  }
+  if (!rt->auth_user.empty() && rt->tls_set && rt->tls != TlsPolicy::kRequired &&
+      rt->tls != TlsPolicy::kRequiredVerify) {
+    return r.Error("tls", t, "must be 'required' or 'required_verify' when auth_user is set");
+  }
+  if (!rt->auth_user.empty() && !rt->tls_set) {
+    rt->tls = TlsPolicy::kRequired;  // never send a password in clear
+    rt->tls_set = true;
+  }
+  return r.Finish();
+}
+
 absl::Status ParseRoot(const toml::table& root, std::string_view source, Config* c) {
   TableReader r(root, "", source);
   MXR_RETURN_IF_ERROR(r.Str("hostname", &c->hostname));
@@ -236,6 +323,20 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(s.Finish());
   }
   MXR_RETURN_IF_ERROR(st);
+  if (const toml::table* t = r.SubTable("delivery", &st)) {
+    MXR_RETURN_IF_ERROR(ParseDelivery(*t, source, &c->delivery));
+  }
+  MXR_RETURN_IF_ERROR(st);
+  if (const toml::array* arr = r.ArrayOfTables("route", &st)) {
+    int i = 0;
+    for (const toml::node& n : *arr) {
+      RouteConfig rt;
+      MXR_RETURN_IF_ERROR(
+          ParseRoute(*n.as_table(), Cat("route[", i++, "]."), source, &rt));
+      c->routes.push_back(rt);
+    }
+  }
+  MXR_RETURN_IF_ERROR(st);
   MXR_RETURN_IF_ERROR(r.Finish());
   if (c->listeners.empty()) {
     return absl::InvalidArgumentError(Cat(source, ": at least one [[listener]] is required"));
@@ -250,6 +351,16 @@ std::string_view ListenerModeName(ListenerMode m) {
     case ListenerMode::kStartTls: return "starttls";
     case ListenerMode::kImplicitTls: return "implicit_tls";
     case ListenerMode::kPlain: return "plain";
+  }
+  return "?";
+}
+
+std::string_view TlsPolicyName(TlsPolicy p) {
+  switch (p) {
+    case TlsPolicy::kNone: return "none";
+    case TlsPolicy::kOpportunistic: return "opportunistic";
+    case TlsPolicy::kRequired: return "required";
+    case TlsPolicy::kRequiredVerify: return "required_verify";
   }
   return "?";
 }

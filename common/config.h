@@ -69,6 +69,55 @@ struct SpoolConfig {
   uint64_t max_total_wal_size = 1ull << 30;
 };
 
+// Outbound TLS policy for a destination.
+enum class TlsPolicy {
+  kNone,           // never STARTTLS
+  kOpportunistic,  // STARTTLS when offered, no certificate verification; plain otherwise
+  kRequired,       // STARTTLS must succeed (no verification); else deferred
+  kRequiredVerify, // STARTTLS must succeed with a valid certificate for the host name
+};
+
+// Per-domain route or policy ("*" matches every domain). With `host` set,
+// mail for the domain goes there instead of its MX (smarthost / static route).
+struct RouteConfig {
+  std::string domain;        // "example.com" or "*"
+  std::string host;          // "" = use MX records
+  uint16_t port = 0;         // 0 = delivery.port
+  TlsPolicy tls = TlsPolicy::kOpportunistic;
+  bool tls_set = false;      // whether `tls` was given
+  std::string auth_user;     // AUTH PLAIN to the route's host (requires TLS)
+  std::string auth_password;
+  int max_connections = 0;   // 0 = delivery.max_connections_per_site
+};
+
+struct DeliveryConfig {
+  bool enabled = true;
+  uint16_t port = 25;              // remote SMTP port (tests point it at loopback sinks)
+  std::string helo_name;           // "" = hostname
+  std::string source_address;      // "" = kernel's choice
+  std::string resolver;            // "ip:port[,ip:port]"; "" = system resolver
+  TlsPolicy tls = TlsPolicy::kOpportunistic;
+  int max_connections_per_site = 20;
+  int initial_window = 4;          // connections per site to start with
+  int max_messages_per_connection = 1000;
+  int max_recipients_per_transaction = 100;
+  int idle_timeout = 5;            // s an idle outbound connection is kept
+  int retry_initial = 300;         // s before the first retry
+  int retry_max = 14400;           // s, cap of the doubling backoff
+  int max_age = 432000;            // s (5 days) before a message bounces
+  int site_backoff_initial = 60;   // s a dead site is left alone, doubling
+  int site_backoff_max = 3600;
+  int dns_ttl_min = 60;            // s, floor/ceiling of the MX cache
+  int dns_ttl_max = 3600;
+  int dns_timeout_ms = 5000;
+  std::string event_log;           // JSON lines per attempt; "" = off
+  // Per-phase timeouts (s).
+  int connect_timeout = 30;
+  int banner_timeout = 300;
+  int command_timeout = 300;       // EHLO, STARTTLS, AUTH, MAIL, RCPT, RSET
+  int data_timeout = 600;          // DATA initiation and the final dot
+};
+
 struct Config {
   // Name used in the greeting, Received: and Message-ID. Empty -> gethostname().
   std::string hostname;
@@ -85,6 +134,8 @@ struct Config {
   LimitsConfig limits;
   TimeoutsConfig timeouts;
   SpoolConfig spool;
+  DeliveryConfig delivery;
+  std::vector<RouteConfig> routes;
 
   // Resolved paths (data_dir applied).
   std::string SpoolPath() const;
@@ -99,5 +150,6 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
 absl::StatusOr<Config> LoadConfigFile(const std::string& path);
 
 std::string_view ListenerModeName(ListenerMode m);
+std::string_view TlsPolicyName(TlsPolicy p);
 
 }  // namespace mxr

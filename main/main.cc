@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "delivery/engine.h"
 #include "main/queue_cli.h"
 #include "queue/rocks_spool.h"
 #include "relay/auth.h"
@@ -168,6 +169,24 @@ int Run(const std::string& config_path) {
   spdlog::info("event=spool_opened path={} messages={}", so.path, queued);
 
   queue::QueueIdGenerator ids(clock);
+  std::unique_ptr<delivery::DeliveryEngine> engine;
+  if (cfg.delivery.enabled) {
+    delivery::DeliveryEngine::Deps dd;
+    dd.config = &cfg;
+    dd.hostname = hostname;
+    dd.spool = spool.get();
+    dd.clock = &clock;
+    dd.ids = &ids;
+    engine = std::make_unique<delivery::DeliveryEngine>(dd);
+    delivery::DeliveryEngine* e = engine.get();
+    spool->SetCommitListener([e](const queue::MessageMeta& m) { e->Enqueue(m); });
+    if (auto st = engine->Start(); !st.ok()) {
+      spdlog::critical("event=startup_failed error=\"delivery: {}\"", st.message());
+      return 1;
+    }
+  } else {
+    spdlog::warn("event=delivery_disabled note=\"delivery.enabled = false: mail is only queued\"");
+  }
   auto auth = std::make_unique<relay::Authenticator>(*users, 1, clock);
   relay::IngressDeps deps;
   deps.config = &cfg;
@@ -198,13 +217,16 @@ int Run(const std::string& config_path) {
         spdlog::error("event=users_reload_failed error=\"{}\" action=\"kept the previous users\"",
                       u.status().message());
       }
+      if (engine) engine->ReopenEventLog();
       continue;
     }
     spdlog::info("event=shutdown_begin signal={}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
   server->Shutdown(30'000);
+  if (engine) engine->Stop();  // before the spool: it reads and writes it
   spool.reset();   // drains pending commits (their callbacks post to the stopped loops)
+  engine.reset();
   server.reset();
   auth.reset();
   spdlog::info("event=shutdown_complete");

@@ -176,6 +176,9 @@ void RocksSpool::CommitLoop() {
         stats_.failed_messages += batch.size();
       }
     }
+    if (st.ok() && listener_) {
+      for (const auto& p : batch) listener_(p.msg.meta);
+    }
     for (auto& p : batch) std::move(p.done)(st);
     batch.clear();
   }
@@ -316,6 +319,27 @@ absl::StatusOr<std::string> RocksSpool::ReadBody(const QueueId& id) {
   rocksdb::Status st = db_->Get(rocksdb::ReadOptions(), body_, KeySlice(key), &value);
   if (!st.ok()) return FromRocks(st, Cat("reading body of ", id.ToString()));
   return value;
+}
+
+absl::StatusOr<MessageMeta> RocksSpool::LoadMeta(const QueueId& id) {
+  auto key = id.Key();
+  std::string value;
+  rocksdb::Status st = db_->Get(rocksdb::ReadOptions(), meta_, KeySlice(key), &value);
+  if (!st.ok()) return FromRocks(st, Cat("reading record of ", id.ToString()));
+  return DecodeMeta(std::string_view(key.data(), key.size()), value);
+}
+
+absl::Status RocksSpool::ScanSchedule(const std::function<bool(int64_t, const QueueId&)>& visit) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), schedule_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    int64_t when;
+    QueueId id;
+    if (!ParseScheduleKey(std::string_view(it->key().data(), it->key().size()), &when, &id)) {
+      continue;
+    }
+    if (!visit(when, id)) break;
+  }
+  return FromRocks(it->status(), "scanning schedule");
 }
 
 absl::Status RocksSpool::Update(const MessageMeta& meta, int64_t old_next_attempt_us) {

@@ -54,6 +54,10 @@ class RocksSpool final : public Spool {
 
   absl::StatusOr<std::vector<MessageMeta>> LoadDue(int64_t now_us, size_t limit) override;
   absl::StatusOr<std::string> ReadBody(const QueueId& id) override;
+  absl::StatusOr<MessageMeta> LoadMeta(const QueueId& id) override;
+  absl::Status ScanSchedule(
+      const std::function<bool(int64_t, const QueueId&)>& visit) override;
+  void SetCommitListener(CommitListener listener) override { listener_ = std::move(listener); }
   absl::Status Update(const MessageMeta& meta, int64_t old_next_attempt_us) override;
   absl::Status Delete(const MessageMeta& meta) override;
   absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) override;
@@ -89,6 +93,7 @@ class RocksSpool final : public Spool {
   std::atomic<bool> healthy_{true};
   SpoolStats stats_ ABSL_GUARDED_BY(mu_);
   std::thread commit_thread_;
+  CommitListener listener_;
 };
 
 }  // namespace mxr::queue

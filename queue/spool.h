@@ -59,6 +59,12 @@ class Spool {
   // message was synced (OkStatus) or failed. Thread-safe.
   virtual void Commit(NewMessage msg, CommitCallback done) = 0;
 
+  // Called on the commit thread for every message of a batch that was
+  // synced, before the batch's callbacks (the delivery engine's intake).
+  // Set once, before the first Commit().
+  using CommitListener = std::function<void(const MessageMeta&)>;
+  virtual void SetCommitListener(CommitListener listener) = 0;
+
   // Whether new messages can be accepted. Thread-safe, cheap (an atomic load
   // plus a lock only while unhealthy).
   virtual bool Healthy() const = 0;
@@ -71,6 +77,12 @@ class Spool {
   // first, at most `limit`.
   virtual absl::StatusOr<std::vector<MessageMeta>> LoadDue(int64_t now_us, size_t limit) = 0;
   virtual absl::StatusOr<std::string> ReadBody(const QueueId& id) = 0;
+  // The record of one message (NotFound once deleted).
+  virtual absl::StatusOr<MessageMeta> LoadMeta(const QueueId& id) = 0;
+  // Visits every schedule entry (next attempt time, id) in time order,
+  // reading keys only (cheap: used to rebuild the delivery schedule at start).
+  virtual absl::Status ScanSchedule(
+      const std::function<bool(int64_t next_attempt_us, const QueueId& id)>& visit) = 0;
   // Rewrites the record (recipient results, attempts) and moves its schedule
   // entry from `old_next_attempt_us` to meta.next_attempt_us. Unsynced.
   virtual absl::Status Update(const MessageMeta& meta, int64_t old_next_attempt_us) = 0;

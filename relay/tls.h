@@ -3,10 +3,7 @@
 // connection so the io_uring loop owns all socket I/O.
 //
 //   auto ctx = TlsContext::Create(cfg.tls, cfg.data_dir, hostname);
-//   TlsEndpoint tls(ctx->get());
-//   tls.FeedCipher(bytes_from_socket);
-//   tls.Handshake();  tls.ReadPlain(&plain);  tls.WritePlain(reply);
-//   send(tls.TakeCipher());
+//   TlsEndpoint tls(ctx->get());   // common/tls_endpoint.h
 #pragma once
 
 #include <openssl/ssl.h>
@@ -17,8 +14,11 @@
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
+#include "common/tls_endpoint.h"
 
 namespace mxr::relay {
+
+using ::mxr::TlsEndpoint;
 
 class TlsContext {
  public:
@@ -34,41 +34,6 @@ class TlsContext {
  private:
   SSL_CTX* ctx_ = nullptr;
   std::string cert_path_;
-};
-
-class TlsEndpoint {
- public:
-  enum class Result { kOk, kWantMore, kError, kClosed };
-
-  explicit TlsEndpoint(SSL_CTX* ctx);  // server side
-  ~TlsEndpoint();
-  TlsEndpoint(const TlsEndpoint&) = delete;
-  TlsEndpoint& operator=(const TlsEndpoint&) = delete;
-
-  void FeedCipher(std::string_view in);
-  // Drives the handshake; kOk once complete.
-  Result Handshake();
-  bool handshake_done() const { return done_; }
-  // Appends all plaintext currently available.
-  Result ReadPlain(std::string* out);
-  // Encrypts `in` (all of it, memory BIOs never block).
-  bool WritePlain(std::string_view in);
-  // Ciphertext waiting to go to the socket.
-  bool has_cipher() const;
-  void TakeCipher(std::string* out);
-  // Queues close_notify.
-  void Shutdown();
-
-  std::string version() const;
-  std::string cipher() const;
-  std::string last_error() const { return error_; }
-
- private:
-  SSL* ssl_ = nullptr;
-  BIO* rbio_ = nullptr;  // network -> SSL
-  BIO* wbio_ = nullptr;  // SSL -> network
-  bool done_ = false;
-  std::string error_;
 };
 
 }  // namespace mxr::relay

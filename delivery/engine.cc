@@ -1,0 +1,1188 @@
+#include "delivery/engine.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/event_loop.h"
+#include "common/status.h"
+#include "common/strings.h"
+#include "common/tls_endpoint.h"
+#include "delivery/dsn.h"
+#include "delivery/event_log.h"
+#include "delivery/policy.h"
+#include "delivery/resolver.h"
+#include "delivery/smtp_client.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr::delivery {
+namespace {
+
+constexpr size_t kMaxActiveMessages = 20000;
+constexpr size_t kRecvBuf = 16384;
+
+std::string DomainOf(const std::string& addr) {
+  size_t at = addr.rfind('@');
+  std::string d = at == std::string::npos ? "" : addr.substr(at + 1);
+  for (char& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return d;
+}
+
+struct IdHash {
+  size_t operator()(const queue::QueueId& id) const {
+    return std::hash<uint64_t>()(id.time_us * 1000003ULL ^ id.seq);
+  }
+};
+
+// Runs blocking spool calls off the loop; results are posted back by the caller's closures.
+class SpoolIo {
+ public:
+  SpoolIo() : thread_([this] { Run(); }) {}
+  ~SpoolIo() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void Submit(absl::AnyInvocable<void() &&> fn) {
+    std::lock_guard<std::mutex> l(mu_);
+    q_.push_back(std::move(fn));
+    cv_.notify_one();
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      absl::AnyInvocable<void() &&> fn;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stop_ || !q_.empty(); });
+        if (q_.empty()) return;
+        fn = std::move(q_.front());
+        q_.pop_front();
+      }
+      std::move(fn)();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<absl::AnyInvocable<void() &&>> q_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+struct Msg;
+class Conn;
+struct Site;
+
+struct RcptOutcome {
+  bool set = false;
+  int code = 0;
+  std::string enhanced, text, mx_host, ip, site, tls;
+};
+
+struct Job {
+  Msg* msg = nullptr;
+  std::string domain;
+  std::vector<size_t> rcpts;  // indexes into msg->meta.recipients
+  Site* site = nullptr;
+  OutboundMessage out;        // filled when sent
+};
+
+struct Msg {
+  queue::MessageMeta meta;
+  std::optional<std::string> body;
+  bool body_loading = false;
+  std::vector<std::function<void()>> body_waiters;
+  std::vector<RcptOutcome> outcomes;
+  int pending_jobs = 0;
+  std::vector<std::unique_ptr<Job>> jobs;
+};
+
+struct Site {
+  std::string key;
+  std::vector<std::string> hosts;
+  uint16_t port = 25;
+  TlsPolicy tls = TlsPolicy::kOpportunistic;
+  std::string auth_user, auth_password;
+  int max_conns = 20;
+  SiteWindow window;
+  std::unordered_map<std::string, std::deque<Job*>> by_sender;
+  std::deque<std::string> rr;  // senders with queued jobs, round-robin
+  size_t queued = 0;
+  std::list<Conn*> conns;
+  int64_t tls_broken_until_ms = 0;
+  int64_t last_used_ms = 0;
+
+  void Push(Job* j) {
+    auto& q = by_sender[j->msg->meta.sender];
+    if (q.empty()) rr.push_back(j->msg->meta.sender);
+    q.push_back(j);
+    queued++;
+  }
+  Job* Pop() {
+    while (!rr.empty()) {
+      std::string s = rr.front();
+      rr.pop_front();
+      auto it = by_sender.find(s);
+      if (it == by_sender.end() || it->second.empty()) continue;
+      Job* j = it->second.front();
+      it->second.pop_front();
+      if (it->second.empty()) {
+        by_sender.erase(it);
+      } else {
+        rr.push_back(s);  // next sender's turn first: one campaign cannot starve others
+      }
+      queued--;
+      return j;
+    }
+    return nullptr;
+  }
+};
+
+class EngineImpl {
+ public:
+  EngineImpl(DeliveryEngine::Deps deps, DeliveryStats* stats)
+      : deps_(std::move(deps)),
+        cfg_(deps_.config->delivery),
+        stats_(stats),
+        event_log_(cfg_.event_log),
+        rng_(std::random_device{}()) {}
+  ~EngineImpl();
+
+  absl::Status Init();  // on the loop thread
+  void Run() { loop_->Run(); }
+  EventLoop* loop() { return loop_.get(); }
+  void Enqueue(const queue::MessageMeta& meta);  // loop thread
+  void ReopenLog() {
+    auto st = event_log_.Reopen();
+    if (!st.ok()) spdlog::error("event=event_log_reopen_failed error=\"{}\"", st);
+  }
+  void CloseAll();
+  void StopIo() { io_.reset(); }
+
+  // Called by connections.
+  void OnConnReady(Conn* c);
+  void OnConnGone(Conn* c, bool ever_ready, const Reply& why);
+  void OnJobDone(Conn* c, Job* j, const std::vector<RcptResult>& results);
+  void NeedBody(Msg* m, std::function<void()> then);
+  Resolver* resolver() { return resolver_.get(); }
+  const DeliveryConfig& cfg() const { return cfg_; }
+  const std::string& hostname() const { return deps_.hostname; }
+  SSL_CTX* tls_ctx(bool verify) { return verify ? tls_verify_ : tls_noverify_; }
+  DeliveryStats* stats() { return stats_; }
+  void Release(Conn* c);
+  void Requeue(Job* j);
+
+ private:
+  friend class Conn;
+  void Tick();
+  void PumpSchedule();
+  void Activate(const queue::QueueId& id);
+  void StartMessage(std::unique_ptr<Msg> m);
+  void Route(Job* j);
+  void JobToSite(Job* j, const std::string& site_key, std::vector<std::string> hosts,
+                 const RouteConfig* route);
+  void FailJob(Job* j, int code, const std::string& enhanced, const std::string& text);
+  void Pump(Site* s);
+  void Finalize(Msg* m);
+  void Persist(Msg* m, std::vector<FailedRecipient> bounced, bool bounce_committed);
+  void Log(const Msg& m, size_t rcpt, const RcptOutcome& o, const char* outcome);
+  const RouteConfig* FindRoute(const std::string& domain) const;
+
+  DeliveryEngine::Deps deps_;
+  DeliveryConfig cfg_;
+  DeliveryStats* stats_;
+  EventLog event_log_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<Resolver> resolver_;
+  std::unique_ptr<SpoolIo> io_;
+  SSL_CTX* tls_verify_ = nullptr;
+  SSL_CTX* tls_noverify_ = nullptr;
+  std::mt19937_64 rng_;
+
+  using Entry = std::pair<int64_t, queue::QueueId>;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
+  std::unordered_set<queue::QueueId, IdHash> scheduled_;   // in heap_
+  std::unordered_map<queue::QueueId, std::unique_ptr<Msg>, IdHash> active_;
+  std::unordered_map<std::string, std::unique_ptr<Site>> sites_;
+  std::list<std::unique_ptr<Conn>> conns_;
+  size_t loading_ = 0;
+  bool stopping_ = false;
+};
+
+// ------------------------------------------------------------------ Conn
+
+class Conn final : public ClientHost {
+ public:
+  Conn(EngineImpl* e, Site* s) : e_(e), site_(s) {
+    recv_op_.c = this;
+    recv_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnRecv(cqe); };
+    send_op_.c = this;
+    send_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnSend(cqe); };
+    conn_op_.c = this;
+    conn_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnConnect(cqe); };
+    cancel_op_.c = this;
+    cancel_op_.fn = [](IoOp* op, const io_uring_cqe*) {
+      Conn* c = static_cast<Op*>(op)->c;
+      c->inflight_--;
+      c->MaybeFree();
+    };
+  }
+  ~Conn() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  std::list<std::unique_ptr<Conn>>::iterator self;
+  std::list<Conn*>::iterator in_site;
+  Site* site() const { return site_; }
+  Job* job() const { return job_; }
+  bool idle() const { return client_ && client_->phase() == SmtpClient::Phase::kReady && !job_ && !closing_; }
+  int messages() const { return messages_; }
+
+  void Begin() {
+    e_->stats()->connections_opened++;
+    e_->stats()->connections_active++;
+    deadline_ms_ = e_->loop()->now_ms() + e_->cfg().connect_timeout * 1000LL;
+    NextHost();
+    MaybeFree();
+  }
+
+  // Sends `j` on this (ready) connection.
+  void Take(Job* j) {
+    job_ = j;
+    RcptResult why;
+    j->out.sender = j->msg->meta.sender;
+    j->out.rcpts.clear();
+    for (size_t i : j->rcpts) j->out.rcpts.push_back(j->msg->meta.recipients[i].address);
+    j->out.smtputf8 = j->msg->meta.smtputf8;
+    j->out.body_8bit = j->msg->meta.body_8bit;
+    j->out.body = &*j->msg->body;
+    if (!client_->CanSend(j->out, &why)) {
+      job_ = nullptr;
+      std::vector<RcptResult> res(j->rcpts.size(), why);
+      e_->OnJobDone(this, j, res);
+      return;
+    }
+    client_->Send(j->out);
+    Touch(e_->cfg().command_timeout);
+    Flush();
+  }
+
+  void AwaitBody(Job* j) {
+    job_ = j;
+    inflight_++;
+    Touch(e_->cfg().command_timeout);
+    e_->NeedBody(j->msg, [this, j] {
+      inflight_--;
+      job_ = nullptr;
+      if (closing_ || !client_ || client_->phase() != SmtpClient::Phase::kReady) {
+        e_->Requeue(j);
+      } else {
+        Take(j);
+      }
+      MaybeFree();
+    });
+  }
+
+  bool connecting() const { return !ever_ready_ && !closing_; }
+
+  void Quit() {
+    if (closing_) return;
+    quitting_ = true;
+    client_->Quit();
+    Flush();
+    Touch(10);
+  }
+
+  void CheckTimeout(int64_t now) {
+    if (closing_ || now < deadline_ms_) {
+      MaybeFree();
+      return;
+    }
+    if (client_ && client_->phase() == SmtpClient::Phase::kReady && !job_) {
+      Quit();  // idle timeout
+    } else if (quitting_) {
+      Close();
+    } else if (fd_ >= 0 && !connected_) {
+      // Connect timed out: cancel it; OnConnect moves to the next address.
+      io_uring_sqe* sqe = e_->loop()->GetSqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&conn_op_), 0);
+      io_uring_sqe_set_data(sqe, &cancel_op_);
+      inflight_++;
+      deadline_ms_ = now + e_->cfg().connect_timeout * 1000LL;
+    } else if (client_) {
+      Reply r;
+      r.code = 421;
+      r.enhanced = "4.4.2";
+      r.text = Cat("Timeout in phase ", client_->PhaseName(), " with ", host_);
+      client_->Abort(r);
+    }
+    MaybeFree();
+  }
+
+  void Close() {
+    if (closing_) return;
+    closing_ = true;
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+    if (recv_armed_) {
+      io_uring_sqe* sqe = e_->loop()->GetSqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
+      io_uring_sqe_set_data(sqe, &cancel_op_);
+      inflight_++;
+    }
+  }
+
+  void ForceClose() {
+    if (client_ && job_) {
+      Reply r;
+      r.code = 421;
+      r.enhanced = "4.3.2";
+      r.text = "Relay shutting down";
+      client_->Abort(r);
+    }
+    if (!gone_reported_) {
+      gone_reported_ = true;
+      e_->Release(this);
+    }
+    Close();
+    MaybeFree();
+  }
+
+  // ClientHost.
+  void StartTls() override {
+    bool verify = site_->tls == TlsPolicy::kRequiredVerify;
+    tls_ = std::make_unique<TlsEndpoint>(e_->tls_ctx(verify), host_, verify);
+    Touch(e_->cfg().command_timeout);
+    DriveTls();
+  }
+  void OnReady() override {
+    ever_ready_ = true;
+    job_ = nullptr;
+    Touch(e_->cfg().idle_timeout);
+    e_->OnConnReady(this);
+  }
+  void OnTransactionDone(std::vector<RcptResult> results) override {
+    Job* j = job_;
+    job_ = nullptr;
+    messages_++;
+    if (j != nullptr) e_->OnJobDone(this, j, results);
+  }
+  void OnFailed(const Reply& why) override {
+    last_error_ = why;
+    // Before the session was usable, a failure moves on to the next MX host.
+    if (!ever_ready_ && !closing_) {
+      ResetSocket();
+      NextAddress();
+      return;
+    }
+    Finish(why);
+  }
+
+  std::string tls_version() const { return tls_ && tls_->handshake_done() ? tls_->version() : ""; }
+  const std::string& host() const { return host_; }
+  std::string ip() const { return ip_.ToString(); }
+
+ private:
+  struct Op : IoOp {
+    Conn* c = nullptr;
+  };
+
+  void Touch(int secs) { deadline_ms_ = e_->loop()->now_ms() + secs * 1000LL; }
+
+  void Finish(const Reply& why) {
+    if (!gone_reported_) {
+      gone_reported_ = true;
+      e_->OnConnGone(this, ever_ready_, why);
+    }
+    Close();
+  }
+
+  // Candidate iteration: hosts in MX order, each host's addresses in order.
+  void NextHost() {
+    if (host_index_ >= site_->hosts.size()) {
+      Finish(last_error_.code ? last_error_ : Reply{451, "4.4.1", "No MX host could be reached", {}});
+      return;
+    }
+    host_ = site_->hosts[host_index_++];
+    addrs_.clear();
+    addr_index_ = 0;
+    inflight_++;  // keep alive across the lookup
+    e_->resolver()->ResolveHost(host_, [this](const AddrAnswer& a) {
+      inflight_--;
+      if (closing_) {
+        MaybeFree();
+        return;
+      }
+      if (a.outcome != DnsOutcome::kOk) {
+        last_error_ = Reply{451, "4.4.3", a.error, {}};
+        NextHost();
+      } else {
+        addrs_ = a.addrs;
+        NextAddress();
+      }
+      MaybeFree();
+    });
+  }
+
+  void ResetSocket() {
+    if (fd_ >= 0 && !recv_armed_ && !send_inflight_ && !connect_inflight_) {
+      ::close(fd_);
+      fd_ = -1;
+    } else if (fd_ >= 0) {
+      ::shutdown(fd_, SHUT_RDWR);
+      old_fds_.push_back(fd_);  // closed when its operations finish
+      fd_ = -1;
+    }
+    client_.reset();
+    tls_.reset();
+    connected_ = false;
+    out_.clear();
+    sending_.clear();
+    sending_off_ = 0;
+  }
+
+  void NextAddress() {
+    if (addr_index_ >= addrs_.size()) return NextHost();
+    ip_ = addrs_[addr_index_++];
+    sockaddr_storage ss;
+    auto len = MakeSockaddr(ip_.ToString(), site_->port, &ss);
+    if (!len.ok()) return NextAddress();
+    fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) {
+      last_error_ = Reply{451, "4.4.0", Cat("socket: ", strerror(errno)), {}};
+      return NextAddress();
+    }
+    const std::string& src = e_->cfg().source_address;
+    if (!src.empty()) {
+      sockaddr_storage bs;
+      auto blen = MakeSockaddr(src, 0, &bs);
+      if (blen.ok() && bs.ss_family == ss.ss_family &&
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&bs), *blen) != 0) {
+        spdlog::warn("event=source_bind_failed address={} error=\"{}\"", src, strerror(errno));
+      }
+    }
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    peer_ = ss;
+    peer_len_ = *len;
+    io_uring_sqe* sqe = e_->loop()->GetSqe();
+    io_uring_prep_connect(sqe, fd_, reinterpret_cast<sockaddr*>(&peer_), peer_len_);
+    io_uring_sqe_set_data(sqe, &conn_op_);
+    inflight_++;
+    connect_inflight_ = true;
+    Touch(e_->cfg().connect_timeout);
+  }
+
+  void OnConnect(const io_uring_cqe* cqe) {
+    inflight_--;
+    connect_inflight_ = false;
+    if (closing_) return MaybeFree();
+    if (cqe->res < 0) {
+      last_error_ = Reply{451, "4.4.1", Cat("Connection to ", host_, " [", ip_.ToString(), "]:", site_->port,
+                                           " failed: ", strerror(-cqe->res)), {}};
+      ::close(fd_);
+      fd_ = -1;
+      NextAddress();
+      return MaybeFree();
+    }
+    connected_ = true;
+    ClientOptions o;
+    o.helo = e_->cfg().helo_name.empty() ? e_->hostname() : e_->cfg().helo_name;
+    o.tls = site_->tls;
+    if (o.tls == TlsPolicy::kOpportunistic && site_->tls_broken_until_ms > e_->loop()->now_ms()) {
+      o.tls = TlsPolicy::kNone;  // its STARTTLS failed recently: deliver in clear
+    }
+    o.auth_user = site_->auth_user;
+    o.auth_password = site_->auth_password;
+    client_ = std::make_unique<SmtpClient>(o, this);
+    Touch(e_->cfg().banner_timeout);
+    ArmRecv();
+    MaybeFree();
+  }
+
+  void ArmRecv() {
+    if (recv_armed_ || closing_ || fd_ < 0) return;
+    io_uring_sqe* sqe = e_->loop()->GetSqe();
+    io_uring_prep_recv(sqe, fd_, buf_, sizeof buf_, 0);
+    io_uring_sqe_set_data(sqe, &recv_op_);
+    recv_armed_ = true;
+    recv_fd_ = fd_;
+    inflight_++;
+  }
+
+  void OnRecv(const io_uring_cqe* cqe) {
+    inflight_--;
+    recv_armed_ = false;
+    CloseOld();
+    if (!closing_ && recv_fd_ != fd_) {  // completion for a previous MX's socket
+      if (connected_) ArmRecv();
+      return MaybeFree();
+    }
+    if (closing_ || !client_) return MaybeFree();
+    if (cqe->res <= 0) {
+      Reply r{421, "4.4.2", cqe->res == 0 ? Cat("Connection closed by ", host_)
+                                          : Cat("Connection error with ", host_, ": ", strerror(-cqe->res)), {}};
+      if (client_->phase() == SmtpClient::Phase::kQuit) {
+        Finish(r);
+      } else {
+        client_->Abort(r);
+      }
+      return MaybeFree();
+    }
+    std::string_view data(buf_, cqe->res);
+    if (tls_) {
+      tls_->FeedCipher(data);
+      DriveTls();
+    } else {
+      client_->Feed(data);
+    }
+    if (client_ && !closing_) {
+      Flush();
+      ArmRecv();
+    }
+    MaybeFree();
+  }
+
+  void DriveTls() {
+    if (!tls_handshake_done_) {
+      auto r = tls_->Handshake();
+      if (r == TlsEndpoint::Result::kError) {
+        if (site_->tls == TlsPolicy::kOpportunistic) {
+          site_->tls_broken_until_ms = e_->loop()->now_ms() + 3600 * 1000LL;
+        }
+        std::string detail = tls_->last_error();
+        if (site_->tls == TlsPolicy::kRequiredVerify) detail += Cat(" (verify: ", tls_->verify_result(), ")");
+        client_->OnTlsDone(false, detail);
+        return;
+      }
+      if (r == TlsEndpoint::Result::kWantMore) {
+        Flush();
+        return;
+      }
+      tls_handshake_done_ = true;
+      client_->OnTlsDone(true, "");
+    }
+    std::string plain;
+    auto r = tls_->ReadPlain(&plain);
+    if (!plain.empty()) client_->Feed(plain);
+    if (r != TlsEndpoint::Result::kOk && client_) {
+      client_->Abort(Reply{421, "4.4.2", Cat("TLS error with ", host_), {}});
+    }
+  }
+
+  void Flush() {
+    if (closing_ || fd_ < 0 || !client_) return;
+    if (client_->has_output()) {
+      std::string o = client_->TakeOutput();
+      if (tls_ && tls_handshake_done_) {
+        tls_->WritePlain(o);
+      } else {
+        out_ += o;
+      }
+    }
+    if (tls_) tls_->TakeCipher(&out_);
+    if (!send_inflight_ && sending_.empty() && !out_.empty()) sending_.swap(out_);
+    if (!send_inflight_ && sending_off_ < sending_.size()) {
+      io_uring_sqe* sqe = e_->loop()->GetSqe();
+      io_uring_prep_send(sqe, fd_, sending_.data() + sending_off_, sending_.size() - sending_off_, MSG_NOSIGNAL);
+      io_uring_sqe_set_data(sqe, &send_op_);
+      send_inflight_ = true;
+      send_fd_ = fd_;
+      inflight_++;
+    }
+  }
+
+  void OnSend(const io_uring_cqe* cqe) {
+    inflight_--;
+    send_inflight_ = false;
+    CloseOld();
+    if (!closing_ && send_fd_ != fd_) {  // completion for a previous MX's socket
+      if (connected_) Flush();
+      return MaybeFree();
+    }
+    if (closing_ || !client_) return MaybeFree();
+    if (cqe->res < 0) {
+      client_->Abort(Reply{421, "4.4.2", Cat("Send to ", host_, " failed: ", strerror(-cqe->res)), {}});
+      return MaybeFree();
+    }
+    sending_off_ += cqe->res;
+    if (sending_off_ >= sending_.size()) {
+      sending_.clear();
+      sending_off_ = 0;
+    }
+    Flush();
+    MaybeFree();
+  }
+
+  void CloseOld() {
+    if (!old_fds_.empty() && !recv_armed_ && !send_inflight_ && !connect_inflight_) {
+      for (int fd : old_fds_) ::close(fd);
+      old_fds_.clear();
+    }
+  }
+
+  void MaybeFree() {
+    if (!closing_ || inflight_ > 0 || freed_) return;
+    freed_ = true;
+    CloseOld();
+    e_->stats()->connections_active--;
+    e_->conns_.erase(self);  // deletes this: must be last
+  }
+
+  EngineImpl* e_;
+  Site* site_;
+  std::unique_ptr<SmtpClient> client_;
+  std::unique_ptr<TlsEndpoint> tls_;
+  bool tls_handshake_done_ = false;
+  Op recv_op_, send_op_, conn_op_, cancel_op_;
+  int fd_ = -1, recv_fd_ = -1, send_fd_ = -1;
+  std::vector<int> old_fds_;
+  sockaddr_storage peer_{};
+  socklen_t peer_len_ = 0;
+  bool connected_ = false, connect_inflight_ = false, recv_armed_ = false, send_inflight_ = false;
+  bool closing_ = false, freed_ = false, ever_ready_ = false, quitting_ = false, gone_reported_ = false;
+  int inflight_ = 0;
+  int messages_ = 0;
+  Job* job_ = nullptr;
+  size_t host_index_ = 0, addr_index_ = 0;
+  std::vector<IpAddress> addrs_;
+  std::string host_;
+  IpAddress ip_;
+  Reply last_error_;
+  int64_t deadline_ms_ = 0;
+  std::string out_, sending_;
+  size_t sending_off_ = 0;
+  char buf_[kRecvBuf];
+};
+
+// ------------------------------------------------------------ EngineImpl
+
+EngineImpl::~EngineImpl() {
+  if (tls_verify_) SSL_CTX_free(tls_verify_);
+  if (tls_noverify_) SSL_CTX_free(tls_noverify_);
+}
+
+absl::Status EngineImpl::Init() {
+  auto loop = EventLoop::Create(1024);
+  if (!loop.ok()) return loop.status();
+  loop_ = std::move(*loop);
+  auto res = MakeCaresResolver(loop_.get(), cfg_);
+  if (!res.ok()) return res.status();
+  resolver_ = std::move(*res);
+  io_ = std::make_unique<SpoolIo>();
+  MXR_RETURN_IF_ERROR(event_log_.Open());
+  tls_noverify_ = SSL_CTX_new(TLS_client_method());
+  tls_verify_ = SSL_CTX_new(TLS_client_method());
+  if (!tls_noverify_ || !tls_verify_) return absl::InternalError("SSL_CTX_new failed");
+  for (SSL_CTX* c : {tls_noverify_, tls_verify_}) {
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+  }
+  SSL_CTX_set_default_verify_paths(tls_verify_);
+  SSL_CTX_set_verify(tls_verify_, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_set_verify(tls_noverify_, SSL_VERIFY_NONE, nullptr);
+
+  // Rebuild the schedule from the spool (keys only).
+  size_t n = 0;
+  absl::Status st = deps_.spool->ScanSchedule([&](int64_t when, const queue::QueueId& id) {
+    if (scheduled_.insert(id).second) {
+      heap_.push({when, id});
+      ++n;
+    }
+    return true;
+  });
+  MXR_RETURN_IF_ERROR(st);
+  stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+  spdlog::info("event=delivery_started scheduled={} port={} resolver={}", n, cfg_.port,
+               cfg_.resolver.empty() ? "system" : cfg_.resolver);
+  loop_->SetTicker(250, [this] { Tick(); });
+  return absl::OkStatus();
+}
+
+void EngineImpl::Enqueue(const queue::MessageMeta& meta) {
+  if (active_.count(meta.id) || !scheduled_.insert(meta.id).second) return;
+  heap_.push({meta.next_attempt_us, meta.id});
+  stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+  PumpSchedule();
+}
+
+void EngineImpl::Tick() {
+  resolver_->Tick();
+  int64_t now = loop_->now_ms();
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    Conn* c = (it++)->get();
+    c->CheckTimeout(now);
+  }
+  for (auto& [k, s] : sites_) {
+    if (s->queued > 0) Pump(s.get());
+  }
+  PumpSchedule();
+}
+
+void EngineImpl::PumpSchedule() {
+  int64_t now_us = deps_.clock->NowMicros();
+  while (!heap_.empty() && heap_.top().first <= now_us && active_.size() + loading_ < kMaxActiveMessages) {
+    queue::QueueId id = heap_.top().second;
+    heap_.pop();
+    scheduled_.erase(id);
+    Activate(id);
+  }
+  stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+}
+
+void EngineImpl::Activate(const queue::QueueId& id) {
+  loading_++;
+  queue::Spool* spool = deps_.spool;
+  EventLoop* loop = loop_.get();
+  io_->Submit([this, spool, loop, id] {
+    auto meta = spool->LoadMeta(id);
+    loop->Post([this, id, meta = std::move(meta)]() mutable {
+      loading_--;
+      if (!meta.ok()) {
+        if (meta.status().code() != absl::StatusCode::kNotFound) {
+          spdlog::error("event=load_failed id={} error=\"{}\"", id.ToString(), meta.status());
+        }
+        return;
+      }
+      auto m = std::make_unique<Msg>();
+      m->meta = std::move(*meta);
+      StartMessage(std::move(m));
+    });
+  });
+}
+
+const RouteConfig* EngineImpl::FindRoute(const std::string& domain) const {
+  const RouteConfig* star = nullptr;
+  for (const auto& r : deps_.config->routes) {
+    if (r.domain == domain) return &r;
+    if (r.domain == "*") star = &r;
+  }
+  return star;
+}
+
+void EngineImpl::StartMessage(std::unique_ptr<Msg> m) {
+  Msg* msg = m.get();
+  if (active_.count(m->meta.id)) return;
+  active_[m->meta.id] = std::move(m);
+  stats_->messages_active = static_cast<int64_t>(active_.size());
+  msg->outcomes.assign(msg->meta.recipients.size(), RcptOutcome{});
+  // Group pending recipients by domain, up to max_recipients_per_transaction each.
+  std::unordered_map<std::string, Job*> open;
+  for (size_t i = 0; i < msg->meta.recipients.size(); ++i) {
+    if (msg->meta.recipients[i].state != queue::RcptState::kPending) continue;
+    std::string d = DomainOf(msg->meta.recipients[i].address);
+    Job*& j = open[d];
+    if (j == nullptr || j->rcpts.size() >= static_cast<size_t>(cfg_.max_recipients_per_transaction)) {
+      msg->jobs.push_back(std::make_unique<Job>());
+      j = msg->jobs.back().get();
+      j->msg = msg;
+      j->domain = d;
+    }
+    j->rcpts.push_back(i);
+  }
+  msg->pending_jobs = static_cast<int>(msg->jobs.size());
+  if (msg->jobs.empty()) return Finalize(msg);
+  if (Expired(cfg_, msg->meta.received_us, deps_.clock->NowMicros()) && msg->meta.attempts > 0) {
+    // Too old: no further attempt (Finalize turns pending into expired bounces).
+    msg->pending_jobs = 0;
+    return Finalize(msg);
+  }
+  for (auto& j : msg->jobs) Route(j.get());
+}
+
+void EngineImpl::Route(Job* j) {
+  const RouteConfig* route = FindRoute(j->domain);
+  if (route && !route->host.empty()) {
+    uint16_t port = route->port ? route->port : cfg_.port;
+    JobToSite(j, Cat("route:", route->host, ":", port), {route->host}, route);
+    return;
+  }
+  if (j->domain.empty()) return FailJob(j, 550, "5.1.3", "Recipient address has no domain");
+  Msg* m = j->msg;
+  queue::QueueId id = m->meta.id;
+  resolver_->ResolveMx(j->domain, [this, j, id, route](const MxAnswer& a) {
+    if (!active_.count(id)) return;
+    switch (a.outcome) {
+      case DnsOutcome::kNullMx:
+        return FailJob(j, 556, "5.1.10", a.error);
+      case DnsOutcome::kPermanent:
+        return FailJob(j, 550, "5.1.2", a.error);
+      case DnsOutcome::kTemporary:
+        return FailJob(j, 451, "4.4.3", a.error);
+      case DnsOutcome::kOk:
+        break;
+    }
+    std::vector<std::string> sorted = a.hosts;
+    std::sort(sorted.begin(), sorted.end());
+    std::string key = Cat("mx:", fmt::format("{}", fmt::join(sorted, ",")), ":", cfg_.port);
+    JobToSite(j, key, a.hosts, route);
+  });
+}
+
+void EngineImpl::JobToSite(Job* j, const std::string& key, std::vector<std::string> hosts,
+                           const RouteConfig* route) {
+  auto& sp = sites_[key];
+  if (!sp) {
+    sp = std::make_unique<Site>();
+    sp->key = key;
+    sp->port = cfg_.port;
+    sp->tls = cfg_.tls;
+    sp->max_conns = cfg_.max_connections_per_site;
+    if (route) {
+      if (!route->host.empty() && route->port) sp->port = route->port;
+      if (route->tls_set) sp->tls = route->tls;
+      if (route->max_connections) sp->max_conns = route->max_connections;
+      sp->auth_user = route->auth_user;
+      sp->auth_password = route->auth_password;
+    }
+    InitWindow(cfg_, sp->max_conns, &sp->window);
+  }
+  Site* s = sp.get();
+  s->hosts = std::move(hosts);  // latest order (shuffled within preference)
+  j->site = s;
+  s->Push(j);
+  Pump(s);
+}
+
+void EngineImpl::FailJob(Job* j, int code, const std::string& enhanced, const std::string& text) {
+  Msg* m = j->msg;
+  for (size_t i : j->rcpts) {
+    RcptOutcome& o = m->outcomes[i];
+    o.set = true;
+    o.code = code;
+    o.enhanced = enhanced;
+    o.text = text;
+  }
+  if (--m->pending_jobs == 0) Finalize(m);
+}
+
+void EngineImpl::Pump(Site* s) {
+  int64_t now = loop_->now_ms();
+  s->last_used_ms = now;
+  // Idle connections first.
+  for (Conn* c : s->conns) {
+    if (s->queued == 0) break;
+    if (c->idle()) OnConnReady(c);
+  }
+  int allowed = AllowedConnections(now, &s->window);
+  for (;;) {
+    size_t connecting = 0;
+    for (Conn* c : s->conns) connecting += c->connecting();
+    // Each connection still being set up will take one queued job.
+    if (s->queued <= connecting || static_cast<int>(s->conns.size()) >= allowed) break;
+    conns_.push_back(std::make_unique<Conn>(this, s));
+    Conn* c = conns_.back().get();
+    c->self = std::prev(conns_.end());
+    s->conns.push_back(c);
+    c->in_site = std::prev(s->conns.end());
+    c->Begin();
+  }
+}
+
+void EngineImpl::OnConnReady(Conn* c) {
+  Site* s = c->site();
+  if (c->messages() >= cfg_.max_messages_per_connection) return c->Quit();
+  Job* j = s->Pop();
+  if (j == nullptr) return;  // idle until the idle timeout
+  if (j->msg->body) return c->Take(j);
+  c->AwaitBody(j);  // bodies stay on disk until a connection is ready for them
+}
+
+void EngineImpl::Requeue(Job* j) {
+  j->site->Push(j);
+  Site* s = j->site;
+  loop_->Post([this, s] { Pump(s); });
+}
+
+void EngineImpl::NeedBody(Msg* m, std::function<void()> then) {
+  if (m->body) return then();
+  m->body_waiters.push_back(std::move(then));
+  if (m->body_loading) return;
+  m->body_loading = true;
+  queue::Spool* spool = deps_.spool;
+  EventLoop* loop = loop_.get();
+  queue::QueueId id = m->meta.id;
+  io_->Submit([this, spool, loop, id] {
+    auto body = spool->ReadBody(id);
+    loop->Post([this, id, body = std::move(body)]() mutable {
+      auto it = active_.find(id);
+      if (it == active_.end()) return;
+      Msg* msg = it->second.get();
+      msg->body_loading = false;
+      if (!body.ok()) {
+        spdlog::error("event=body_read_failed id={} error=\"{}\"", id.ToString(), body.status());
+        msg->body = std::string();  // jobs will fail below
+      } else {
+        msg->body = std::move(*body);
+      }
+      auto waiters = std::move(msg->body_waiters);
+      msg->body_waiters.clear();
+      for (auto& w : waiters) w();
+    });
+  });
+}
+
+void EngineImpl::OnJobDone(Conn* c, Job* j, const std::vector<RcptResult>& results) {
+  Msg* m = j->msg;
+  for (size_t k = 0; k < j->rcpts.size() && k < results.size(); ++k) {
+    RcptOutcome& o = m->outcomes[j->rcpts[k]];
+    o.set = true;
+    o.code = results[k].code;
+    o.enhanced = results[k].enhanced;
+    o.text = results[k].text;
+    o.mx_host = c ? c->host() : "";
+    o.ip = c ? c->ip() : "";
+    o.site = j->site ? j->site->key : "";
+    o.tls = c ? c->tls_version() : "";
+  }
+  if (j->site) OnConnectSuccess(j->site->max_conns, &j->site->window);
+  if (--m->pending_jobs == 0) Finalize(m);
+}
+
+void EngineImpl::OnConnGone(Conn* c, bool ever_ready, const Reply& why) {
+  Site* s = c->site();
+  Job* j = c->job();
+  (void)j;  // a job in flight was already reported through OnJobDone
+  if (!ever_ready) {
+    stats_->connection_failures++;
+    if (OnConnectFailure(cfg_, loop_->now_ms(), &s->window)) {
+      stats_->sites_backed_off++;
+      spdlog::warn("event=site_backoff site={} seconds={} last_error=\"{}\" queued={}", s->key,
+                   s->window.backoff_ms / 1000, why.ToString(), s->queued);
+    } else {
+      spdlog::info("event=connection_failed site={} error=\"{}\"", s->key, why.ToString());
+    }
+  }
+  Release(c);
+}
+
+void EngineImpl::Release(Conn* c) {
+  Site* s = c->site();
+  s->conns.erase(c->in_site);
+  c->in_site = s->conns.end();
+  if (s->queued > 0) {
+    Site* site = s;
+    loop_->Post([this, site] { Pump(site); });
+  }
+}
+
+void EngineImpl::Log(const Msg& m, size_t rcpt, const RcptOutcome& o, const char* outcome) {
+  DeliveryEvent e;
+  e.time_us = deps_.clock->NowMicros();
+  e.queue_id = m.meta.id.ToString();
+  e.sender = m.meta.sender;
+  e.recipient = m.meta.recipients[rcpt].address;
+  e.outcome = outcome;
+  e.site = o.site;
+  e.mx_host = o.mx_host;
+  e.ip = o.ip;
+  e.tls = o.tls;
+  e.code = o.code;
+  e.enhanced = o.enhanced;
+  e.response = o.text;
+  e.attempt = m.meta.recipients[rcpt].attempts + 1;
+  e.queue_seconds = (e.time_us - m.meta.received_us) / 1e6;
+  event_log_.Write(e);
+}
+
+void EngineImpl::Finalize(Msg* m) {
+  int64_t now_us = deps_.clock->NowMicros();
+  bool expired = Expired(cfg_, m->meta.received_us, now_us);
+  std::vector<FailedRecipient> bounced;
+  for (size_t i = 0; i < m->meta.recipients.size(); ++i) {
+    auto& r = m->meta.recipients[i];
+    if (r.state != queue::RcptState::kPending) continue;
+    RcptOutcome& o = m->outcomes[i];
+    if (!o.set) {  // no attempt (expired before trying)
+      o.set = true;
+      o.code = r.last_code ? static_cast<int>(r.last_code) : 451;
+      o.text = r.last_response.empty() ? "No delivery attempt" : r.last_response;
+    }
+    ReplyClass cls = Classify(o.code);
+    if (cls == ReplyClass::kSuccess) {
+      Log(*m, i, o, "delivered");
+      r.state = queue::RcptState::kDelivered;
+      stats_->attempts_delivered++;
+    } else if (cls == ReplyClass::kPermanent) {
+      Log(*m, i, o, "bounced");
+      r.state = queue::RcptState::kBounced;
+      stats_->attempts_bounced++;
+      bounced.push_back(FailedRecipient{r.address, o.code, o.enhanced, o.text, o.mx_host});
+    } else if (expired) {
+      RcptOutcome x = o;
+      x.enhanced = "4.4.7";
+      x.text = Cat("Delivery time expired; last error: ", o.code, " ", o.enhanced, " ", o.text);
+      Log(*m, i, x, "expired");
+      r.state = queue::RcptState::kBounced;
+      stats_->attempts_expired++;
+      bounced.push_back(FailedRecipient{r.address, o.code, "4.4.7", x.text, o.mx_host});
+    } else {
+      Log(*m, i, o, "deferred");
+      stats_->attempts_deferred++;
+    }
+    r.attempts++;
+    r.last_code = static_cast<uint32_t>(o.code);
+    r.last_response = Cat(o.enhanced, o.enhanced.empty() ? "" : " ", o.text);
+  }
+  if (bounced.empty() || m->meta.sender.empty()) {
+    if (!bounced.empty()) {
+      spdlog::info("event=bounce_discarded id={} reason=null_sender recipients={}",
+                   m->meta.id.ToString(), bounced.size());
+    }
+    return Persist(m, {}, true);
+  }
+  // A DSN needs the original's headers: load the body if no attempt did.
+  NeedBody(m, [this, m, bounced = std::move(bounced)]() mutable {
+    queue::NewMessage dsn = BuildDsn(m->meta, *m->body, bounced, deps_.hostname, deps_.ids->Next(),
+                                     deps_.clock->NowMicros());
+    queue::QueueId id = m->meta.id;
+    std::string dsn_id = dsn.meta.id.ToString();
+    EventLoop* loop = loop_.get();
+    deps_.spool->Commit(std::move(dsn), [this, loop, id, dsn_id](absl::Status st) {
+      loop->Post([this, id, st, dsn_id] {
+        auto it = active_.find(id);
+        if (it == active_.end()) return;
+        if (st.ok()) {
+          stats_->dsns_queued++;
+          spdlog::info("event=dsn_queued id={} dsn_id={}", id.ToString(), dsn_id);
+        } else {
+          spdlog::error("event=dsn_commit_failed id={} error=\"{}\" action=\"kept the recipients pending\"",
+                        id.ToString(), st);
+        }
+        Persist(it->second.get(), {}, st.ok());
+      });
+    });
+  });
+}
+
+void EngineImpl::Persist(Msg* m, std::vector<FailedRecipient>, bool bounce_committed) {
+  if (stopping_) {
+    // Shutting down: results of transactions we aborted are not recorded, so
+    // the message is simply tried again right after the restart.
+    active_.erase(m->meta.id);
+    return;
+  }
+  if (!bounce_committed) {
+    // The DSN is not durable: the bounced recipients stay pending and are tried again.
+    for (auto& r : m->meta.recipients) {
+      if (r.state == queue::RcptState::kBounced) r.state = queue::RcptState::kPending;
+    }
+  }
+  int64_t now_us = deps_.clock->NowMicros();
+  queue::MessageMeta meta = m->meta;
+  int64_t old_next = meta.next_attempt_us;
+  bool done = meta.PendingRecipients() == 0;
+  if (!done) {
+    meta.attempts++;
+    std::uniform_real_distribution<double> jitter(0.0, 1.0);
+    meta.next_attempt_us = now_us + RetryDelayMs(cfg_, meta.attempts, jitter(rng_)) * 1000;
+  }
+  active_.erase(meta.id);  // frees m
+  stats_->messages_active = static_cast<int64_t>(active_.size());
+  queue::Spool* spool = deps_.spool;
+  EventLoop* loop = loop_.get();
+  io_->Submit([this, spool, loop, meta, old_next, done] {
+    absl::Status st = done ? spool->Delete(meta) : spool->Update(meta, old_next);
+    if (!st.ok()) {
+      spdlog::error("event=spool_update_failed id={} error=\"{}\"", meta.id.ToString(), st);
+    }
+    loop->Post([this, meta, done, st] {
+      if (done && st.ok()) {
+        stats_->messages_completed++;
+      } else if (!done) {
+        if (scheduled_.insert(meta.id).second) heap_.push({meta.next_attempt_us, meta.id});
+        stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+      }
+    });
+  });
+  PumpSchedule();
+}
+
+void EngineImpl::CloseAll() {
+  stopping_ = true;
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    Conn* c = (it++)->get();
+    c->ForceClose();
+  }
+}
+
+// --------------------------------------------------------- DeliveryEngine
+
+DeliveryEngine::DeliveryEngine(Deps deps) : deps_(std::move(deps)) {}
+
+DeliveryEngine::~DeliveryEngine() {
+  Stop();
+  impl_.reset();
+}
+
+absl::Status DeliveryEngine::Start() {
+  std::promise<absl::Status> started;
+  auto f = started.get_future();
+  thread_ = std::thread([this, &started] {
+    auto impl = std::make_unique<EngineImpl>(deps_, &stats_);
+    absl::Status st = impl->Init();
+    if (!st.ok()) {
+      started.set_value(st);
+      return;
+    }
+    impl_ = std::move(impl);
+    started.set_value(absl::OkStatus());
+    impl_->Run();
+    impl_->CloseAll();
+    // Let cancellations complete (bounded), then drop everything.
+    for (int i = 0; i < 50 && stats_.connections_active.load() > 0; ++i) {
+      impl_->loop()->Post([] {});
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  absl::Status st = f.get();
+  if (!st.ok()) {
+    thread_.join();
+    return st;
+  }
+  running_.store(true, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void DeliveryEngine::Stop() {
+  if (!thread_.joinable()) return;
+  running_.store(false, std::memory_order_release);
+  impl_->loop()->Stop();
+  thread_.join();
+  // Finish queued spool writes now, while the spool surely exists. The loop
+  // stays allocated until the destructor: late spool callbacks may Post().
+  impl_->StopIo();
+}
+
+void DeliveryEngine::Enqueue(const queue::MessageMeta& meta) {
+  if (!running_.load(std::memory_order_acquire)) return;
+  EngineImpl* impl = impl_.get();
+  impl->loop()->Post([impl, meta] { impl->Enqueue(meta); });
+}
+
+void DeliveryEngine::ReopenEventLog() {
+  if (!running_.load(std::memory_order_acquire)) return;
+  EngineImpl* impl = impl_.get();
+  impl->loop()->Post([impl] { impl->ReopenLog(); });
+}
+
+}  // namespace mxr::delivery

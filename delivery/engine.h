@@ -1,0 +1,80 @@
+// The delivery engine: takes committed messages from the spool and delivers
+// them to the recipients' mail servers (or configured routes).
+//
+// Data flow (all on one io_uring loop thread, plus a spool I/O thread for
+// blocking RocksDB calls):
+//   schedule heap (next attempt, id) --due--> load record --> group pending
+//   recipients by domain --> route or MX lookup --> site (MX host set) ready
+//   queue (round-robin between senders) --> site connection pool (adaptive
+//   window, dead-site backoff) --> SmtpClient transaction --> per-recipient
+//   results --> delivered / deferred (backoff) / bounced (DSN committed
+//   before the original is updated or deleted).
+//
+// Bodies are read from the spool only when a connection is ready for them.
+//
+//   DeliveryEngine engine(deps);
+//   spool->SetCommitListener([&](const MessageMeta& m) { engine.Enqueue(m); });
+//   engine.Start();  ...  engine.Stop();
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "common/clock.h"
+#include "common/config.h"
+#include "queue/spool.h"
+
+namespace mxr::delivery {
+
+struct DeliveryStats {
+  std::atomic<uint64_t> attempts_delivered{0};   // recipients
+  std::atomic<uint64_t> attempts_deferred{0};
+  std::atomic<uint64_t> attempts_bounced{0};
+  std::atomic<uint64_t> attempts_expired{0};
+  std::atomic<uint64_t> messages_completed{0};    // deleted from the spool
+  std::atomic<uint64_t> dsns_queued{0};
+  std::atomic<uint64_t> connections_opened{0};
+  std::atomic<uint64_t> connection_failures{0};
+  std::atomic<int64_t> connections_active{0};
+  std::atomic<uint64_t> sites_backed_off{0};
+  std::atomic<int64_t> messages_active{0};        // loaded, being worked on
+  std::atomic<int64_t> messages_scheduled{0};     // waiting in the schedule
+};
+
+class EngineImpl;
+
+class DeliveryEngine {
+ public:
+  struct Deps {
+    const Config* config = nullptr;
+    std::string hostname;
+    queue::Spool* spool = nullptr;
+    const Clock* clock = nullptr;
+    queue::QueueIdGenerator* ids = nullptr;
+  };
+  explicit DeliveryEngine(Deps deps);
+  ~DeliveryEngine();
+
+  // Starts the delivery thread and rebuilds the schedule from the spool.
+  absl::Status Start();
+  // Stops at once; attempts in flight are abandoned (retried after restart).
+  // Call before destroying the spool; destroy the engine after the spool.
+  void Stop();
+  // A message was committed: schedule it. Thread-safe.
+  void Enqueue(const queue::MessageMeta& meta);
+  // Reopens the event log (SIGHUP). Thread-safe.
+  void ReopenEventLog();
+  const DeliveryStats& stats() const { return stats_; }
+
+ private:
+  Deps deps_;
+  DeliveryStats stats_;
+  std::unique_ptr<EngineImpl> impl_;
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+};
+
+}  // namespace mxr::delivery

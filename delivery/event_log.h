@@ -1,0 +1,48 @@
+// The delivery event log: one JSON object per line per recipient attempt
+// outcome, appended to a file that sending platforms ingest (bounce and
+// delivery tracking). Reopen() (SIGHUP) supports log rotation.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace mxr::delivery {
+
+struct DeliveryEvent {
+  int64_t time_us = 0;
+  std::string queue_id;
+  std::string sender;
+  std::string recipient;
+  std::string outcome;   // delivered | deferred | bounced | expired
+  std::string site;
+  std::string mx_host;
+  std::string ip;
+  std::string tls;       // "TLSv1.3" or "" (none)
+  int code = 0;
+  std::string enhanced;
+  std::string response;
+  uint32_t attempt = 0;
+  double queue_seconds = 0;
+};
+
+std::string EventToJson(const DeliveryEvent& e);
+
+class EventLog {
+ public:
+  // path "" = disabled.
+  explicit EventLog(std::string path) : path_(std::move(path)) {}
+  ~EventLog();
+  absl::Status Open();
+  absl::Status Reopen();  // thread-safe
+  void Write(const DeliveryEvent& e);  // thread-safe; one write(2) per line
+
+ private:
+  std::string path_;
+  std::mutex mu_;
+  int fd_ = -1;
+};
+
+}  // namespace mxr::delivery
