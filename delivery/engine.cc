@@ -95,6 +95,8 @@ struct Site;
 
 struct RcptOutcome {
   bool set = false;
+  bool not_attempted = false;  // deferred because its site is backed off: no attempt charged
+  int64_t hold_until_us = 0;
   int code = 0;
   std::string enhanced, text, mx_host, ip, site, tls;
 };
@@ -202,6 +204,7 @@ class EngineImpl {
   void JobToSite(Job* j, const std::string& site_key, std::vector<std::string> hosts,
                  const RouteConfig* route);
   void FailJob(Job* j, int code, const std::string& enhanced, const std::string& text);
+  void HoldJob(Job* j);
   void Pump(Site* s);
   void Finalize(Msg* m);
   void Persist(Msg* m, std::vector<FailedRecipient> bounced, bool bounce_committed);
@@ -227,6 +230,7 @@ class EngineImpl {
   std::list<std::unique_ptr<Conn>> conns_;
   size_t loading_ = 0;
   bool stopping_ = false;
+  int64_t last_site_gc_ms_ = 0;
 };
 
 // ------------------------------------------------------------------ Conn
@@ -287,6 +291,13 @@ class Conn final : public ClientHost {
     Flush();
   }
 
+  // Entry point for a job handed over outside a client callback.
+  void TakeFromOutside(Job* j) {
+    Take(j);
+    AfterClient();
+    MaybeFree();
+  }
+
   void AwaitBody(Job* j) {
     job_ = j;
     inflight_++;
@@ -298,6 +309,7 @@ class Conn final : public ClientHost {
         e_->Requeue(j);
       } else {
         Take(j);
+        AfterClient();
       }
       MaybeFree();
     });
@@ -335,6 +347,7 @@ class Conn final : public ClientHost {
       r.enhanced = "4.4.2";
       r.text = Cat("Timeout in phase ", client_->PhaseName(), " with ", host_);
       client_->Abort(r);
+      AfterClient();
     }
     MaybeFree();
   }
@@ -358,6 +371,7 @@ class Conn final : public ClientHost {
       r.enhanced = "4.3.2";
       r.text = "Relay shutting down";
       client_->Abort(r);
+      failed_ = false;
     }
     if (!gone_reported_) {
       gone_reported_ = true;
@@ -387,14 +401,10 @@ class Conn final : public ClientHost {
     if (j != nullptr) e_->OnJobDone(this, j, results);
   }
   void OnFailed(const Reply& why) override {
+    // Called from inside client_: act once control is back in our own code
+    // (AfterClient), never while the client is on the stack.
     last_error_ = why;
-    // Before the session was usable, a failure moves on to the next MX host.
-    if (!ever_ready_ && !closing_) {
-      ResetSocket();
-      NextAddress();
-      return;
-    }
-    Finish(why);
+    failed_ = true;
   }
 
   std::string tls_version() const { return tls_ && tls_->handshake_done() ? tls_->version() : ""; }
@@ -407,6 +417,20 @@ class Conn final : public ClientHost {
   };
 
   void Touch(int secs) { deadline_ms_ = e_->loop()->now_ms() + secs * 1000LL; }
+
+  // After any call into client_ returned: handle a reported failure. Before
+  // the session was ever usable, a failure (connection refused, 421/4xx/5xx
+  // greeting, TLS failure...) moves on to the next MX address or host.
+  void AfterClient() {
+    if (!failed_) return;
+    failed_ = false;
+    if (!ever_ready_ && !closing_) {
+      ResetSocket();
+      NextAddress();
+      return;
+    }
+    Finish(last_error_);
+  }
 
   void Finish(const Reply& why) {
     if (!gone_reported_) {
@@ -545,6 +569,7 @@ class Conn final : public ClientHost {
         Finish(r);
       } else {
         client_->Abort(r);
+        AfterClient();
       }
       return MaybeFree();
     }
@@ -555,6 +580,7 @@ class Conn final : public ClientHost {
     } else {
       client_->Feed(data);
     }
+    AfterClient();
     if (client_ && !closing_) {
       Flush();
       ArmRecv();
@@ -622,6 +648,7 @@ class Conn final : public ClientHost {
     if (closing_ || !client_) return MaybeFree();
     if (cqe->res < 0) {
       client_->Abort(Reply{421, "4.4.2", Cat("Send to ", host_, " failed: ", strerror(-cqe->res)), {}});
+      AfterClient();
       return MaybeFree();
     }
     sending_off_ += cqe->res;
@@ -660,6 +687,7 @@ class Conn final : public ClientHost {
   socklen_t peer_len_ = 0;
   bool connected_ = false, connect_inflight_ = false, recv_armed_ = false, send_inflight_ = false;
   bool closing_ = false, freed_ = false, ever_ready_ = false, quitting_ = false, gone_reported_ = false;
+  bool failed_ = false;  // client_ reported OnFailed; see AfterClient()
   int inflight_ = 0;
   int messages_ = 0;
   Job* job_ = nullptr;
@@ -734,6 +762,16 @@ void EngineImpl::Tick() {
   }
   for (auto& [k, s] : sites_) {
     if (s->queued > 0) Pump(s.get());
+  }
+  // Forget sites unused for 10 minutes (bounded memory with many domains);
+  // keep backed-off ones so their backoff survives.
+  if (now - last_site_gc_ms_ > 60'000) {
+    last_site_gc_ms_ = now;
+    std::erase_if(sites_, [now](const auto& kv) {
+      const Site& st = *kv.second;
+      return st.queued == 0 && st.conns.empty() && st.window.dead_until_ms < now &&
+             now - st.last_used_ms > 600'000;
+    });
   }
   PumpSchedule();
 }
@@ -859,8 +897,28 @@ void EngineImpl::JobToSite(Job* j, const std::string& key, std::vector<std::stri
   Site* s = sp.get();
   s->hosts = std::move(hosts);  // latest order (shuffled within preference)
   j->site = s;
+  if (s->window.dead_until_ms > loop_->now_ms()) return HoldJob(j);
   s->Push(j);
   Pump(s);
+}
+
+void EngineImpl::HoldJob(Job* j) {
+  // The site is backed off: reschedule for when it may be probed again,
+  // without charging the message an attempt.
+  Site* s = j->site;
+  int64_t until_us = deps_.clock->NowMicros() + (s->window.dead_until_ms - loop_->now_ms()) * 1000;
+  Msg* m = j->msg;
+  for (size_t i : j->rcpts) {
+    RcptOutcome& o = m->outcomes[i];
+    o.set = true;
+    o.not_attempted = true;
+    o.hold_until_us = until_us;
+    o.code = 451;
+    o.enhanced = "4.4.1";
+    o.text = Cat("Destination ", s->key, " backed off after connection failures");
+    o.site = s->key;
+  }
+  if (--m->pending_jobs == 0) Finalize(m);
 }
 
 void EngineImpl::FailJob(Job* j, int code, const std::string& enhanced, const std::string& text) {
@@ -960,14 +1018,14 @@ void EngineImpl::OnJobDone(Conn* c, Job* j, const std::vector<RcptResult>& resul
 
 void EngineImpl::OnConnGone(Conn* c, bool ever_ready, const Reply& why) {
   Site* s = c->site();
-  Job* j = c->job();
-  (void)j;  // a job in flight was already reported through OnJobDone
+  // A job in flight was already reported through OnJobDone.
   if (!ever_ready) {
     stats_->connection_failures++;
     if (OnConnectFailure(cfg_, loop_->now_ms(), &s->window)) {
       stats_->sites_backed_off++;
       spdlog::warn("event=site_backoff site={} seconds={} last_error=\"{}\" queued={}", s->key,
                    s->window.backoff_ms / 1000, why.ToString(), s->queued);
+      while (Job* held = s->Pop()) HoldJob(held);
     } else {
       spdlog::info("event=connection_failed site={} error=\"{}\"", s->key, why.ToString());
     }
@@ -1039,6 +1097,7 @@ void EngineImpl::Finalize(Msg* m) {
       Log(*m, i, o, "deferred");
       stats_->attempts_deferred++;
     }
+    if (o.not_attempted && r.state == queue::RcptState::kPending) continue;
     r.attempts++;
     r.last_code = static_cast<uint32_t>(o.code);
     r.last_response = Cat(o.enhanced, o.enhanced.empty() ? "" : " ", o.text);
@@ -1092,9 +1151,25 @@ void EngineImpl::Persist(Msg* m, std::vector<FailedRecipient>, bool bounce_commi
   int64_t old_next = meta.next_attempt_us;
   bool done = meta.PendingRecipients() == 0;
   if (!done) {
-    meta.attempts++;
-    std::uniform_real_distribution<double> jitter(0.0, 1.0);
-    meta.next_attempt_us = now_us + RetryDelayMs(cfg_, meta.attempts, jitter(rng_)) * 1000;
+    // Recipients held back by a site backoff were not attempted: if that is
+    // all that is left, retry when the site may be probed, uncharged.
+    bool attempted = false;
+    int64_t hold = 0;
+    for (size_t i = 0; i < meta.recipients.size(); ++i) {
+      if (meta.recipients[i].state != queue::RcptState::kPending) continue;
+      if (m->outcomes[i].not_attempted) {
+        hold = std::max(hold, m->outcomes[i].hold_until_us);
+      } else {
+        attempted = true;
+      }
+    }
+    if (attempted) {
+      meta.attempts++;
+      std::uniform_real_distribution<double> jitter(0.0, 1.0);
+      meta.next_attempt_us = now_us + RetryDelayMs(cfg_, meta.attempts, jitter(rng_)) * 1000;
+    } else {
+      meta.next_attempt_us = std::max(now_us, hold);
+    }
   }
   active_.erase(meta.id);  // frees m
   stats_->messages_active = static_cast<int64_t>(active_.size());

@@ -45,9 +45,11 @@ std::string JsonEscape(std::string_view in) {
   return out;
 }
 
+// queued: never tried and due now; deferred: waiting for its next attempt;
+// due: tried before and due now.
 const char* State(const queue::MessageMeta& m, int64_t now) {
-  if (m.attempts == 0) return "queued";
-  return m.next_attempt_us > now ? "deferred" : "due";
+  if (m.next_attempt_us > now) return "deferred";
+  return m.attempts == 0 ? "queued" : "due";
 }
 
 }  // namespace

@@ -6,9 +6,8 @@
 # Usage: ours-up.sh --port P --sink-port S [--workdir DIR] [--threads N]
 # Prints WORKDIR=<dir> last; stop with ours-down.sh --workdir DIR.
 #
-# Delivery to 127.0.0.1:S is configured once the delivery engine exists
-# (issue 3); until then the relay only accepts and queues, so use the
-# harness's ingress columns (accept rate, CPU per accepted message).
+# Every message is delivered to 127.0.0.1:S through a static route (no DNS,
+# no TLS), as the harness's contract asks.
 set -euo pipefail
 PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../../../shared/bench/peers" && pwd)}
 . "$PEERS/lib/common.sh"
@@ -43,6 +42,13 @@ name = "bench"
 address = "127.0.0.1"
 port = $PORT
 mode = "plain"
+[delivery]
+max_connections_per_site = 20
+[[route]]
+domain = "*"
+host = "127.0.0.1"
+port = $SINK_PORT
+tls = "none"
 CFG
 mkdir -p "$WORKDIR/config"
 cp "$WORKDIR/mxrelay.toml" "$WORKDIR/config/"
