@@ -565,7 +565,7 @@ class Conn final : public ClientHost {
     if (cqe->res <= 0) {
       Reply r{421, "4.4.2", cqe->res == 0 ? Cat("Connection closed by ", host_)
                                           : Cat("Connection error with ", host_, ": ", strerror(-cqe->res)), {}};
-      if (client_->phase() == SmtpClient::Phase::kQuit) {
+      if (client_->phase() == SmtpClient::Phase::kQuit || client_->phase() == SmtpClient::Phase::kDone) {
         Finish(r);
       } else {
         client_->Abort(r);
@@ -581,6 +581,9 @@ class Conn final : public ClientHost {
       client_->Feed(data);
     }
     AfterClient();
+    if (client_ && !closing_ && client_->phase() == SmtpClient::Phase::kDone) {
+      Finish(Reply{221, "2.0.0", "closed after QUIT", {}});  // our QUIT was answered
+    }
     if (client_ && !closing_) {
       Flush();
       ArmRecv();
