@@ -5,6 +5,7 @@
 #include <cctype>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
 #include <set>
 #include <sstream>
 
@@ -120,6 +121,15 @@ class TableReader {
   std::set<std::string> used_;
 };
 
+// For an error about a combination of keys: the node of the first of `keys`
+// present in `t` (so the message points at the line at fault), else `t`.
+const toml::node& KeyOr(const toml::table& t, std::initializer_list<const char*> keys) {
+  for (const char* k : keys) {
+    if (const toml::node* n = t.get(k)) return *n;
+  }
+  return t;
+}
+
 absl::Status ParseListener(const toml::table& t, std::string prefix, std::string_view source,
                            ListenerConfig* l) {
   TableReader r(t, prefix, source);
@@ -197,9 +207,11 @@ absl::Status ParseDelivery(const toml::table& t, std::string_view source, Delive
   MXR_RETURN_IF_ERROR(r.Int("data_timeout", &d->data_timeout, 1, 3600));
   if (d->initial_window > d->max_connections_per_site) d->initial_window = d->max_connections_per_site;
   if (d->retry_max < d->retry_initial) {
-    return r.Error("retry_max", t, "must be >= retry_initial");
+    return r.Error("retry_max", KeyOr(t, {"retry_max", "retry_initial"}), "must be >= retry_initial");
   }
-  if (d->dns_ttl_max < d->dns_ttl_min) return r.Error("dns_ttl_max", t, "must be >= dns_ttl_min");
+  if (d->dns_ttl_max < d->dns_ttl_min) {
+    return r.Error("dns_ttl_max", KeyOr(t, {"dns_ttl_max", "dns_ttl_min"}), "must be >= dns_ttl_min");
+  }
   return r.Finish();
 }
 
@@ -218,11 +230,11 @@ absl::Status ParseRoute(const toml::table& t, std::string prefix, std::string_vi
   MXR_RETURN_IF_ERROR(r.Str("auth_password", &rt->auth_password));
   MXR_RETURN_IF_ERROR(r.Int("max_connections", &rt->max_connections, 1, 10000));
   if (!rt->auth_user.empty() && rt->host.empty()) {
-    return r.Error("auth_user", t, "needs 'host' (AUTH is only for smarthost routes)");
+    return r.Error("auth_user", KeyOr(t, {"auth_user"}), "needs 'host' (AUTH is only for smarthost routes)");
   }
   if (!rt->auth_user.empty() && rt->tls_set && rt->tls != TlsPolicy::kRequired &&
       rt->tls != TlsPolicy::kRequiredVerify) {
-    return r.Error("tls", t, "must be 'required' or 'required_verify' when auth_user is set");
+    return r.Error("tls", KeyOr(t, {"tls"}), "must be 'required' or 'required_verify' when auth_user is set");
   }
   if (!rt->auth_user.empty() && !rt->tls_set) {
     rt->tls = TlsPolicy::kRequired;  // never send a password in clear

@@ -107,5 +107,193 @@ TEST(ConfigTest, ErrorsNameKeyAndLine) {
   EXPECT_FALSE(c.ok());
 }
 
+TEST(ConfigTest, DeliveryDefaults) {
+  auto c = ParseConfig("", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const DeliveryConfig& d = c->delivery;
+  EXPECT_TRUE(d.enabled);
+  EXPECT_EQ(d.port, 25);
+  EXPECT_EQ(d.tls, TlsPolicy::kOpportunistic);
+  EXPECT_EQ(d.initial_window, 4);
+  EXPECT_EQ(d.retry_initial, 300);
+  EXPECT_EQ(d.retry_max, 14400);
+  EXPECT_EQ(d.max_age, 432000);
+  EXPECT_EQ(d.event_log, "");
+  EXPECT_TRUE(c->routes.empty());
+}
+
+TEST(ConfigTest, ParsesEveryDeliveryKey) {
+  auto c = ParseConfig(R"(
+[delivery]
+enabled = false
+port = 2526
+helo_name = "out.example"
+source_address = "2001:db8::25"
+resolver = "127.0.0.1:5353,[::1]:53"
+tls = "required_verify"
+max_connections_per_site = 7
+initial_window = 3
+max_messages_per_connection = 50
+max_recipients_per_transaction = 25
+idle_timeout = 0
+retry_initial = 60
+retry_max = 600
+max_age = 3600
+site_backoff_initial = 10
+site_backoff_max = 100
+dns_ttl_min = 5
+dns_ttl_max = 50
+dns_timeout_ms = 250
+event_log = "/var/log/mxrelay/events.jsonl"
+connect_timeout = 11
+banner_timeout = 12
+command_timeout = 13
+data_timeout = 14
+)",
+                       "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const DeliveryConfig& d = c->delivery;
+  EXPECT_FALSE(d.enabled);
+  EXPECT_EQ(d.port, 2526);
+  EXPECT_EQ(d.helo_name, "out.example");
+  EXPECT_EQ(d.source_address, "2001:db8::25");
+  EXPECT_EQ(d.resolver, "127.0.0.1:5353,[::1]:53");
+  EXPECT_EQ(d.tls, TlsPolicy::kRequiredVerify);
+  EXPECT_EQ(d.max_connections_per_site, 7);
+  EXPECT_EQ(d.initial_window, 3);
+  EXPECT_EQ(d.max_messages_per_connection, 50);
+  EXPECT_EQ(d.max_recipients_per_transaction, 25);
+  EXPECT_EQ(d.idle_timeout, 0);
+  EXPECT_EQ(d.retry_initial, 60);
+  EXPECT_EQ(d.retry_max, 600);
+  EXPECT_EQ(d.max_age, 3600);
+  EXPECT_EQ(d.site_backoff_initial, 10);
+  EXPECT_EQ(d.site_backoff_max, 100);
+  EXPECT_EQ(d.dns_ttl_min, 5);
+  EXPECT_EQ(d.dns_ttl_max, 50);
+  EXPECT_EQ(d.dns_timeout_ms, 250);
+  EXPECT_EQ(d.event_log, "/var/log/mxrelay/events.jsonl");
+  EXPECT_EQ(d.connect_timeout, 11);
+  EXPECT_EQ(d.banner_timeout, 12);
+  EXPECT_EQ(d.command_timeout, 13);
+  EXPECT_EQ(d.data_timeout, 14);
+}
+
+TEST(ConfigTest, DeliveryTlsPolicies) {
+  struct Row {
+    const char* text;
+    TlsPolicy want;
+  } rows[] = {{"none", TlsPolicy::kNone},
+              {"opportunistic", TlsPolicy::kOpportunistic},
+              {"required", TlsPolicy::kRequired},
+              {"required_verify", TlsPolicy::kRequiredVerify}};
+  for (const Row& r : rows) {
+    auto c = ParseConfig(std::string("[delivery]\ntls = \"") + r.text + "\"\n", "t.toml");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->delivery.tls, r.want) << r.text;
+    EXPECT_EQ(TlsPolicyName(r.want), r.text);
+  }
+}
+
+TEST(ConfigTest, DeliveryInitialWindowClampedToSiteMax) {
+  auto c = ParseConfig("[delivery]\nmax_connections_per_site = 2\ninitial_window = 10\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->delivery.initial_window, 2);
+}
+
+TEST(ConfigTest, ParsesEveryRouteKey) {
+  auto c = ParseConfig(R"(
+[[route]]
+domain = "Example.COM"
+host = "smarthost.example.net"
+port = 587
+tls = "required_verify"
+auth_user = "relay"
+auth_password = "s3cret"
+max_connections = 5
+
+[[route]]
+domain = "*"
+tls = "none"
+
+[[route]]
+domain = "auth.example"
+host = "10.0.0.5"
+auth_user = "u"
+auth_password = "p"
+)",
+                       "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->routes.size(), 3u);
+  const RouteConfig& r0 = c->routes[0];
+  EXPECT_EQ(r0.domain, "example.com");  // lower-cased
+  EXPECT_EQ(r0.host, "smarthost.example.net");
+  EXPECT_EQ(r0.port, 587);
+  EXPECT_EQ(r0.tls, TlsPolicy::kRequiredVerify);
+  EXPECT_TRUE(r0.tls_set);
+  EXPECT_EQ(r0.auth_user, "relay");
+  EXPECT_EQ(r0.auth_password, "s3cret");
+  EXPECT_EQ(r0.max_connections, 5);
+  const RouteConfig& r1 = c->routes[1];
+  EXPECT_EQ(r1.domain, "*");
+  EXPECT_EQ(r1.host, "");
+  EXPECT_EQ(r1.port, 0);
+  EXPECT_EQ(r1.tls, TlsPolicy::kNone);
+  EXPECT_TRUE(r1.tls_set);
+  EXPECT_EQ(r1.max_connections, 0);
+  // AUTH without an explicit tls forces TLS: a password never goes in clear.
+  const RouteConfig& r2 = c->routes[2];
+  EXPECT_EQ(r2.tls, TlsPolicy::kRequired);
+  EXPECT_TRUE(r2.tls_set);
+}
+
+TEST(ConfigTest, RouteWithoutTlsKeyIsNotSet) {
+  auto c = ParseConfig("[[route]]\ndomain = \"a.example\"\nhost = \"b.example\"\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->routes.size(), 1u);
+  EXPECT_FALSE(c->routes[0].tls_set);
+}
+
+TEST(ConfigTest, DeliveryAndRouteErrorsNameFileLineAndKey) {
+  struct Row {
+    const char* toml;
+    const char* want;
+  } rows[] = {
+      {"[delivery]\nport = 25\ntls = \"sometimes\"\n",
+       "x.toml:3: delivery.tls: must be 'none', 'opportunistic', 'required' or 'required_verify'"},
+      {"[delivery]\ntls = 1\n", "x.toml:2: delivery.tls: expected a string"},
+      {"[[route]]\ndomain = \"a.example\"\ntls = \"yes\"\n", "x.toml:3: route[0].tls: must be"},
+      {"[[route]]\ndomain = \"a.example\"\n\n[[route]]\ndomain = \"b.example\"\nauth_user = \"u\"\n",
+       "x.toml:6: route[1].auth_user: needs 'host'"},
+      {"[[route]]\ndomain = \"a.example\"\nhost = \"h.example\"\nauth_user = \"u\"\n"
+       "tls = \"opportunistic\"\n",
+       "x.toml:5: route[0].tls: must be 'required' or 'required_verify' when auth_user is set"},
+      {"[[route]]\ndomain = \"a.example\"\nhost = \"h.example\"\nauth_user = \"u\"\ntls = \"none\"\n",
+       "x.toml:5: route[0].tls: must be 'required' or 'required_verify'"},
+      {"[delivery]\nretry_initial = 600\nretry_max = 300\n",
+       "x.toml:3: delivery.retry_max: must be >= retry_initial"},
+      {"[delivery]\nretry_initial = 20000\n", "x.toml:2: delivery.retry_max: must be >= retry_initial"},
+      {"[delivery]\n\nsource_address = \"10.0.0.256\"\n",
+       "x.toml:3: delivery.source_address: must be an IP address"},
+      {"[delivery]\nsource_address = \"mail.example.com\"\n",
+       "x.toml:2: delivery.source_address: must be an IP address"},
+      {"[delivery]\ndns_ttl_min = 100\ndns_ttl_max = 10\n",
+       "x.toml:3: delivery.dns_ttl_max: must be >= dns_ttl_min"},
+      {"[delivery]\nport = 0\n", "x.toml:2: delivery.port: must be between 1 and 65535"},
+      {"[delivery]\nretry_intial = 5\n", "x.toml:2: unknown key 'delivery.retry_intial'"},
+      {"[[route]]\nhost = \"h.example\"\n", "x.toml:1: route[0].domain: is required"},
+      {"[[route]]\ndomain = \"a.example\"\nmax_connections = 0\n",
+       "x.toml:3: route[0].max_connections: must be between 1"},
+      {"[[route]]\ndomain = \"a.example\"\nhots = \"h\"\n", "x.toml:3: unknown key 'route[0].hots'"},
+      {"route = 1\n", "x.toml:1: route: expected an array of tables ([[route]])"},
+      {"delivery = 1\n", "x.toml:1: delivery: expected a table"},
+  };
+  for (const Row& r : rows) {
+    auto c = ParseConfig(r.toml, "x.toml");
+    ASSERT_FALSE(c.ok()) << r.toml;
+    EXPECT_THAT(c.status().message(), HasSubstr(r.want)) << r.toml;
+  }
+}
+
 }  // namespace
 }  // namespace mxr

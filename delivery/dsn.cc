@@ -33,6 +33,7 @@ std::string OneLine(std::string_view s) {
 }  // namespace
 
 std::string_view HeaderSection(std::string_view m) {
+  if (m.substr(0, 2) == "\r\n") return m.substr(0, 0);  // blank first line: no headers
   size_t end = m.find("\r\n\r\n");
   if (end == std::string_view::npos) return m;
   return m.substr(0, end + 2);

@@ -566,7 +566,7 @@ class Conn final : public ClientHost {
       Reply r{421, "4.4.2", cqe->res == 0 ? Cat("Connection closed by ", host_)
                                           : Cat("Connection error with ", host_, ": ", strerror(-cqe->res)), {}};
       if (client_->phase() == SmtpClient::Phase::kQuit || client_->phase() == SmtpClient::Phase::kDone) {
-        Finish(r);
+        Finish(Reply{221, "2.0.0", "closed after QUIT", {}});  // a normal end
       } else {
         client_->Abort(r);
         AfterClient();
@@ -1015,14 +1015,21 @@ void EngineImpl::OnJobDone(Conn* c, Job* j, const std::vector<RcptResult>& resul
     o.site = j->site ? j->site->key : "";
     o.tls = c ? c->tls_version() : "";
   }
-  if (j->site) OnConnectSuccess(j->site->max_conns, &j->site->window);
+  // The site is working if the server really answered (2xx or 5xx); a
+  // transaction ended by 421 or a timeout counts against the connection in
+  // OnConnGone instead.
+  bool answered = false;
+  for (const auto& r : results) answered |= Classify(r.code) != ReplyClass::kTransient;
+  if (j->site && c && answered) OnConnectSuccess(j->site->max_conns, &j->site->window);
   if (--m->pending_jobs == 0) Finalize(m);
 }
 
 void EngineImpl::OnConnGone(Conn* c, bool ever_ready, const Reply& why) {
   Site* s = c->site();
-  // A job in flight was already reported through OnJobDone.
-  if (!ever_ready) {
+  // A job in flight was already reported through OnJobDone. A session that
+  // worked and then failed (421, timeout, reset) is a connection-level
+  // failure too; a normal end (our QUIT answered, 2xx) is not.
+  if (!ever_ready || why.code >= 400) {
     stats_->connection_failures++;
     if (OnConnectFailure(cfg_, loop_->now_ms(), &s->window)) {
       stats_->sites_backed_off++;

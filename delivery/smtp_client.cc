@@ -62,7 +62,8 @@ ReplyParser::Result ReplyParser::Next(std::string_view* buf, Reply* out) {
   for (;;) {
     size_t lf = buf->find('\n');
     if (lf == std::string_view::npos) {
-      return buf->size() > kMaxReplyLine ? Result::kError : Result::kNeedMore;
+      // A longest legal line may wait here with its CR but not yet its LF.
+      return buf->size() > kMaxReplyLine + 1 ? Result::kError : Result::kNeedMore;
     }
     std::string_view line = buf->substr(0, lf);
     buf->remove_prefix(lf + 1);

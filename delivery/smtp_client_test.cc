@@ -1,0 +1,1164 @@
+#include "delivery/smtp_client.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace mxr::delivery {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// ---------------------------------------------------------------------------
+// A ClientHost that only records. It never calls back into the client; the
+// tests call Send()/Quit() themselves after OnReady.
+class FakeClientHost : public ClientHost {
+ public:
+  void StartTls() override { events.push_back("StartTls"); }
+  void OnReady() override { events.push_back("OnReady"); }
+  void OnTransactionDone(std::vector<RcptResult> results) override {
+    events.push_back("OnTransactionDone");
+    done.push_back(std::move(results));
+  }
+  void OnFailed(const Reply& why) override {
+    events.push_back("OnFailed");
+    failed.push_back(why);
+  }
+
+  int Count(std::string_view e) const {
+    int n = 0;
+    for (const auto& x : events) n += x == e;
+    return n;
+  }
+
+  std::vector<std::string> events;
+  std::vector<std::vector<RcptResult>> done;
+  std::vector<Reply> failed;
+};
+
+std::string Codes(const std::vector<RcptResult>& rs) {
+  std::string o;
+  for (const auto& r : rs) {
+    if (!o.empty()) o += ",";
+    o += std::to_string(r.code);
+  }
+  return o;
+}
+
+constexpr char kBanner[] = "220 mx.remote.example ESMTP ready\r\n";
+constexpr char kEhloPipelining[] =
+    "250-mx.remote.example hello\r\n"
+    "250-PIPELINING\r\n"
+    "250-SIZE 10000\r\n"
+    "250-8BITMIME\r\n"
+    "250-SMTPUTF8\r\n"
+    "250 ENHANCEDSTATUSCODES\r\n";
+constexpr char kEhloPlain[] =
+    "250-mx.remote.example hello\r\n"
+    "250 ENHANCEDSTATUSCODES\r\n";
+
+ClientOptions Opts(TlsPolicy tls = TlsPolicy::kNone) {
+  ClientOptions o;
+  o.helo = "relay.test";
+  o.tls = tls;
+  return o;
+}
+
+class SmtpClientTest : public ::testing::Test {
+ protected:
+  // Banner + EHLO with `ehlo_reply`; expects the session to become ready.
+  void Connect(const char* ehlo_reply, ClientOptions opts = Opts()) {
+    client_ = std::make_unique<SmtpClient>(std::move(opts), &host_);
+    EXPECT_EQ(client_->phase(), SmtpClient::Phase::kBanner);
+    client_->Feed(kBanner);
+    EXPECT_EQ(client_->TakeOutput(), "EHLO relay.test\r\n");
+    EXPECT_EQ(client_->banner(), "mx.remote.example ESMTP ready");
+    client_->Feed(ehlo_reply);
+    ASSERT_EQ(host_.events, std::vector<std::string>{"OnReady"});
+    ASSERT_EQ(client_->phase(), SmtpClient::Phase::kReady);
+    EXPECT_EQ(client_->TakeOutput(), "");
+    host_.events.clear();
+  }
+
+  OutboundMessage Msg(std::vector<std::string> rcpts) {
+    OutboundMessage m;
+    m.sender = "alice@sender.example";
+    m.rcpts = std::move(rcpts);
+    m.body = &body_;
+    return m;
+  }
+
+  std::string body_ = "Subject: hi\r\n\r\n.leading dot\r\nline\r\n";
+  std::string stuffed_ = "Subject: hi\r\n\r\n..leading dot\r\nline\r\n.\r\n";
+  FakeClientHost host_;
+  std::unique_ptr<SmtpClient> client_;
+};
+
+// ---------------------------------------------------------------------------
+// Greeting and EHLO
+
+TEST_F(SmtpClientTest, BannerThenEhloAndCapabilities) {
+  Connect(kEhloPipelining);
+  EXPECT_TRUE(client_->pipelining());
+  EXPECT_EQ(client_->max_size(), 10000u);
+  EXPECT_FALSE(client_->tls_active());
+}
+
+TEST_F(SmtpClientTest, CapabilitiesAreCaseInsensitive) {
+  Connect("250-mx\r\n250-pipelining\r\n250 size 5000\r\n");
+  EXPECT_TRUE(client_->pipelining());
+  EXPECT_EQ(client_->max_size(), 5000u);
+}
+
+TEST_F(SmtpClientTest, BannerNot220Fails) {
+  SmtpClient c(Opts(), &host_);
+  c.Feed("554 5.7.1 go away\r\n");
+  EXPECT_EQ(c.TakeOutput(), "");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  EXPECT_EQ(host_.failed[0].code, 554);
+  EXPECT_EQ(host_.failed[0].enhanced, "5.7.1");
+  EXPECT_EQ(c.phase(), SmtpClient::Phase::kDone);
+}
+
+TEST_F(SmtpClientTest, Ehlo5xxFallsBackToHelo) {
+  SmtpClient c(Opts(), &host_);
+  c.Feed(kBanner);
+  EXPECT_EQ(c.TakeOutput(), "EHLO relay.test\r\n");
+  c.Feed("502 5.5.2 what is EHLO\r\n");
+  EXPECT_EQ(c.TakeOutput(), "HELO relay.test\r\n");
+  EXPECT_TRUE(host_.events.empty());
+  c.Feed("250 mx hello\r\n");
+  EXPECT_EQ(host_.events, std::vector<std::string>{"OnReady"});
+  EXPECT_FALSE(c.pipelining());
+  EXPECT_EQ(c.max_size(), 0u);
+  // HELO sessions: no ESMTP parameters, one command per reply.
+  OutboundMessage m = Msg({"bob@x.example"});
+  m.body_8bit = true;
+  c.Send(m);
+  EXPECT_EQ(c.TakeOutput(), "MAIL FROM:<alice@sender.example>\r\n");
+}
+
+TEST_F(SmtpClientTest, Ehlo4xxFails) {
+  SmtpClient c(Opts(), &host_);
+  c.Feed(kBanner);
+  c.TakeOutput();
+  c.Feed("450 4.3.2 busy\r\n");
+  EXPECT_EQ(c.TakeOutput(), "");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  EXPECT_EQ(host_.failed[0].code, 450);
+}
+
+TEST_F(SmtpClientTest, HeloRejectedFails) {
+  SmtpClient c(Opts(), &host_);
+  c.Feed(kBanner);
+  c.Feed("500 no\r\n");
+  c.Feed("550 no HELO either\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  EXPECT_EQ(host_.failed[0].code, 550);
+}
+
+TEST_F(SmtpClientTest, HeloFallbackWithRequiredTlsFails) {
+  SmtpClient c(Opts(TlsPolicy::kRequired), &host_);
+  c.Feed(kBanner);
+  c.Feed("500 no\r\n");
+  EXPECT_EQ(c.TakeOutput(), "EHLO relay.test\r\nHELO relay.test\r\n");
+  c.Feed("250 ok\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  EXPECT_EQ(host_.failed[0].code, 451);
+  EXPECT_EQ(host_.failed[0].enhanced, "4.7.5");
+}
+
+// ---------------------------------------------------------------------------
+// PIPELINING transactions
+
+TEST_F(SmtpClientTest, PipelinedMailRcptDataInOneChunkWithSize) {
+  Connect(kEhloPipelining);
+  OutboundMessage m = Msg({"bob@x.example", "carol@x.example", "dave@x.example"});
+  RcptResult why;
+  ASSERT_TRUE(client_->CanSend(m, &why));
+  client_->Send(m);
+  EXPECT_EQ(client_->TakeOutput(),
+            "MAIL FROM:<alice@sender.example> SIZE=" + std::to_string(body_.size()) + "\r\n"
+            "RCPT TO:<bob@x.example>\r\n"
+            "RCPT TO:<carol@x.example>\r\n"
+            "RCPT TO:<dave@x.example>\r\n"
+            "DATA\r\n");
+  // All the replies at once: 250 / 550 / 451 mixed.
+  client_->Feed(
+      "250 2.1.0 sender ok\r\n"
+      "250 2.1.5 bob ok\r\n"
+      "550 5.1.1 carol unknown\r\n"
+      "451 4.2.0 dave later\r\n"
+      "354 go ahead\r\n");
+  EXPECT_EQ(client_->TakeOutput(), stuffed_);
+  EXPECT_EQ(client_->phase(), SmtpClient::Phase::kDot);
+  EXPECT_TRUE(host_.events.empty());
+  client_->Feed("250 2.0.0 queued as ABC\r\n");
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"OnTransactionDone", "OnReady"}));
+  const auto& r = host_.done[0];
+  ASSERT_EQ(r.size(), 3u);
+  // The dot reply goes only to the accepted recipient.
+  EXPECT_EQ(r[0].code, 250);
+  EXPECT_EQ(r[0].enhanced, "2.0.0");
+  EXPECT_EQ(r[0].text, "queued as ABC");
+  EXPECT_EQ(r[1].code, 550);
+  EXPECT_EQ(r[1].enhanced, "5.1.1");
+  EXPECT_EQ(r[1].text, "carol unknown");
+  EXPECT_EQ(r[2].code, 451);
+  EXPECT_EQ(r[2].enhanced, "4.2.0");
+  // A successful transaction is not followed by RSET.
+  EXPECT_EQ(client_->TakeOutput(), "");
+  EXPECT_EQ(client_->phase(), SmtpClient::Phase::kReady);
+}
+
+TEST_F(SmtpClientTest, DotRejectionAppliesToAcceptedOnlyAndResets) {
+  Connect(kEhloPipelining);
+  OutboundMessage m = Msg({"bob@x.example", "carol@x.example"});
+  client_->Send(m);
+  client_->TakeOutput();
+  client_->Feed("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n354 go\r\n");
+  EXPECT_EQ(client_->TakeOutput(), stuffed_);
+  client_->Feed("554 5.7.1 spam\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnTransactionDone"});
+  EXPECT_EQ(Codes(host_.done[0]), "554,550");
+  EXPECT_EQ(host_.done[0][0].enhanced, "5.7.1");
+  EXPECT_EQ(host_.done[0][1].enhanced, "5.1.1");
+  EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");
+  client_->Feed("250 2.0.0 flushed\r\n");
+  EXPECT_EQ(host_.events, (std::vector<std::string>{"OnTransactionDone", "OnReady"}));
+}
+
+TEST_F(SmtpClientTest, NoSizeParamWhenSizeNotOffered) {
+  Connect("250-mx\r\n250 PIPELINING\r\n");
+  client_->Send(Msg({"bob@x.example"}));
+  EXPECT_EQ(client_->TakeOutput(),
+            "MAIL FROM:<alice@sender.example>\r\nRCPT TO:<bob@x.example>\r\nDATA\r\n");
+}
+
+TEST_F(SmtpClientTest, SizeWithoutLimitStillSendsParam) {
+  Connect("250-mx\r\n250-PIPELINING\r\n250 SIZE\r\n");
+  EXPECT_EQ(client_->max_size(), 0u);
+  std::string big(100000, 'x');
+  OutboundMessage m = Msg({"bob@x.example"});
+  m.body = &big;
+  RcptResult why;
+  EXPECT_TRUE(client_->CanSend(m, &why));
+  client_->Send(m);
+  EXPECT_THAT(client_->TakeOutput(), HasSubstr("MAIL FROM:<alice@sender.example> SIZE=100000\r\n"));
+}
+
+TEST_F(SmtpClientTest, NullSender) {
+  Connect("250-mx\r\n250 PIPELINING\r\n");
+  OutboundMessage m = Msg({"bob@x.example"});
+  m.sender = "";
+  client_->Send(m);
+  EXPECT_THAT(client_->TakeOutput(), ::testing::StartsWith("MAIL FROM:<>\r\n"));
+}
+
+struct ParamRow {
+  bool want_8bit, want_utf8;      // message needs
+  bool offer_8bit, offer_utf8;    // server offers
+  const char* params;             // expected MAIL FROM suffix
+};
+
+TEST_F(SmtpClientTest, BodyAndSmtpUtf8ParamsOnlyWhenRequestedAndOffered) {
+  const ParamRow rows[] = {
+      {false, false, true, true, ""},
+      {true, false, true, true, " BODY=8BITMIME"},
+      {false, true, true, true, " SMTPUTF8"},
+      {true, true, true, true, " BODY=8BITMIME SMTPUTF8"},
+      {true, true, false, true, " SMTPUTF8"},
+      {true, false, false, false, ""},
+      {false, false, false, false, ""},
+  };
+  for (const ParamRow& row : rows) {
+    SCOPED_TRACE(testing::Message() << "need 8bit=" << row.want_8bit << " utf8=" << row.want_utf8
+                                    << " offer 8bit=" << row.offer_8bit
+                                    << " utf8=" << row.offer_utf8);
+    host_ = FakeClientHost();
+    std::string ehlo = "250-mx\r\n";
+    if (row.offer_8bit) ehlo += "250-8BITMIME\r\n";
+    if (row.offer_utf8) ehlo += "250-SMTPUTF8\r\n";
+    ehlo += "250 PIPELINING\r\n";
+    Connect(ehlo.c_str());
+    OutboundMessage m = Msg({"bob@x.example"});
+    m.body_8bit = row.want_8bit;
+    m.smtputf8 = row.want_utf8;
+    RcptResult why;
+    if (row.want_utf8 && !row.offer_utf8) {
+      EXPECT_FALSE(client_->CanSend(m, &why));
+      continue;
+    }
+    client_->Send(m);
+    EXPECT_EQ(client_->TakeOutput(), std::string("MAIL FROM:<alice@sender.example>") + row.params +
+                                         "\r\nRCPT TO:<bob@x.example>\r\nDATA\r\n");
+  }
+}
+
+TEST_F(SmtpClientTest, PipelinedMailRejectedGivesEveryoneMailReplyThenRset) {
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example", "carol@x.example"}));
+  client_->TakeOutput();
+  client_->Feed(
+      "550 5.7.1 sender blocked\r\n"
+      "503 5.5.1 need MAIL\r\n"
+      "503 5.5.1 need MAIL\r\n"
+      "503 5.5.1 need MAIL\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnTransactionDone"});
+  ASSERT_EQ(host_.done[0].size(), 2u);
+  for (const auto& r : host_.done[0]) {
+    EXPECT_EQ(r.code, 550);
+    EXPECT_EQ(r.enhanced, "5.7.1");
+    EXPECT_EQ(r.text, "sender blocked");
+  }
+  EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");
+  EXPECT_EQ(client_->phase(), SmtpClient::Phase::kRset);
+  client_->Feed("250 2.0.0 ok\r\n");
+  EXPECT_EQ(host_.events, (std::vector<std::string>{"OnTransactionDone", "OnReady"}));
+  EXPECT_EQ(client_->phase(), SmtpClient::Phase::kReady);
+}
+
+TEST_F(SmtpClientTest, PipelinedNoRecipientAcceptedData554ThenRset) {
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example", "carol@x.example"}));
+  client_->TakeOutput();
+  client_->Feed(
+      "250 2.1.0 ok\r\n"
+      "550 5.1.1 bob unknown\r\n"
+      "450 4.2.1 carol busy\r\n"
+      "554 5.5.1 no valid recipients\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnTransactionDone"});
+  EXPECT_EQ(Codes(host_.done[0]), "550,450");
+  EXPECT_EQ(host_.done[0][0].text, "bob unknown");
+  EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");
+  client_->Feed("250 ok\r\n");
+  EXPECT_EQ(host_.Count("OnReady"), 1);
+}
+
+TEST_F(SmtpClientTest, PipelinedNoRecipientButServerSends354) {
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example"}));
+  client_->TakeOutput();
+  client_->Feed("250 ok\r\n550 5.1.1 no\r\n354 go ahead anyway\r\n");
+  // No body is sent: an empty message ends the DATA.
+  EXPECT_EQ(client_->TakeOutput(), ".\r\n");
+  client_->Feed("554 5.6.0 empty message\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnTransactionDone"});
+  EXPECT_EQ(Codes(host_.done[0]), "550");
+  EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");
+}
+
+TEST_F(SmtpClientTest, DataRejectedAfterAcceptedRecipients) {
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example", "carol@x.example"}));
+  client_->TakeOutput();
+  client_->Feed("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n451 4.3.0 try later\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnTransactionDone"});
+  EXPECT_EQ(Codes(host_.done[0]), "451,550");
+  EXPECT_EQ(host_.done[0][0].enhanced, "4.3.0");
+  EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");
+}
+
+TEST_F(SmtpClientTest, TwoTransactionsOnOneSession) {
+  Connect(kEhloPipelining);
+  for (int i = 0; i < 2; ++i) {
+    host_.events.clear();
+    client_->Send(Msg({"bob@x.example"}));
+    EXPECT_THAT(client_->TakeOutput(), ::testing::StartsWith("MAIL FROM:"));
+    client_->Feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    EXPECT_EQ(client_->TakeOutput(), stuffed_);
+    client_->Feed("250 queued\r\n");
+    EXPECT_EQ(host_.events, (std::vector<std::string>{"OnTransactionDone", "OnReady"}));
+    EXPECT_EQ(client_->TakeOutput(), "");
+  }
+  EXPECT_EQ(host_.done.size(), 2u);
+  client_->Quit();
+  EXPECT_EQ(client_->TakeOutput(), "QUIT\r\n");
+  EXPECT_EQ(client_->phase(), SmtpClient::Phase::kQuit);
+  client_->Feed("221 2.0.0 bye\r\n");
+  EXPECT_EQ(client_->phase(), SmtpClient::Phase::kDone);
+  EXPECT_EQ(host_.Count("OnFailed"), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Without PIPELINING: one command per reply
+
+TEST_F(SmtpClientTest, UnpipelinedOneCommandPerReply) {
+  Connect(kEhloPlain);
+  EXPECT_FALSE(client_->pipelining());
+  client_->Send(Msg({"bob@x.example", "carol@x.example"}));
+  EXPECT_EQ(client_->TakeOutput(), "MAIL FROM:<alice@sender.example>\r\n");
+  client_->Feed("250 2.1.0 ok\r\n");
+  EXPECT_EQ(client_->TakeOutput(), "RCPT TO:<bob@x.example>\r\n");
+  client_->Feed("550 5.1.1 bob unknown\r\n");
+  EXPECT_EQ(client_->TakeOutput(), "RCPT TO:<carol@x.example>\r\n");
+  client_->Feed("250 2.1.5 ok\r\n");
+  EXPECT_EQ(client_->TakeOutput(), "DATA\r\n");
+  client_->Feed("354 go\r\n");
+  EXPECT_EQ(client_->TakeOutput(), stuffed_);
+  client_->Feed("250 2.0.0 queued\r\n");
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"OnTransactionDone", "OnReady"}));
+  EXPECT_EQ(Codes(host_.done[0]), "550,250");
+  EXPECT_EQ(host_.done[0][1].text, "queued");
+  EXPECT_EQ(client_->TakeOutput(), "");
+}
+
+TEST_F(SmtpClientTest, UnpipelinedMailRejectedSendsNoRcpt) {
+  Connect(kEhloPlain);
+  client_->Send(Msg({"bob@x.example", "carol@x.example"}));
+  EXPECT_EQ(client_->TakeOutput(), "MAIL FROM:<alice@sender.example>\r\n");
+  client_->Feed("451 4.7.1 greylisted\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnTransactionDone"});
+  EXPECT_EQ(Codes(host_.done[0]), "451,451");
+  EXPECT_EQ(host_.done[0][1].enhanced, "4.7.1");
+  EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");
+  client_->Feed("250 ok\r\n");
+  EXPECT_EQ(host_.events.back(), "OnReady");
+}
+
+TEST_F(SmtpClientTest, UnpipelinedNoRecipientAcceptedSkipsData) {
+  Connect(kEhloPlain);
+  client_->Send(Msg({"bob@x.example", "carol@x.example"}));
+  client_->TakeOutput();
+  client_->Feed("250 ok\r\n");
+  EXPECT_EQ(client_->TakeOutput(), "RCPT TO:<bob@x.example>\r\n");
+  client_->Feed("550 5.1.1 no\r\n");
+  EXPECT_EQ(client_->TakeOutput(), "RCPT TO:<carol@x.example>\r\n");
+  client_->Feed("550 5.1.1 no either\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnTransactionDone"});
+  EXPECT_EQ(Codes(host_.done[0]), "550,550");
+  EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");  // no DATA
+}
+
+// ---------------------------------------------------------------------------
+// STARTTLS and AUTH
+
+constexpr char kEhloTls[] =
+    "250-mx.remote.example\r\n"
+    "250-STARTTLS\r\n"
+    "250 PIPELINING\r\n";
+
+TEST_F(SmtpClientTest, StartTlsOpportunistic) {
+  SmtpClient c(Opts(TlsPolicy::kOpportunistic), &host_);
+  c.Feed(kBanner);
+  EXPECT_EQ(c.TakeOutput(), "EHLO relay.test\r\n");
+  c.Feed(kEhloTls);
+  EXPECT_EQ(c.TakeOutput(), "STARTTLS\r\n");
+  EXPECT_TRUE(host_.events.empty());
+  // A plaintext reply injected after the 220 (CVE-2011-0411 style) must be
+  // discarded, not taken as the answer to the EHLO sent after the handshake.
+  c.Feed("220 2.0.0 go ahead\r\n250 injected\r\n");
+  EXPECT_EQ(host_.events, std::vector<std::string>{"StartTls"});
+  EXPECT_EQ(c.phase(), SmtpClient::Phase::kTlsHandshake);
+  EXPECT_EQ(c.TakeOutput(), "");
+  c.OnTlsDone(true, "");
+  EXPECT_TRUE(c.tls_active());
+  EXPECT_EQ(c.TakeOutput(), "EHLO relay.test\r\n");
+  EXPECT_EQ(host_.events, std::vector<std::string>{"StartTls"});
+  c.Feed("250-mx.remote.example\r\n250-STARTTLS\r\n250-SIZE 777\r\n250 PIPELINING\r\n");
+  EXPECT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnReady"}));
+  EXPECT_EQ(c.TakeOutput(), "");  // no second STARTTLS
+  EXPECT_TRUE(c.pipelining());
+  EXPECT_EQ(c.max_size(), 777u);
+}
+
+TEST_F(SmtpClientTest, InjectionInSeparateReadAfter220IsAlsoNotAReply) {
+  // Same as above but the handshake result arrives before any more data:
+  // the only data the client interprets is the post-TLS EHLO reply.
+  SmtpClient c(Opts(TlsPolicy::kOpportunistic), &host_);
+  c.Feed(kBanner);
+  c.Feed(kEhloTls);
+  // A partial multi-line reply after the 220: had it been parsed, the real
+  // EHLO reply below would continue it with a different code (an error).
+  c.Feed("220 ready\r\n354-injected\r\n");
+  c.OnTlsDone(true, "");
+  c.TakeOutput();
+  c.Feed("250-mx\r\n250 PIPELINING\r\n");
+  EXPECT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnReady"}));
+  EXPECT_EQ(host_.Count("OnFailed"), 0);
+}
+
+TEST_F(SmtpClientTest, TlsHandshakeFailure) {
+  SmtpClient c(Opts(TlsPolicy::kOpportunistic), &host_);
+  c.Feed(kBanner);
+  c.Feed(kEhloTls);
+  c.Feed("220 go\r\n");
+  c.OnTlsDone(false, "bad record mac");
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnFailed"}));
+  EXPECT_EQ(host_.failed[0].code, 421);
+  EXPECT_THAT(host_.failed[0].text, HasSubstr("bad record mac"));
+  EXPECT_EQ(c.phase(), SmtpClient::Phase::kDone);
+}
+
+TEST_F(SmtpClientTest, StartTlsRefusedOpportunisticContinuesInPlaintext) {
+  SmtpClient c(Opts(TlsPolicy::kOpportunistic), &host_);
+  c.Feed(kBanner);
+  c.Feed(kEhloTls);
+  c.TakeOutput();
+  c.Feed("454 4.7.0 TLS not available\r\n");
+  EXPECT_EQ(host_.events, std::vector<std::string>{"OnReady"});
+  EXPECT_FALSE(c.tls_active());
+  EXPECT_EQ(c.TakeOutput(), "");
+}
+
+TEST_F(SmtpClientTest, StartTlsRefusedRequiredFails) {
+  SmtpClient c(Opts(TlsPolicy::kRequired), &host_);
+  c.Feed(kBanner);
+  c.Feed(kEhloTls);
+  c.Feed("454 4.7.0 TLS not available\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  EXPECT_EQ(host_.failed[0].code, 454);
+}
+
+TEST_F(SmtpClientTest, TlsRequiredButNotOffered) {
+  for (TlsPolicy p : {TlsPolicy::kRequired, TlsPolicy::kRequiredVerify}) {
+    FakeClientHost host;
+    SmtpClient c(Opts(p), &host);
+    c.Feed(kBanner);
+    c.Feed(kEhloPipelining);
+    EXPECT_EQ(c.TakeOutput(), "EHLO relay.test\r\n");
+    ASSERT_EQ(host.events, std::vector<std::string>{"OnFailed"});
+    EXPECT_EQ(host.failed[0].code, 451);
+    EXPECT_EQ(host.failed[0].enhanced, "4.7.5");
+    EXPECT_EQ(c.phase(), SmtpClient::Phase::kDone);
+  }
+}
+
+TEST_F(SmtpClientTest, TlsNoneNeverSendsStartTls) {
+  SmtpClient c(Opts(TlsPolicy::kNone), &host_);
+  c.Feed(kBanner);
+  EXPECT_EQ(c.TakeOutput(), "EHLO relay.test\r\n");
+  c.Feed(kEhloTls);
+  EXPECT_EQ(c.TakeOutput(), "");
+  EXPECT_EQ(host_.events, std::vector<std::string>{"OnReady"});
+  EXPECT_FALSE(c.tls_active());
+}
+
+TEST_F(SmtpClientTest, NoStartTlsOfferedOpportunisticGoesPlain) {
+  SmtpClient c(Opts(TlsPolicy::kOpportunistic), &host_);
+  c.Feed(kBanner);
+  c.TakeOutput();
+  c.Feed(kEhloPipelining);
+  EXPECT_EQ(c.TakeOutput(), "");
+  EXPECT_EQ(host_.events, std::vector<std::string>{"OnReady"});
+}
+
+ClientOptions AuthOpts() {
+  ClientOptions o = Opts(TlsPolicy::kRequired);
+  o.auth_user = "user";
+  o.auth_password = "pass";
+  return o;
+}
+
+// Drives a session to the post-TLS EHLO and feeds `ehlo2`.
+void ToPostTlsEhlo(SmtpClient& c, const char* ehlo2) {
+  c.Feed(kBanner);
+  c.Feed(kEhloTls);
+  c.Feed("220 go\r\n");
+  c.OnTlsDone(true, "");
+  EXPECT_EQ(c.TakeOutput(), "EHLO relay.test\r\nSTARTTLS\r\nEHLO relay.test\r\n");
+  c.Feed(ehlo2);
+}
+
+TEST_F(SmtpClientTest, AuthPlainAfterTls) {
+  SmtpClient c(AuthOpts(), &host_);
+  ToPostTlsEhlo(c, "250-mx\r\n250-AUTH LOGIN PLAIN\r\n250 PIPELINING\r\n");
+  // base64("\0user\0pass")
+  EXPECT_EQ(c.TakeOutput(), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+  EXPECT_EQ(c.phase(), SmtpClient::Phase::kAuth);
+  EXPECT_EQ(host_.events, std::vector<std::string>{"StartTls"});
+  c.Feed("235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnReady"}));
+}
+
+TEST_F(SmtpClientTest, AuthPlainOldStyleEqualsSyntax) {
+  SmtpClient c(AuthOpts(), &host_);
+  ToPostTlsEhlo(c, "250-mx\r\n250 AUTH=PLAIN\r\n");
+  EXPECT_EQ(c.TakeOutput(), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+}
+
+TEST_F(SmtpClientTest, AuthRejectedFails) {
+  SmtpClient c(AuthOpts(), &host_);
+  ToPostTlsEhlo(c, "250-mx\r\n250 AUTH PLAIN\r\n");
+  c.TakeOutput();
+  c.Feed("535 5.7.8 bad credentials\r\n");
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnFailed"}));
+  EXPECT_EQ(host_.failed[0].code, 535);
+  EXPECT_EQ(host_.failed[0].enhanced, "5.7.8");
+}
+
+TEST_F(SmtpClientTest, AuthWithoutPlainOfferedFails) {
+  SmtpClient c(AuthOpts(), &host_);
+  ToPostTlsEhlo(c, "250-mx\r\n250 AUTH LOGIN CRAM-MD5\r\n");
+  EXPECT_EQ(c.TakeOutput(), "");
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnFailed"}));
+  EXPECT_EQ(host_.failed[0].enhanced, "4.7.0");
+}
+
+TEST_F(SmtpClientTest, NeverAuthInPlaintext) {
+  ClientOptions o = AuthOpts();
+  o.tls = TlsPolicy::kOpportunistic;
+  SmtpClient c(o, &host_);
+  c.Feed(kBanner);
+  c.Feed("250-mx\r\n250 AUTH PLAIN\r\n");  // no STARTTLS
+  EXPECT_EQ(c.TakeOutput(), "EHLO relay.test\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  EXPECT_EQ(host_.failed[0].enhanced, "4.7.0");
+}
+
+
+// ---------------------------------------------------------------------------
+// 421 at any phase
+
+struct Phase421Row {
+  const char* name;
+  TlsPolicy tls;
+  std::vector<std::string> script;  // replies before the 421
+  bool send;                        // Send() once ready
+  bool quit;                        // Quit() once ready (after any Send)
+  std::vector<std::string> events;  // all host events, in order
+  const char* rcpt_codes;           // OnTransactionDone results, "" if none
+};
+
+TEST_F(SmtpClientTest, Reply421AtAnyPhase) {
+  const Phase421Row rows[] = {
+      {"banner", TlsPolicy::kNone, {}, false, false, {"OnFailed"}, ""},
+      {"ehlo", TlsPolicy::kNone, {kBanner}, false, false, {"OnFailed"}, ""},
+      {"helo", TlsPolicy::kNone, {kBanner, "500 no\r\n"}, false, false, {"OnFailed"}, ""},
+      {"starttls", TlsPolicy::kOpportunistic, {kBanner, kEhloTls}, false, false, {"OnFailed"}, ""},
+      {"ready", TlsPolicy::kNone, {kBanner, kEhloPipelining}, false, false,
+       {"OnReady", "OnFailed"}, ""},
+      {"mail", TlsPolicy::kNone, {kBanner, kEhloPipelining}, true, false,
+       {"OnReady", "OnTransactionDone", "OnFailed"}, "421,421"},
+      {"rcpt", TlsPolicy::kNone, {kBanner, kEhloPipelining, "250 ok\r\n"}, true, false,
+       {"OnReady", "OnTransactionDone", "OnFailed"}, "421,421"},
+      {"second rcpt", TlsPolicy::kNone,
+       {kBanner, kEhloPipelining, "250 ok\r\n550 5.1.1 no\r\n"}, true, false,
+       {"OnReady", "OnTransactionDone", "OnFailed"}, "550,421"},
+      {"data", TlsPolicy::kNone, {kBanner, kEhloPipelining, "250 ok\r\n250 ok\r\n250 ok\r\n"},
+       true, false, {"OnReady", "OnTransactionDone", "OnFailed"}, "421,421"},
+      {"dot", TlsPolicy::kNone,
+       {kBanner, kEhloPipelining, "250 ok\r\n250 ok\r\n451 4.2.0 later\r\n354 go\r\n"}, true,
+       false, {"OnReady", "OnTransactionDone", "OnFailed"}, "421,451"},
+      {"rset", TlsPolicy::kNone,
+       {kBanner, kEhloPipelining, "550 5.7.1 no\r\n503 no\r\n503 no\r\n503 no\r\n"}, true, false,
+       {"OnReady", "OnTransactionDone", "OnFailed"}, "550,550"},
+      {"unpipelined rcpt", TlsPolicy::kNone, {kBanner, kEhloPlain, "250 ok\r\n"}, true, false,
+       {"OnReady", "OnTransactionDone", "OnFailed"}, "421,421"},
+  };
+  for (const Phase421Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    FakeClientHost host;
+    SmtpClient c(Opts(row.tls), &host);
+    OutboundMessage m = Msg({"bob@x.example", "carol@x.example"});
+    bool sent = false;
+    for (const auto& chunk : row.script) {
+      c.Feed(chunk);
+      if (row.send && !sent && c.phase() == SmtpClient::Phase::kReady) {
+        c.Send(m);
+        sent = true;
+      }
+    }
+    ASSERT_EQ(sent, row.send);
+    ASSERT_NE(c.phase(), SmtpClient::Phase::kDone);
+    c.Feed("421 4.3.2 Service shutting down\r\n");
+    EXPECT_EQ(host.events, row.events);
+    ASSERT_EQ(host.Count("OnFailed"), 1);
+    EXPECT_EQ(host.failed[0].code, 421);
+    EXPECT_EQ(host.failed[0].enhanced, "4.3.2");
+    EXPECT_EQ(host.failed[0].text, "Service shutting down");
+    EXPECT_EQ(c.phase(), SmtpClient::Phase::kDone);
+    if (*row.rcpt_codes) {
+      ASSERT_EQ(host.done.size(), 1u);
+      EXPECT_EQ(Codes(host.done[0]), row.rcpt_codes);
+    }
+    // Nothing more happens once failed.
+    c.Feed("250 ok\r\n");
+    c.Abort(Reply{421, "4.4.2", "timeout", {}});
+    EXPECT_EQ(host.events, row.events);
+  }
+}
+
+TEST_F(SmtpClientTest, Reply421DuringAuth) {
+  SmtpClient c(AuthOpts(), &host_);
+  ToPostTlsEhlo(c, "250-mx\r\n250 AUTH PLAIN\r\n");
+  ASSERT_EQ(c.phase(), SmtpClient::Phase::kAuth);
+  c.Feed("421 4.7.0 too many\r\n");
+  EXPECT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnFailed"}));
+}
+
+TEST_F(SmtpClientTest, Reply421AfterQuitIsNotAFailure) {
+  Connect(kEhloPipelining);
+  client_->Quit();
+  EXPECT_EQ(client_->TakeOutput(), "QUIT\r\n");
+  client_->Feed("421 4.3.2 bye anyway\r\n");
+  EXPECT_EQ(client_->phase(), SmtpClient::Phase::kDone);
+  EXPECT_TRUE(host_.events.empty());
+}
+
+// ---------------------------------------------------------------------------
+// Abort
+
+TEST_F(SmtpClientTest, AbortBeforeAnyReplyReportsEveryRecipientTransient) {
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example", "carol@x.example", "dave@x.example"}));
+  client_->TakeOutput();
+  client_->Abort(Reply{421, "4.4.2", "Timeout waiting for MAIL reply", {}});
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"OnTransactionDone", "OnFailed"}));
+  ASSERT_EQ(host_.done[0].size(), 3u);
+  for (const auto& r : host_.done[0]) {
+    EXPECT_EQ(r.code, 421);
+    EXPECT_EQ(r.enhanced, "4.4.2");
+    EXPECT_EQ(r.text, "Timeout waiting for MAIL reply");
+  }
+  EXPECT_EQ(host_.failed[0].code, 421);
+  EXPECT_EQ(client_->phase(), SmtpClient::Phase::kDone);
+}
+
+TEST_F(SmtpClientTest, AbortAfterDotTurnsAcceptedIntoTransient) {
+  // A connection lost after the dot may or may not have delivered: the
+  // accepted recipients are retried (possible duplicate, never a loss).
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example", "carol@x.example", "dave@x.example"}));
+  client_->TakeOutput();
+  client_->Feed("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n451 4.2.0 later\r\n354 go\r\n");
+  ASSERT_EQ(client_->TakeOutput(), stuffed_);
+  client_->Abort(Reply{421, "4.4.2", "Timeout after end of data", {}});
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"OnTransactionDone", "OnFailed"}));
+  // bob had only a RCPT 250: now transient. carol's final 550 is kept.
+  EXPECT_EQ(Codes(host_.done[0]), "421,550,451");
+}
+
+TEST_F(SmtpClientTest, AbortOutsideTransaction) {
+  Connect(kEhloPipelining);
+  client_->Abort(Reply{421, "4.4.2", "idle", {}});
+  EXPECT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  client_->Abort(Reply{421, "4.4.2", "again", {}});
+  EXPECT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+}
+
+TEST_F(SmtpClientTest, AbortDuringConnectSetup) {
+  SmtpClient c(Opts(), &host_);
+  c.Abort(Reply{421, "4.4.1", "connect timeout", {}});
+  EXPECT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  EXPECT_EQ(host_.failed[0].enhanced, "4.4.1");
+}
+
+// ---------------------------------------------------------------------------
+// Protocol errors
+
+TEST_F(SmtpClientTest, MalformedReplyFails) {
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example"}));
+  client_->Feed("250 ok\r\nHTTP/1.1 400 Bad Request\r\n");
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"OnTransactionDone", "OnFailed"}));
+  EXPECT_EQ(host_.failed[0].code, 421);
+  EXPECT_EQ(host_.failed[0].enhanced, "4.5.0");
+  EXPECT_EQ(Codes(host_.done[0]), "421");
+}
+
+TEST_F(SmtpClientTest, UnsolicitedReplyWhenReadyFails) {
+  Connect(kEhloPipelining);
+  client_->Feed("250 surprise\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnFailed"});
+  EXPECT_EQ(host_.failed[0].code, 421);
+  EXPECT_THAT(host_.failed[0].text, HasSubstr("ready"));
+}
+
+// ---------------------------------------------------------------------------
+// Splitting the server's bytes anywhere changes nothing.
+
+struct Transcript {
+  std::vector<std::string> events;
+  std::string output;
+  std::string results;
+};
+
+Transcript RunSession(const std::vector<std::string>& chunks, const std::string& body) {
+  FakeClientHost host;
+  ClientOptions o = Opts();
+  SmtpClient c(o, &host);
+  OutboundMessage m;
+  m.sender = "a@b.example";
+  m.rcpts = {"x@y.example", "z@y.example"};
+  m.body = &body;
+  Transcript t;
+  bool sent = false;
+  for (const auto& ch : chunks) {
+    c.Feed(ch);
+    t.output += c.TakeOutput();
+    if (!sent && c.phase() == SmtpClient::Phase::kReady) {
+      c.Send(m);
+      sent = true;
+      t.output += c.TakeOutput();
+    }
+  }
+  t.events = host.events;
+  for (const auto& d : host.done) t.results += Codes(d) + ";";
+  return t;
+}
+
+TEST_F(SmtpClientTest, ByteAtATimeFeedMatchesWholeFeed) {
+  const std::string server = std::string(kBanner) + kEhloPipelining +
+                             "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\n"
+                             "354 go\r\n250 2.0.0 queued\r\n";
+  // One chunk per server turn vs. one byte per read.
+  const std::string rest = server.substr(strlen(kBanner) + strlen(kEhloPipelining));
+  Transcript whole = RunSession({kBanner, kEhloPipelining, rest}, body_);
+  std::vector<std::string> bytes;
+  for (char ch : server) bytes.emplace_back(1, ch);
+  Transcript split = RunSession(bytes, body_);
+  EXPECT_EQ(whole.events,
+            (std::vector<std::string>{"OnReady", "OnTransactionDone", "OnReady"}));
+  EXPECT_EQ(whole.results, "250,550;");
+  EXPECT_EQ(split.events, whole.events);
+  EXPECT_EQ(split.results, whole.results);
+  EXPECT_EQ(split.output, whole.output);
+  EXPECT_THAT(whole.output, HasSubstr(stuffed_));
+}
+
+// ---------------------------------------------------------------------------
+// CanSend
+
+TEST_F(SmtpClientTest, CanSendSmtpUtf8Required) {
+  Connect("250-mx\r\n250-8BITMIME\r\n250 PIPELINING\r\n");
+  OutboundMessage m = Msg({"bob@x.example"});
+  m.smtputf8 = true;
+  RcptResult why;
+  EXPECT_FALSE(client_->CanSend(m, &why));
+  EXPECT_EQ(why.code, 553);
+  EXPECT_EQ(why.enhanced, "5.6.7");
+  m.smtputf8 = false;
+  why = RcptResult{};
+  EXPECT_TRUE(client_->CanSend(m, &why));
+  EXPECT_EQ(why.code, 0);
+}
+
+TEST_F(SmtpClientTest, CanSendSizeLimit) {
+  Connect("250-mx\r\n250-SMTPUTF8\r\n250 SIZE 100\r\n");
+  OutboundMessage m = Msg({"bob@x.example"});
+  std::string body(100, 'x');
+  m.body = &body;
+  RcptResult why;
+  EXPECT_TRUE(client_->CanSend(m, &why));  // exactly the limit
+  body.push_back('x');
+  EXPECT_FALSE(client_->CanSend(m, &why));
+  EXPECT_EQ(why.code, 552);
+  EXPECT_EQ(why.enhanced, "5.3.4");
+  EXPECT_THAT(why.text, HasSubstr("101"));
+  // SMTPUTF8 is offered here, so a UTF-8 message of fine size passes.
+  body.resize(50);
+  m.smtputf8 = true;
+  EXPECT_TRUE(client_->CanSend(m, &why));
+}
+
+TEST_F(SmtpClientTest, CanSendNoSizeLimitAdvertised) {
+  Connect(kEhloPlain);
+  OutboundMessage m = Msg({"bob@x.example"});
+  std::string body(1 << 20, 'x');
+  m.body = &body;
+  RcptResult why;
+  EXPECT_TRUE(client_->CanSend(m, &why));
+}
+
+// ---------------------------------------------------------------------------
+// ReplyParser
+
+// Parses `s` completely as a client would: returns the replies, or an empty
+// vector with *error set.
+std::vector<Reply> ParseAll(ReplyParser& p, std::string* buffer, std::string_view more,
+                            bool* error) {
+  buffer->append(more);
+  std::string_view v = *buffer;
+  std::vector<Reply> out;
+  for (;;) {
+    Reply r;
+    auto res = p.Next(&v, &r);
+    if (res == ReplyParser::Result::kNeedMore) break;
+    if (res == ReplyParser::Result::kError) {
+      *error = true;
+      break;
+    }
+    out.push_back(r);
+  }
+  buffer->erase(0, buffer->size() - v.size());
+  return out;
+}
+
+TEST(ReplyParserTest, SingleLineWithEnhancedCode) {
+  ReplyParser p;
+  std::string_view in = "250 2.1.5 Recipient ok\r\n";
+  Reply r;
+  ASSERT_EQ(p.Next(&in, &r), ReplyParser::Result::kReply);
+  EXPECT_TRUE(in.empty());
+  EXPECT_EQ(r.code, 250);
+  EXPECT_EQ(r.enhanced, "2.1.5");
+  EXPECT_EQ(r.text, "Recipient ok");
+  EXPECT_THAT(r.lines, ElementsAre("2.1.5 Recipient ok"));
+  EXPECT_EQ(r.ToString(), "250 2.1.5 Recipient ok");
+}
+
+TEST(ReplyParserTest, MultiLine) {
+  ReplyParser p;
+  std::string_view in =
+      "250-mx.example Hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 SMTPUTF8\r\nREST";
+  Reply r;
+  ASSERT_EQ(p.Next(&in, &r), ReplyParser::Result::kReply);
+  EXPECT_EQ(in, "REST");
+  EXPECT_EQ(r.code, 250);
+  EXPECT_EQ(r.enhanced, "");
+  EXPECT_THAT(r.lines, ElementsAre("mx.example Hello", "PIPELINING", "SIZE 1000", "SMTPUTF8"));
+  EXPECT_EQ(r.text, "mx.example Hello PIPELINING SIZE 1000 SMTPUTF8");
+  EXPECT_EQ(r.ToString(), "250 mx.example Hello PIPELINING SIZE 1000 SMTPUTF8");
+}
+
+TEST(ReplyParserTest, MultiLineEnhancedCodes) {
+  ReplyParser p;
+  std::string_view in =
+      "550-5.1.1 The email account that you tried to reach does not exist.\r\n"
+      "550 5.1.1 Please try again.\r\n";
+  Reply r;
+  ASSERT_EQ(p.Next(&in, &r), ReplyParser::Result::kReply);
+  EXPECT_EQ(r.code, 550);
+  EXPECT_EQ(r.enhanced, "5.1.1");
+  EXPECT_EQ(r.text, "The email account that you tried to reach does not exist. Please try again.");
+  EXPECT_EQ(r.lines.size(), 2u);
+}
+
+TEST(ReplyParserTest, EnhancedCodeTable) {
+  struct Row {
+    const char* line;
+    int code;
+    const char* enhanced;
+    const char* text;
+  } rows[] = {
+      {"250 2.0.0 Ok: queued\r\n", 250, "2.0.0", "Ok: queued"},
+      {"250 2.0.0\r\n", 250, "2.0.0", ""},
+      {"451 4.7.1 Greylisted\r\n", 451, "4.7.1", "Greylisted"},
+      {"554 5.7.1 Rejected\n", 554, "5.7.1", "Rejected"},  // bare LF tolerated
+      {"550 4.1.1 class mismatch\r\n", 550, "", "4.1.1 class mismatch"},
+      {"250 ok 2.0.0\r\n", 250, "", "ok 2.0.0"},
+      {"250 2.0 short\r\n", 250, "", "2.0 short"},
+      {"250 2.0.0.1 four parts\r\n", 250, "", "2.0.0.1 four parts"},
+      {"250 2.x.0 letters\r\n", 250, "", "2.x.0 letters"},
+      {"250\r\n", 250, "", ""},
+      {"250 \r\n", 250, "", ""},
+      {"221 2.0.0 Bye\r\n", 221, "2.0.0", "Bye"},
+  };
+  for (const auto& row : rows) {
+    SCOPED_TRACE(row.line);
+    ReplyParser p;
+    std::string_view in = row.line;
+    Reply r;
+    ASSERT_EQ(p.Next(&in, &r), ReplyParser::Result::kReply);
+    EXPECT_EQ(r.code, row.code);
+    EXPECT_EQ(r.enhanced, row.enhanced);
+    EXPECT_EQ(r.text, row.text);
+  }
+}
+
+TEST(ReplyParserTest, NeedMoreKeepsPartialLine) {
+  ReplyParser p;
+  std::string buf;
+  bool err = false;
+  EXPECT_TRUE(ParseAll(p, &buf, "250-first\r\n250 sec", &err).empty());
+  EXPECT_FALSE(err);
+  EXPECT_EQ(buf, "250 sec");  // the complete first line was consumed
+  auto got = ParseAll(p, &buf, "ond\r\n", &err);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_THAT(got[0].lines, ElementsAre("first", "second"));
+  EXPECT_TRUE(buf.empty());
+}
+
+TEST(ReplyParserTest, SplitAtEveryByteBoundaryGivesTheSameReplies) {
+  const std::string stream =
+      "220 mx ESMTP\r\n"
+      "250-mx\r\n250-PIPELINING\r\n250 SIZE 100\r\n"
+      "550-5.1.1 no such\r\n550 5.1.1 user\r\n"
+      "354 go\r\n";
+  ReplyParser ref;
+  std::string rb;
+  bool err = false;
+  std::vector<Reply> want = ParseAll(ref, &rb, stream, &err);
+  ASSERT_FALSE(err);
+  ASSERT_EQ(want.size(), 4u);
+  for (size_t i = 0; i <= stream.size(); ++i) {
+    for (size_t j = i; j <= stream.size(); ++j) {
+      ReplyParser p;
+      std::string buf;
+      std::vector<Reply> got;
+      for (auto part : {std::string_view(stream).substr(0, i),
+                        std::string_view(stream).substr(i, j - i),
+                        std::string_view(stream).substr(j)}) {
+        auto r = ParseAll(p, &buf, part, &err);
+        got.insert(got.end(), r.begin(), r.end());
+      }
+      ASSERT_FALSE(err) << i << "," << j;
+      ASSERT_EQ(got.size(), want.size()) << i << "," << j;
+      for (size_t k = 0; k < want.size(); ++k) {
+        EXPECT_EQ(got[k].code, want[k].code);
+        EXPECT_EQ(got[k].enhanced, want[k].enhanced);
+        EXPECT_EQ(got[k].text, want[k].text);
+        EXPECT_EQ(got[k].lines, want[k].lines);
+      }
+      EXPECT_TRUE(buf.empty());
+    }
+  }
+}
+
+TEST(ReplyParserTest, MalformedLinesAreErrors) {
+  const char* bad[] = {
+      "25 ok\r\n",    "2x0 ok\r\n",  "abc ok\r\n", "250xok\r\n", "\r\n",
+      " 250 ok\r\n",  "250_ok\r\n",  "25\r\n",     "+OK POP3\r\n",
+      "HTTP/1.1 200 OK\r\n",
+  };
+  for (const char* line : bad) {
+    ReplyParser p;
+    std::string_view in = line;
+    Reply r;
+    EXPECT_EQ(p.Next(&in, &r), ReplyParser::Result::kError) << line;
+  }
+}
+
+TEST(ReplyParserTest, MixedCodesInMultiLineReplyAreAnError) {
+  ReplyParser p;
+  std::string_view in = "250-mx\r\n251 other\r\n";
+  Reply r;
+  EXPECT_EQ(p.Next(&in, &r), ReplyParser::Result::kError);
+  // A following well-formed reply starts afresh.
+  in = "250 ok\r\n";
+  ASSERT_EQ(p.Next(&in, &r), ReplyParser::Result::kReply);
+  EXPECT_EQ(r.code, 250);
+  EXPECT_THAT(r.lines, ElementsAre("ok"));
+}
+
+TEST(ReplyParserTest, LineLengthLimit) {
+  {
+    ReplyParser p;
+    std::string line = "250 " + std::string(4092, 'a') + "\r\n";  // 4096 + CRLF
+    std::string_view in = line;
+    Reply r;
+    EXPECT_EQ(p.Next(&in, &r), ReplyParser::Result::kReply);
+  }
+  {
+    ReplyParser p;
+    std::string line = "250 " + std::string(4093, 'a') + "\r\n";
+    std::string_view in = line;
+    Reply r;
+    EXPECT_EQ(p.Next(&in, &r), ReplyParser::Result::kError);
+  }
+  {
+    // No newline yet but already too long: an error, not an unbounded wait.
+    ReplyParser p;
+    std::string line = "250 " + std::string(5000, 'a');
+    std::string_view in = line;
+    Reply r;
+    EXPECT_EQ(p.Next(&in, &r), ReplyParser::Result::kError);
+  }
+}
+
+TEST(ReplyParserTest, LongestLineAcceptedWhateverTheSplit) {
+  // A 4096-byte line is legal; it must not depend on whether its LF arrives
+  // in the same read as its CR.
+  const std::string line = "250 " + std::string(4092, 'a') + "\r\n";
+  for (size_t cut : {line.size() - 2, line.size() - 1, line.size()}) {
+    ReplyParser p;
+    std::string buf;
+    bool err = false;
+    auto got = ParseAll(p, &buf, std::string_view(line).substr(0, cut), &err);
+    EXPECT_FALSE(err) << "cut at " << cut;
+    auto more = ParseAll(p, &buf, std::string_view(line).substr(cut), &err);
+    got.insert(got.end(), more.begin(), more.end());
+    EXPECT_FALSE(err) << "cut at " << cut;
+    ASSERT_EQ(got.size(), 1u) << "cut at " << cut;
+    EXPECT_EQ(got[0].text.size(), 4092u);
+  }
+}
+
+TEST(ReplyParserTest, LineCountLimit) {
+  auto make = [](int lines) {
+    std::string s;
+    for (int i = 0; i < lines - 1; ++i) s += "250-x\r\n";
+    return s + "250 end\r\n";
+  };
+  {
+    ReplyParser p;
+    std::string s = make(200);
+    std::string_view in = s;
+    Reply r;
+    ASSERT_EQ(p.Next(&in, &r), ReplyParser::Result::kReply);
+    EXPECT_EQ(r.lines.size(), 200u);
+  }
+  {
+    ReplyParser p;
+    std::string s = make(201);
+    std::string_view in = s;
+    Reply r;
+    EXPECT_EQ(p.Next(&in, &r), ReplyParser::Result::kError);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// DotStuff
+
+TEST(DotStuffTest, Table) {
+  struct Row {
+    const char* body;
+    const char* want;
+  } rows[] = {
+      {"", "\r\n.\r\n"},
+      {"\r\n", "\r\n.\r\n"},
+      {"a\r\n", "a\r\n.\r\n"},
+      {"a", "a\r\n.\r\n"},                           // no trailing CRLF
+      {"a\r\nb", "a\r\nb\r\n.\r\n"},
+      {".", "..\r\n.\r\n"},                          // leading dot
+      {".a\r\n", "..a\r\n.\r\n"},
+      {"a\r\n.b\r\n", "a\r\n..b\r\n.\r\n"},          // dot after CRLF
+      {"a\r\n.\r\nb\r\n", "a\r\n..\r\nb\r\n.\r\n"},  // a lone dot line
+      {"a\r\n..\r\n", "a\r\n...\r\n.\r\n"},
+      {".\r\n.\r\n", "..\r\n..\r\n.\r\n"},
+      {"a\r\n.", "a\r\n..\r\n.\r\n"},                // ends in a dot, no CRLF
+      {"a.b\r\n.c.\r\n", "a.b\r\n..c.\r\n.\r\n"},    // inner dots untouched
+      {"\r\n\r\n.\r\n", "\r\n\r\n..\r\n.\r\n"},
+  };
+  for (const auto& row : rows) {
+    std::string out;
+    DotStuff(row.body, &out);
+    EXPECT_EQ(out, row.want) << "body: " << testing::PrintToString(std::string(row.body));
+  }
+}
+
+TEST(DotStuffTest, AppendsToExistingOutput) {
+  std::string out = "DATA\r\n";
+  DotStuff(".x", &out);
+  EXPECT_EQ(out, "DATA\r\n..x\r\n.\r\n");
+}
+
+TEST(DotStuffTest, LargeBodyRoundTrips) {
+  std::string body;
+  for (int i = 0; i < 1000; ++i) body += (i % 3 == 0 ? "." : "") + std::to_string(i) + "\r\n";
+  std::string out;
+  DotStuff(body, &out);
+  // Un-stuff and compare.
+  ASSERT_TRUE(out.size() >= 3 && out.substr(out.size() - 3) == ".\r\n");
+  std::string data = out.substr(0, out.size() - 3);
+  std::string back;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    size_t eol = data.find("\r\n", pos);
+    std::string line = data.substr(pos, eol + 2 - pos);
+    if (line[0] == '.') line.erase(0, 1);
+    back += line;
+    pos = eol + 2;
+  }
+  EXPECT_EQ(back, body);
+}
+
+}  // namespace
+}  // namespace mxr::delivery
