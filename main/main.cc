@@ -103,6 +103,12 @@ int Run(const std::string& config_path) {
     return 2;
   }
   Config cfg = std::move(*cfg_or);
+  if (config_path.empty()) {
+    // The embedded defaults are for trying the relay on one machine: accept
+    // and queue, but never reach out to the recipients' real MX hosts (or the
+    // system resolver) until an operator writes a configuration.
+    cfg.delivery.enabled = false;
+  }
   if (auto st = SetupLogging(cfg.log_level); !st.ok()) {
     fmt::print(stderr, "mxrelay: config error: {}\n", st.message());
     return 2;
@@ -185,7 +191,11 @@ int Run(const std::string& config_path) {
       return 1;
     }
   } else {
-    spdlog::warn("event=delivery_disabled note=\"delivery.enabled = false: mail is only queued\"");
+    spdlog::warn("event=delivery_disabled note=\"{}\"",
+                 config_path.empty()
+                     ? "embedded defaults: mail is accepted and queued, not delivered; run with "
+                       "-c FILE ([delivery], [[route]]: docs/CONFIG.md) to deliver"
+                     : "delivery.enabled = false: mail is only queued");
   }
   auto auth = std::make_unique<relay::Authenticator>(*users, 1, clock);
   relay::IngressDeps deps;
