@@ -33,6 +33,10 @@ namespace mxr::delivery {
 namespace {
 
 constexpr size_t kMaxActiveMessages = 20000;
+// Fresh messages keep their body in memory (sparing a spool read) while the
+// total stays under this budget; larger ones are read when a connection is ready.
+constexpr int64_t kBodyBudgetBytes = 256ll << 20;
+constexpr uint64_t kMaxInMemoryBody = 1ull << 20;
 constexpr size_t kRecvBuf = 16384;
 
 std::string DomainOf(const std::string& addr) {
@@ -110,7 +114,10 @@ struct Job {
 };
 
 struct Msg {
+  ~Msg();
   queue::MessageMeta meta;
+  uint64_t budgeted = 0;  // bytes of `body` counted against the in-memory budget
+  std::atomic<int64_t>* budget = nullptr;
   std::optional<std::string> body;
   bool body_loading = false;
   std::vector<std::function<void()>> body_waiters;
@@ -133,6 +140,7 @@ struct Site {
   std::list<Conn*> conns;
   int64_t tls_broken_until_ms = 0;
   int64_t last_used_ms = 0;
+  Reply last_error;  // why the last connection failed (shown for held jobs)
 
   void Push(Job* j) {
     auto& q = by_sender[j->msg->meta.sender];
@@ -173,7 +181,9 @@ class EngineImpl {
   absl::Status Init();  // on the loop thread
   void Run() { loop_->Run(); }
   EventLoop* loop() { return loop_.get(); }
-  void Enqueue(const queue::MessageMeta& meta);  // loop thread
+  void Enqueue(std::unique_ptr<Msg> m);  // loop thread
+  // Thread-safe: whether a body of `bytes` may be kept in memory.
+  bool ReserveBodyBudget(uint64_t bytes);
   void ReopenLog() {
     auto st = event_log_.Reopen();
     if (!st.ok()) spdlog::error("event=event_log_reopen_failed error=\"{}\"", st);
@@ -230,6 +240,7 @@ class EngineImpl {
   std::list<std::unique_ptr<Conn>> conns_;
   size_t loading_ = 0;
   bool stopping_ = false;
+  std::atomic<int64_t> body_budget_{0};
   int64_t last_site_gc_ms_ = 0;
 };
 
@@ -749,11 +760,32 @@ absl::Status EngineImpl::Init() {
   return absl::OkStatus();
 }
 
-void EngineImpl::Enqueue(const queue::MessageMeta& meta) {
-  if (active_.count(meta.id) || !scheduled_.insert(meta.id).second) return;
-  heap_.push({meta.next_attempt_us, meta.id});
+void EngineImpl::Enqueue(std::unique_ptr<Msg> m) {
+  if (m->budgeted) m->budget = &body_budget_;
+  const queue::QueueId id = m->meta.id;
+  if (active_.count(id) || scheduled_.count(id)) return;
+  if (m->meta.next_attempt_us <= deps_.clock->NowMicros() &&
+      active_.size() + loading_ < kMaxActiveMessages) {
+    return StartMessage(std::move(m));  // fresh and due: no spool read needed
+  }
+  scheduled_.insert(id);
+  heap_.push({m->meta.next_attempt_us, id});
   stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
   PumpSchedule();
+}
+
+bool EngineImpl::ReserveBodyBudget(uint64_t bytes) {
+  if (bytes > kMaxInMemoryBody) return false;
+  int64_t after = body_budget_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
+  if (after > kBodyBudgetBytes) {
+    body_budget_.fetch_sub(static_cast<int64_t>(bytes));
+    return false;
+  }
+  return true;
+}
+
+Msg::~Msg() {
+  if (budget) budget->fetch_sub(static_cast<int64_t>(budgeted));
 }
 
 void EngineImpl::Tick() {
@@ -917,8 +949,9 @@ void EngineImpl::HoldJob(Job* j) {
     o.not_attempted = true;
     o.hold_until_us = until_us;
     o.code = 451;
-    o.enhanced = "4.4.1";
+    o.enhanced = s->last_error.enhanced.empty() ? "4.4.1" : s->last_error.enhanced;
     o.text = Cat("Destination ", s->key, " backed off after connection failures");
+    if (s->last_error.code) o.text += Cat("; last error: ", s->last_error.ToString());
     o.site = s->key;
   }
   if (--m->pending_jobs == 0) Finalize(m);
@@ -1031,6 +1064,7 @@ void EngineImpl::OnConnGone(Conn* c, bool ever_ready, const Reply& why) {
   // failure too; a normal end (our QUIT answered, 2xx) is not.
   if (!ever_ready || why.code >= 400) {
     stats_->connection_failures++;
+    s->last_error = why;
     if (OnConnectFailure(cfg_, loop_->now_ms(), &s->window)) {
       stats_->sites_backed_off++;
       spdlog::warn("event=site_backoff site={} seconds={} last_error=\"{}\" queued={}", s->key,
@@ -1258,10 +1292,20 @@ void DeliveryEngine::Stop() {
   impl_->StopIo();
 }
 
-void DeliveryEngine::Enqueue(const queue::MessageMeta& meta) {
+void DeliveryEngine::Enqueue(const queue::NewMessage& msg) {
   if (!running_.load(std::memory_order_acquire)) return;
   EngineImpl* impl = impl_.get();
-  impl->loop()->Post([impl, meta] { impl->Enqueue(meta); });
+  auto m = std::make_unique<Msg>();
+  m->meta = msg.meta;
+  if (impl->ReserveBodyBudget(msg.meta.body_size)) {
+    std::string body;
+    body.reserve(msg.header_prefix.size() + msg.body.size());
+    body += msg.header_prefix;
+    body += msg.body;
+    m->body = std::move(body);
+    m->budgeted = msg.meta.body_size;
+  }
+  impl->loop()->Post([impl, m = std::move(m)]() mutable { impl->Enqueue(std::move(m)); });
 }
 
 void DeliveryEngine::ReopenEventLog() {

@@ -13,7 +13,7 @@
 // Bodies are read from the spool only when a connection is ready for them.
 //
 //   DeliveryEngine engine(deps);
-//   spool->SetCommitListener([&](const MessageMeta& m) { engine.Enqueue(m); });
+//   spool->SetCommitListener([&](const NewMessage& m) { engine.Enqueue(m); });
 //   engine.Start();  ...  engine.Stop();
 #pragma once
 
@@ -63,8 +63,10 @@ class DeliveryEngine {
   // Stops at once; attempts in flight are abandoned (retried after restart).
   // Call before destroying the spool; destroy the engine after the spool.
   void Stop();
-  // A message was committed: schedule it. Thread-safe.
-  void Enqueue(const queue::MessageMeta& meta);
+  // A message was committed: schedule it. A fresh message due now starts at
+  // once with the record given here (no spool read); its body is kept in
+  // memory too while the in-memory body budget allows. Thread-safe.
+  void Enqueue(const queue::NewMessage& msg);
   // Reopens the event log (SIGHUP). Thread-safe.
   void ReopenEventLog();
   const DeliveryStats& stats() const { return stats_; }

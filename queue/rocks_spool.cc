@@ -177,7 +177,7 @@ void RocksSpool::CommitLoop() {
       }
     }
     if (st.ok() && listener_) {
-      for (const auto& p : batch) listener_(p.msg.meta);
+      for (const auto& p : batch) listener_(p.msg);
     }
     for (auto& p : batch) std::move(p.done)(st);
     batch.clear();

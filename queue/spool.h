@@ -60,9 +60,9 @@ class Spool {
   virtual void Commit(NewMessage msg, CommitCallback done) = 0;
 
   // Called on the commit thread for every message of a batch that was
-  // synced, before the batch's callbacks (the delivery engine's intake).
-  // Set once, before the first Commit().
-  using CommitListener = std::function<void(const MessageMeta&)>;
+  // synced, before the batch's callbacks (the delivery engine's intake; it
+  // may copy the body to spare a read). Set once, before the first Commit().
+  using CommitListener = std::function<void(const NewMessage&)>;
   virtual void SetCommitListener(CommitListener listener) = 0;
 
   // Whether new messages can be accepted. Thread-safe, cheap (an atomic load

@@ -6,7 +6,14 @@
     ...
     relay.stop()                        # SIGTERM by PID, SIGKILL after a bounded wait
 
-Rules kept here for every test: only 127.0.0.1; every wait is bounded in time
+Relays do not deliver (delivery.enabled = false) unless given `delivery={...}`
+(the [delivery] table; an event_log in the relay's workdir is added unless
+given) and `routes=[{...}, ...]` ([[route]] tables). Delivery tests read the
+event log with relay.events() / relay.wait_events() and submit with submit()
+(smtplib over a plain, trusted listener).
+
+Rules kept here for every test: only loopback addresses (delivery tests use
+127.0.0.x for their sinks and a local DNS server); every wait is bounded in time
 and count; processes are stopped by their own PID, never by name; every
 relay lives in its own tempfile.mkdtemp() directory.
 """
@@ -17,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -94,6 +102,19 @@ def toml_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def toml_value(v):
+    """A TOML value for a Python bool, int, str or list of those."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return toml_str(v)
+    if isinstance(v, (list, tuple)):
+        return "[%s]" % ", ".join(toml_value(x) for x in v)
+    raise TypeError("no TOML form for %r" % (v,))
+
+
 class Listener:
     def __init__(self, name, mode, auth_without_tls=None, port=None):
         self.name = name
@@ -110,7 +131,7 @@ class Relay:
 
     def __init__(self, listeners=DEFAULT_LISTENERS, users=None, trusted_networks=(),
                  hostname="relay.test", threads=2, auth=None, limits=None, timeouts=None,
-                 workdir=None):
+                 workdir=None, delivery=None, routes=()):
         self.workdir = workdir or tempfile.mkdtemp(prefix="mxrelay-it-")
         self._own_workdir = workdir is None
         self.data_dir = os.path.join(self.workdir, "data")
@@ -128,6 +149,14 @@ class Relay:
         self.timeouts = {"command": 300}
         self.timeouts.update(timeouts or {})
         self.listeners = [Listener(l.name, l.mode, l.auth_without_tls, l.port) for l in listeners]
+        # [delivery] and [[route]] tables; None: delivery disabled (mail stays queued).
+        self.delivery = None
+        self.event_log_path = None
+        if delivery is not None:
+            self.delivery = dict(delivery)
+            self.delivery.setdefault("event_log", os.path.join(self.workdir, "events.jsonl"))
+            self.event_log_path = self.delivery["event_log"]
+        self.routes = [dict(r) for r in routes]
         self.proc = None
         self._log = None
         self.starts = 0
@@ -158,6 +187,15 @@ class Relay:
                     "port = %d" % l.port, "mode = %s" % toml_str(l.mode)]
             if l.auth_without_tls is not None:
                 out.append("auth_without_tls = %s" % ("true" if l.auth_without_tls else "false"))
+        if self.delivery is not None:
+            out += ["", "[delivery]"] + ["%s = %s" % (k, toml_value(v))
+                                         for k, v in self.delivery.items()]
+        else:
+            # Tests of the receiving side keep their mail queued (and must never
+            # reach the system resolver or a port 25 off this machine).
+            out += ["", "[delivery]", "enabled = false"]
+        for r in self.routes:
+            out += ["", "[[route]]"] + ["%s = %s" % (k, toml_value(v)) for k, v in r.items()]
         return "\n".join(out) + "\n"
 
     def write_config(self):
@@ -303,6 +341,52 @@ class Relay:
             k, _, v = line.partition(":")
             out[k.strip()] = int(v.strip())
         return out
+
+    def wait_queue_empty(self, timeout=20.0):
+        """Waits until `queue list` is empty; returns the last listing (asserts on timeout)."""
+        deadline = time.monotonic() + timeout
+        for _ in range(10000):
+            q = self.queue_list()
+            if not q or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        if q:
+            raise AssertionError("queue not empty after %.0fs: %d message(s), first %r"
+                                 % (timeout, len(q), q[0]))
+        return q
+
+    # ------------------------------------------------------------- event log
+
+    def events(self):
+        """The delivery event log as a list of dicts (a torn last line is ignored)."""
+        if not self.event_log_path:
+            raise AssertionError("this relay has no event log")
+        try:
+            with open(self.event_log_path, "rb") as f:
+                data = f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in data.splitlines(keepends=True):
+            if line.endswith("\n") and line.strip():
+                out.append(json.loads(line))
+        return out
+
+    def wait_events(self, pred=None, count=1, timeout=20.0):
+        """Waits until `count` events satisfy pred(event); returns them (asserts on timeout)."""
+        pred = pred or (lambda e: True)
+        deadline = time.monotonic() + timeout
+        for _ in range(100000):
+            evs = [e for e in self.events() if pred(e)]
+            if len(evs) >= count:
+                return evs
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        raise AssertionError("%d matching event(s) within %.1fs, wanted %d; last events:\n%s\nrelay log:\n%s"
+                             % (len(evs), timeout, count,
+                                "\n".join(json.dumps(e) for e in self.events()[-10:]),
+                                self.log_tail()))
 
     def spool_contains(self, needle):
         """True if the raw bytes appear in a spool file (WAL/SST; body CF is uncompressed)."""
@@ -495,6 +579,36 @@ def make_message(sender, rcpts, subject, token=None, body="Hello from the integr
            "Subject: %s" % subject, "Message-ID: %s" % mid,
            "Date: Thu, 01 Jan 2026 00:00:00 +0000"]
     return "\r\n".join(hdr) + "\r\n\r\n" + body + "\r\ntoken: " + token + "\r\n"
+
+
+def submit(port, sender, rcpts, msg, timeout=IO_TIMEOUT):
+    """One message through smtplib (no AUTH: the relay must trust 127.0.0.0/8). Returns the queue id."""
+    with smtplib.SMTP(HOST, port, local_hostname="client.test", timeout=timeout) as s:
+        return _submit_on(s, sender, rcpts, msg)
+
+
+def submit_many(port, items, timeout=IO_TIMEOUT):
+    """[(sender, rcpts, msg), ...] over one smtplib connection; returns the queue ids."""
+    with smtplib.SMTP(HOST, port, local_hostname="client.test", timeout=timeout) as s:
+        return [_submit_on(s, sender, rcpts, msg) for sender, rcpts, msg in items]
+
+
+def _submit_on(s, sender, rcpts, msg):
+    if isinstance(msg, str):
+        msg = msg.encode()
+    s.ehlo_or_helo_if_needed()
+    code, resp = s.mail(sender)  # "" gives MAIL FROM:<>
+    if code != 250:
+        raise AssertionError("MAIL FROM:<%s> -> %d %r" % (sender, code, resp))
+    for r in rcpts:
+        code, resp = s.rcpt(r)
+        if code != 250:
+            raise AssertionError("RCPT TO:<%s> -> %d %r" % (r, code, resp))
+    code, resp = s.data(msg)
+    m = QUEUED_RX.match("%d %s" % (code, resp.decode("utf-8", "replace")))
+    if not m:
+        raise AssertionError("DATA -> %d %r" % (code, resp))
+    return m.group(1)
 
 
 def b64(s):
