@@ -6,6 +6,9 @@
 //   spdlog::info("event=x error=\"{}\"", status);  // absl::Status prints
 #pragma once
 
+#include <time.h>
+
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -36,6 +39,16 @@ std::string Cat(const Args&... args) {
   std::string out;
   (fmt::format_to(std::back_inserter(out), "{}", args), ...);
   return out;
+}
+
+// RFC 5322 date-time in UTC, e.g. "Sun, 22 Nov 2026 00:30:24 +0000".
+inline std::string Rfc5322Date(int64_t unix_us) {
+  time_t t = static_cast<time_t>(unix_us / 1'000'000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return buf;
 }
 
 // absl::Status's message as a std::string_view.

@@ -6,7 +6,6 @@
 #include <algorithm>
 
 namespace mxr {
-namespace {
 
 std::string OpenSslError() {
   std::string out;
@@ -19,8 +18,6 @@ std::string OpenSslError() {
   }
   return out.empty() ? "unknown OpenSSL error" : out;
 }
-
-}  // namespace
 
 TlsEndpoint::TlsEndpoint(SSL_CTX* ctx) {
   ssl_ = SSL_new(ctx);

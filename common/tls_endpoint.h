@@ -14,6 +14,9 @@
 
 namespace mxr {
 
+// Drains OpenSSL's error queue into one readable line.
+std::string OpenSslError();
+
 class TlsEndpoint {
  public:
   enum class Result { kOk, kWantMore, kError, kClosed };

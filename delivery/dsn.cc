@@ -1,20 +1,9 @@
 #include "delivery/dsn.h"
 
-#include <time.h>
-
 #include "common/strings.h"
 
 namespace mxr::delivery {
 namespace {
-
-std::string Date(int64_t us) {
-  time_t t = static_cast<time_t>(us / 1'000'000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
-}
 
 bool NonAscii(std::string_view s) {
   for (char c : s) {
@@ -52,7 +41,7 @@ queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view 
   b += Cat("From: Mail Delivery System <MAILER-DAEMON@", hostname, ">\r\n");
   b += Cat("To: <", original.sender, ">\r\n");
   b += "Subject: Undelivered Mail Returned to Sender\r\n";
-  b += Cat("Date: ", Date(now_us), "\r\n");
+  b += Cat("Date: ", Rfc5322Date(now_us), "\r\n");
   b += Cat("Message-ID: <", id.ToString(), "@", hostname, ">\r\n");
   b += "Auto-Submitted: auto-replied\r\n";
   b += "MIME-Version: 1.0\r\n";
@@ -78,7 +67,7 @@ queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view 
            utf8 ? "global-delivery-status" : "delivery-status", "\r\n\r\n");
   b += Cat("Reporting-MTA: dns; ", hostname, "\r\n");
   b += Cat("X-Mxrelay-Queue-ID: ", oid, "\r\n");
-  b += Cat("Arrival-Date: ", Date(original.received_us), "\r\n");
+  b += Cat("Arrival-Date: ", Rfc5322Date(original.received_us), "\r\n");
   for (const auto& f : failed) {
     b += "\r\n";
     b += Cat("Final-Recipient: ", NonAscii(f.address) ? "utf-8" : "rfc822", "; ", f.address, "\r\n");
@@ -90,7 +79,7 @@ queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view 
     } else {
       b += Cat("Diagnostic-Code: X-mxrelay; ", OneLine(f.text), "\r\n");
     }
-    b += Cat("Last-Attempt-Date: ", Date(now_us), "\r\n");
+    b += Cat("Last-Attempt-Date: ", Rfc5322Date(now_us), "\r\n");
   }
   b += "\r\n";
 

@@ -1217,22 +1217,16 @@ void EngineImpl::Persist(Msg* m, std::vector<FailedRecipient>, bool bounce_commi
   }
   active_.erase(meta.id);  // frees m
   stats_->messages_active = static_cast<int64_t>(active_.size());
-  queue::Spool* spool = deps_.spool;
-  EventLoop* loop = loop_.get();
-  io_->Submit([this, spool, loop, meta, old_next, done] {
-    absl::Status st = done ? spool->Delete(meta) : spool->Update(meta, old_next);
-    if (!st.ok()) {
-      spdlog::error("event=spool_update_failed id={} error=\"{}\"", meta.id.ToString(), st);
-    }
-    loop->Post([this, meta, done, st] {
-      if (done && st.ok()) {
-        stats_->messages_completed++;
-      } else if (!done) {
-        if (scheduled_.insert(meta.id).second) heap_.push({meta.next_attempt_us, meta.id});
-        stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
-      }
-    });
-  });
+  // Bookkeeping rides with the spool's next group commit (no thread hop,
+  // no separate WAL write); unsynced: a crash can only mean a redelivery.
+  if (done) {
+    deps_.spool->DeleteAsync(meta);
+    stats_->messages_completed++;
+  } else {
+    deps_.spool->UpdateAsync(meta, old_next);
+    if (scheduled_.insert(meta.id).second) heap_.push({meta.next_attempt_us, meta.id});
+    stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+  }
   PumpSchedule();
 }
 

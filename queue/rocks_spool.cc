@@ -141,12 +141,14 @@ void RocksSpool::Commit(NewMessage msg, CommitCallback done) {
 
 void RocksSpool::CommitLoop() {
   std::vector<Pending> batch;
+  std::vector<Op> ops;
   for (;;) {
     {
       std::unique_lock<std::mutex> l(mu_);
       // While unhealthy, wake every second to try to resume.
-      cv_.wait_for(l, std::chrono::seconds(1), [&] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty()) {
+      cv_.wait_for(l, std::chrono::seconds(1),
+                   [&] { return stopping_ || !pending_.empty() || !ops_.empty(); });
+      if (pending_.empty() && ops_.empty()) {
         if (stopping_) return;
         if (!healthy_.load()) {
           l.unlock();
@@ -155,10 +157,17 @@ void RocksSpool::CommitLoop() {
         continue;
       }
       batch.swap(pending_);
+      ops.swap(ops_);
     }
     auto t0 = std::chrono::steady_clock::now();
     if (!healthy_.load()) TryResume();
-    absl::Status st = healthy_.load() ? WriteBatchOf(batch) : LatchedStatus();
+    absl::Status st = healthy_.load() ? WriteBatchOf(batch, ops) : LatchedStatus();
+    if (!st.ok() && !ops.empty()) {
+      spdlog::warn("event=spool_bookkeeping_lost ops={} error=\"{}\" effect=\"messages may be "
+                   "delivered again\"", ops.size(), st);
+    }
+    ops.clear();
+    if (batch.empty()) continue;  // bookkeeping only
     uint64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
                       std::chrono::steady_clock::now() - t0)
                       .count();
@@ -184,8 +193,41 @@ void RocksSpool::CommitLoop() {
   }
 }
 
-absl::Status RocksSpool::WriteBatchOf(std::vector<Pending>& batch) {
+rocksdb::Status RocksSpool::AddOp(const Op& op, rocksdb::WriteBatch* wb) {
+  auto key = op.meta.id.Key();
+  if (op.is_delete) {
+    rocksdb::Status st = wb->Delete(meta_, KeySlice(key));
+    if (st.ok()) st = wb->SingleDelete(body_, KeySlice(key));
+    if (st.ok()) st = wb->Delete(schedule_, ScheduleKey(op.meta.next_attempt_us, op.meta.id));
+    return st;
+  }
+  rocksdb::Status st = wb->Put(meta_, KeySlice(key), EncodeMeta(op.meta));
+  if (st.ok() && op.old_next_attempt_us != op.meta.next_attempt_us) {
+    st = wb->Delete(schedule_, ScheduleKey(op.old_next_attempt_us, op.meta.id));
+    if (st.ok()) st = wb->Put(schedule_, ScheduleKey(op.meta.next_attempt_us, op.meta.id), rocksdb::Slice());
+  }
+  return st;
+}
+
+void RocksSpool::UpdateAsync(const MessageMeta& meta, int64_t old_next_attempt_us) {
+  std::lock_guard<std::mutex> l(mu_);
+  ops_.push_back(Op{false, meta, old_next_attempt_us});
+  cv_.notify_one();
+}
+
+void RocksSpool::DeleteAsync(const MessageMeta& meta) {
+  std::lock_guard<std::mutex> l(mu_);
+  ops_.push_back(Op{true, meta, 0});
+  cv_.notify_one();
+}
+
+absl::Status RocksSpool::WriteBatchOf(std::vector<Pending>& batch, std::vector<Op>& ops) {
   rocksdb::WriteBatch wb;
+  // Bookkeeping first: it may concern messages committed in earlier batches only.
+  for (const Op& op : ops) {
+    rocksdb::Status st = AddOp(op, &wb);
+    if (!st.ok()) return FromRocks(st, "building bookkeeping batch");
+  }
   for (auto& p : batch) {
     const MessageMeta& m = p.msg.meta;
     auto key = m.id.Key();
@@ -200,7 +242,7 @@ absl::Status RocksSpool::WriteBatchOf(std::vector<Pending>& batch) {
     if (!st.ok()) return FromRocks(st, "building commit batch");
   }
   rocksdb::WriteOptions wo;
-  wo.sync = opts_.sync;
+  wo.sync = opts_.sync && !batch.empty();  // bookkeeping alone needs no sync
   wo.no_slowdown = true;
   int64_t deadline = clock_.MonoMillis() + opts_.write_deadline_ms;
   bool stalled = false;
@@ -344,22 +386,14 @@ absl::Status RocksSpool::ScanSchedule(const std::function<bool(int64_t, const Qu
 
 absl::Status RocksSpool::Update(const MessageMeta& meta, int64_t old_next_attempt_us) {
   rocksdb::WriteBatch wb;
-  auto key = meta.id.Key();
-  rocksdb::Status st = wb.Put(meta_, KeySlice(key), EncodeMeta(meta));
-  if (st.ok() && old_next_attempt_us != meta.next_attempt_us) {
-    st = wb.Delete(schedule_, ScheduleKey(old_next_attempt_us, meta.id));
-    if (st.ok()) st = wb.Put(schedule_, ScheduleKey(meta.next_attempt_us, meta.id), rocksdb::Slice());
-  }
+  rocksdb::Status st = AddOp(Op{false, meta, old_next_attempt_us}, &wb);
   if (st.ok()) st = db_->Write(rocksdb::WriteOptions(), &wb);
   return FromRocks(st, Cat("updating ", meta.id.ToString()));
 }
 
 absl::Status RocksSpool::Delete(const MessageMeta& meta) {
   rocksdb::WriteBatch wb;
-  auto key = meta.id.Key();
-  rocksdb::Status st = wb.Delete(meta_, KeySlice(key));
-  if (st.ok()) st = wb.SingleDelete(body_, KeySlice(key));
-  if (st.ok()) st = wb.Delete(schedule_, ScheduleKey(meta.next_attempt_us, meta.id));
+  rocksdb::Status st = AddOp(Op{true, meta, 0}, &wb);
   if (st.ok()) st = db_->Write(rocksdb::WriteOptions(), &wb);
   return FromRocks(st, Cat("deleting ", meta.id.ToString()));
 }

@@ -25,6 +25,8 @@
 
 namespace rocksdb {
 class DB;
+class WriteBatch;
+class Status;
 class ColumnFamilyHandle;
 class Statistics;
 }  // namespace rocksdb
@@ -60,6 +62,8 @@ class RocksSpool final : public Spool {
   void SetCommitListener(CommitListener listener) override { listener_ = std::move(listener); }
   absl::Status Update(const MessageMeta& meta, int64_t old_next_attempt_us) override;
   absl::Status Delete(const MessageMeta& meta) override;
+  void UpdateAsync(const MessageMeta& meta, int64_t old_next_attempt_us) override;
+  void DeleteAsync(const MessageMeta& meta) override;
   absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) override;
 
   // RocksDB's view of stalls ("rocksdb.is-write-stopped" etc.), for metrics.
@@ -70,9 +74,15 @@ class RocksSpool final : public Spool {
     NewMessage msg;
     CommitCallback done;
   };
+  struct Op {
+    bool is_delete = false;
+    MessageMeta meta;
+    int64_t old_next_attempt_us = 0;
+  };
   RocksSpool(const RocksSpoolOptions& opts, const Clock& clock);
   void CommitLoop();
-  absl::Status WriteBatchOf(std::vector<Pending>& batch);
+  absl::Status WriteBatchOf(std::vector<Pending>& batch, std::vector<Op>& ops);
+  rocksdb::Status AddOp(const Op& op, rocksdb::WriteBatch* wb);
   void Latch(const absl::Status& s);
   void TryResume();
   absl::Status LatchedStatus() const;
@@ -88,6 +98,7 @@ class RocksSpool final : public Spool {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<Op> ops_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status latched_ ABSL_GUARDED_BY(mu_);  // why we are unhealthy
   std::atomic<bool> healthy_{true};

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -113,6 +114,70 @@ TEST_F(RocksSpoolTest, LoadDueHonoursScheduleAndUpdateReschedules) {
   EXPECT_EQ((*due)[1].recipients[0].last_code, 451u);
   ASSERT_TRUE(s->Delete((*due)[1]).ok());
   EXPECT_EQ(s->LoadDue(now + 6'000'000, 100)->size(), 1u);
+}
+
+TEST_F(RocksSpoolTest, AsyncBookkeepingIsAppliedInOrderWithTheNextCommit) {
+  auto s = OpenSpool();
+  int64_t now = clock_.NowMicros();
+  NewMessage a = Make(1, now), b = Make(2, now);
+  MessageMeta ma = a.meta, mb = b.meta;
+  ASSERT_TRUE(CommitSync(*s, std::move(a)).ok());
+  ASSERT_TRUE(CommitSync(*s, std::move(b)).ok());
+
+  s->DeleteAsync(ma);
+  MessageMeta updated = mb;
+  updated.next_attempt_us = now + 60'000'000;
+  updated.attempts = 1;
+  updated.recipients[0].last_code = 451;
+  s->UpdateAsync(updated, mb.next_attempt_us);
+  // A commit queued after the operations is written with (or after) them.
+  ASSERT_TRUE(CommitSync(*s, Make(3, now)).ok());
+
+  EXPECT_EQ(s->ReadBody(ma.id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(s->LoadMeta(ma.id).status().code(), absl::StatusCode::kNotFound);
+  auto got = s->LoadMeta(mb.id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->attempts, 1u);
+  EXPECT_EQ(got->recipients[0].last_code, 451u);
+  auto due = s->LoadDue(now, 100);  // only message 3 is due; b was moved a minute on
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].sender, "sender3@example.com");
+  std::vector<std::pair<int64_t, QueueId>> sched;
+  ASSERT_TRUE(s->ScanSchedule([&](int64_t t, const QueueId& id) {
+                 sched.push_back({t, id});
+                 return true;
+               }).ok());
+  ASSERT_EQ(sched.size(), 2u);  // a's entry deleted, b's moved (not duplicated)
+  EXPECT_EQ(sched[1].first, now + 60'000'000);
+  EXPECT_EQ(sched[1].second, mb.id);
+}
+
+TEST_F(RocksSpoolTest, AsyncBookkeepingAloneIsWrittenToo) {
+  MessageMeta m;
+  {
+    auto s = OpenSpool();
+    NewMessage a = Make(1, clock_.NowMicros());
+    m = a.meta;
+    ASSERT_TRUE(CommitSync(*s, std::move(a)).ok());
+    s->DeleteAsync(m);
+  }  // the destructor drains queued operations
+  auto s = OpenSpool();
+  EXPECT_EQ(s->LoadMeta(m.id).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RocksSpoolTest, CommitListenerSeesEveryCommittedMessage) {
+  auto s = OpenSpool();
+  std::vector<std::string> seen;
+  std::mutex mu;
+  s->SetCommitListener([&](const NewMessage& m) {
+    std::lock_guard<std::mutex> l(mu);
+    seen.push_back(m.meta.sender + "|" + m.body.substr(0, 10));
+  });
+  ASSERT_TRUE(CommitSync(*s, Make(4, 0)).ok());
+  std::lock_guard<std::mutex> l(mu);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], "sender4@example.com|Subject: 4");
 }
 
 TEST_F(RocksSpoolTest, GroupCommitBatchesConcurrentWriters) {

@@ -88,6 +88,13 @@ class Spool {
   virtual absl::Status Update(const MessageMeta& meta, int64_t old_next_attempt_us) = 0;
   // Removes the message (record, body, schedule entry). Unsynced.
   virtual absl::Status Delete(const MessageMeta& meta) = 0;
+  // Non-blocking forms of Update/Delete, safe to call from an event loop:
+  // queued for the commit thread and written in the same WriteBatch as the
+  // next group commit (or alone, unsynced, when no message is pending).
+  // Order among async operations is kept. A failure is logged and latches
+  // the spool like a failed commit; the worst outcome is a redelivery.
+  virtual void UpdateAsync(const MessageMeta& meta, int64_t old_next_attempt_us) = 0;
+  virtual void DeleteAsync(const MessageMeta& meta) = 0;
   // Visits every message oldest first; stop early by returning false.
   virtual absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) = 0;
 };

@@ -1,7 +1,5 @@
 #include "relay/headers.h"
 
-#include <time.h>
-
 #include "common/strings.h"
 
 namespace mxr::relay {
@@ -42,15 +40,6 @@ HeaderPresence ScanHeaders(std::string_view m) {
     pos = eol + 2;
   }
   return p;
-}
-
-std::string Rfc5322Date(int64_t unix_us) {
-  time_t t = static_cast<time_t>(unix_us / 1'000'000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
 }
 
 std::string TraceHeaders(const TraceInfo& t, HeaderPresence present) {

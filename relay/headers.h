@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/strings.h"
+
 namespace mxr::relay {
 
 struct HeaderPresence {
@@ -31,7 +33,7 @@ struct TraceInfo {
 // "Received: ..." plus, when missing, "Date:" and "Message-ID:". CRLF-terminated.
 std::string TraceHeaders(const TraceInfo& t, HeaderPresence present);
 
-// RFC 5322 date-time in UTC, e.g. "Sun, 22 Nov 2026 00:30:24 +0000".
-std::string Rfc5322Date(int64_t unix_us);
+// RFC 5322 date-time in UTC: common/strings.h.
+using ::mxr::Rfc5322Date;
 
 }  // namespace mxr::relay

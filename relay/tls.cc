@@ -16,18 +16,6 @@
 namespace mxr::relay {
 namespace {
 
-std::string OpenSslError() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
-
 absl::Status GenerateSelfSigned(const std::string& cert_path, const std::string& key_path,
                                 const std::string& hostname) {
   EVP_PKEY* pkey = EVP_EC_gen("P-256");
