@@ -166,7 +166,7 @@ void SmtpClient::Fail(const Reply& r) {
   if (phase_ == Phase::kDone) return;
   bool in_tx = phase_ == Phase::kTransaction || phase_ == Phase::kData || phase_ == Phase::kDot;
   phase_ = Phase::kDone;
-  if (in_tx && msg_ != nullptr) {
+  if (in_tx && in_tx_) {
     // Recipients without a final answer get this one (a drop after the dot
     // may mean delivered: the retry may duplicate, never lose).
     for (auto& res : results_) {
@@ -174,7 +174,8 @@ void SmtpClient::Fail(const Reply& r) {
         res = RcptResult{r.code, r.enhanced, r.text};
       }
     }
-    msg_ = nullptr;
+    in_tx_ = false;
+    body_ = nullptr;
     host_->OnTransactionDone(std::move(results_));
   }
   host_->OnFailed(r);
@@ -347,7 +348,8 @@ bool SmtpClient::CanSend(const OutboundMessage& msg, RcptResult* why) const {
 }
 
 void SmtpClient::Send(const OutboundMessage& msg) {
-  msg_ = &msg;
+  in_tx_ = true;
+  body_ = msg.body;  // only the body is needed after Send() returns
   results_.assign(msg.rcpts.size(), RcptResult{});
   rcpt_index_ = 0;
   accepted_ = 0;
@@ -384,7 +386,7 @@ void SmtpClient::SendNextUnpipelined() {
   expect_.push_back(is_data ? Expect::kData : Expect::kRcpt);
 }
 
-void SmtpClient::AppendBody() { DotStuff(*msg_->body, &out_); }
+void SmtpClient::AppendBody() { DotStuff(body_ ? std::string_view(*body_) : std::string_view(), &out_); }
 
 void SmtpClient::FinishTransaction() {
   bool failed = !mail_ok_ || accepted_ == 0 || !data_ok_;
@@ -397,7 +399,8 @@ void SmtpClient::FinishTransaction() {
     any_ok |= res.code >= 200 && res.code < 300;
   }
   failed |= !any_ok;
-  msg_ = nullptr;
+  in_tx_ = false;
+  body_ = nullptr;
   expect_.clear();
   unsent_.clear();
   host_->OnTransactionDone(std::move(results_));

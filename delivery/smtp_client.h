@@ -92,8 +92,10 @@ class SmtpClient {
   // Whether this session can carry `msg`; if not, *why is the permanent
   // result for every recipient (no SMTPUTF8: 553 5.6.7; over SIZE: 552 5.3.4).
   bool CanSend(const OutboundMessage& msg, RcptResult* why) const;
-  // REQUIRES: phase() == kReady and CanSend(msg). Sends one message
-  // (MAIL + RCPTs + DATA in one write when PIPELINING is offered).
+  // REQUIRES: phase() == kReady and CanSend(msg); *msg.body must stay alive
+  // until OnTransactionDone (the client keeps a pointer to it, not to msg).
+  // Sends one message (MAIL + RCPTs + DATA in one write when PIPELINING is
+  // offered).
   void Send(const OutboundMessage& msg);
   void Quit();
   // The connection failed or timed out: report OnFailed / results.
@@ -130,7 +132,8 @@ class SmtpClient {
   uint64_t max_size_ = 0;
 
   // Current transaction.
-  const OutboundMessage* msg_ = nullptr;
+  bool in_tx_ = false;
+  const std::string* body_ = nullptr;  // the message being sent; owned by the caller
   std::deque<Expect> expect_;
   std::vector<std::string> unsent_;  // commands not yet sent (no PIPELINING)
   size_t rcpt_index_ = 0;
