@@ -217,7 +217,9 @@ class EngineImpl {
   void HoldJob(Job* j);
   void Pump(Site* s);
   void Finalize(Msg* m);
-  void Persist(Msg* m, std::vector<FailedRecipient> bounced, bool bounce_committed);
+  // Records the outcome in the spool (async) and reschedules or forgets the
+  // message. bounce_committed=false: the DSN failed, bounced recipients stay pending.
+  void Persist(Msg* m, bool bounce_committed);
   void Log(const Msg& m, size_t rcpt, const RcptOutcome& o, const char* outcome);
   const RouteConfig* FindRoute(const std::string& domain) const;
 
@@ -1151,7 +1153,7 @@ void EngineImpl::Finalize(Msg* m) {
       spdlog::info("event=bounce_discarded id={} reason=null_sender recipients={}",
                    m->meta.id.ToString(), bounced.size());
     }
-    return Persist(m, {}, true);
+    return Persist(m, true);
   }
   // A DSN needs the original's headers: load the body if no attempt did.
   NeedBody(m, [this, m, bounced = std::move(bounced)]() mutable {
@@ -1171,13 +1173,13 @@ void EngineImpl::Finalize(Msg* m) {
           spdlog::error("event=dsn_commit_failed id={} error=\"{}\" action=\"kept the recipients pending\"",
                         id.ToString(), st);
         }
-        Persist(it->second.get(), {}, st.ok());
+        Persist(it->second.get(), st.ok());
       });
     });
   });
 }
 
-void EngineImpl::Persist(Msg* m, std::vector<FailedRecipient>, bool bounce_committed) {
+void EngineImpl::Persist(Msg* m, bool bounce_committed) {
   if (stopping_) {
     // Shutting down: results of transactions we aborted are not recorded, so
     // the message is simply tried again right after the restart.
