@@ -70,6 +70,25 @@ def tls_client_context(strict_eof=False):
     return ctx
 
 
+def read_until_closed(s, seconds=5, max_reads=100):
+    """Everything a raw socket receives until the peer closes it, an error,
+    or `seconds` pass (bounded in time and in reads)."""
+    data = b""
+    deadline = time.monotonic() + seconds
+    for _ in range(max_reads):
+        if time.monotonic() >= deadline:
+            break
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(4096)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def run_cli(args, stdin=None, timeout=CLI_TIMEOUT):
     """Runs `mxrelay ARGS`; returns CompletedProcess (text mode)."""
     return subprocess.run([MXRELAY_BIN] + list(args), input=stdin, capture_output=True,

@@ -5,7 +5,7 @@ import struct
 import time
 import unittest
 
-from relayctl import HOST, Listener, RelayTestCase, SmtpClient, b64
+from relayctl import HOST, Listener, RelayTestCase, SmtpClient, b64, read_until_closed
 
 
 class PerIpLimitTest(RelayTestCase):
@@ -56,17 +56,7 @@ class PerIpLimitTest(RelayTestCase):
         self.assertReply(held.greeting, 220)
         s = socket.create_connection((HOST, relay.port("smtps")), timeout=10)
         self.addCleanup(s.close)
-        data = b""
-        deadline = time.monotonic() + 5
-        for _ in range(100):
-            s.settimeout(max(0.1, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(4096)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_closed(s, seconds=5)
         self.assertFalse(data[:1].isdigit(),
                          "cleartext SMTP reply on the implicit-TLS port: %r" % data[:120])
 

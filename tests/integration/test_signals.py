@@ -6,7 +6,7 @@ import time
 import unittest
 import uuid
 
-from relayctl import Listener, RelayTestCase, hash_password, make_message
+from relayctl import Listener, RelayTestCase, hash_password, make_message, read_until_closed
 
 ALICE, ALICE_PW = "alice", "alice-secret"
 BOB, BOB_PW = "bob", "bob-n3w-pass"
@@ -180,17 +180,7 @@ class SignalTest(RelayTestCase):
         time.sleep(0.3)  # accepted, handshake not started
         rc, secs = relay.stop_timed(timeout=45)
         self.assertEqual(rc, 0)
-        data = b""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            s.settimeout(max(0.1, deadline - time.monotonic()))
-            try:
-                chunk = s.recv(4096)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_closed(s, seconds=5)
         self.assertFalse(data[:1].isdigit(),
                          "cleartext SMTP sent on the implicit-TLS port: %r" % data[:120])
 
