@@ -41,6 +41,22 @@ std::string Cat(const Args&... args) {
   return out;
 }
 
+// ASCII case-insensitive comparison (SMTP verbs, keywords, header names).
+inline bool AsciiIEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'a' && x <= 'z') x -= 32;
+    if (y >= 'a' && y <= 'z') y -= 32;
+    if (x != y) return false;
+  }
+  return true;
+}
+
+inline bool AsciiIStartsWith(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && AsciiIEquals(s.substr(0, prefix.size()), prefix);
+}
+
 // RFC 5322 date-time in UTC, e.g. "Sun, 22 Nov 2026 00:30:24 +0000".
 inline std::string Rfc5322Date(int64_t unix_us) {
   time_t t = static_cast<time_t>(unix_us / 1'000'000);

@@ -5,16 +5,6 @@
 namespace mxr::relay {
 namespace {
 
-bool IStartsWith(std::string_view s, std::string_view p) {
-  if (s.size() < p.size()) return false;
-  for (size_t i = 0; i < p.size(); ++i) {
-    char a = s[i];
-    if (a >= 'A' && a <= 'Z') a += 32;
-    if (a != p[i]) return false;
-  }
-  return true;
-}
-
 // Header values we copy from the client must not break our header lines.
 std::string Clean(std::string_view s, size_t max = 255) {
   std::string out;
@@ -34,8 +24,8 @@ HeaderPresence ScanHeaders(std::string_view m) {
     size_t eol = m.find("\r\n", pos);
     std::string_view line = m.substr(pos, eol == std::string_view::npos ? m.npos : eol - pos);
     if (line.empty()) break;  // end of the header section
-    if (IStartsWith(line, "date:")) p.date = true;
-    if (IStartsWith(line, "message-id:")) p.message_id = true;
+    if (AsciiIStartsWith(line, "date:")) p.date = true;
+    if (AsciiIStartsWith(line, "message-id:")) p.message_id = true;
     if (eol == std::string_view::npos) break;
     pos = eol + 2;
   }

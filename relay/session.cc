@@ -405,14 +405,7 @@ void Session::CmdAuth(std::string_view arg) {
   size_t sp = arg.find(' ');
   std::string_view mech = arg.substr(0, sp);
   std::string_view initial = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
-  auto iequals = [](std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i) {
-      if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
-    }
-    return true;
-  };
-  if (iequals(mech, "PLAIN")) {
+  if (AsciiIEquals(mech, "PLAIN")) {
     if (initial.empty()) {
       mode_ = Mode::kAuthPlain;
       out_ += "334 \r\n";
@@ -421,7 +414,7 @@ void Session::CmdAuth(std::string_view arg) {
     mode_ = Mode::kAuthPlain;
     return HandleAuthLine(initial);
   }
-  if (iequals(mech, "LOGIN")) {
+  if (AsciiIEquals(mech, "LOGIN")) {
     if (initial.empty()) {
       mode_ = Mode::kAuthUser;
       out_ += "334 VXNlcm5hbWU6\r\n";  // "Username:"

@@ -4,24 +4,13 @@
 #include <cstring>
 
 #include "common/net.h"
+#include "common/strings.h"
 
 namespace mxr::relay {
 namespace {
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'a' && x <= 'z') x -= 32;
-    if (y >= 'a' && y <= 'z') y -= 32;
-    if (x != y) return false;
-  }
-  return true;
-}
-
-bool IStartsWith(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && IEquals(s.substr(0, prefix.size()), prefix);
-}
+constexpr auto IEquals = AsciiIEquals;
+constexpr auto IStartsWith = AsciiIStartsWith;
 
 bool ParseU64(std::string_view s, uint64_t* v) {
   if (s.empty() || s.size() > 20) return false;
