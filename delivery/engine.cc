@@ -580,6 +580,9 @@ class Conn final : public ClientHost {
                                           : Cat("Connection error with ", host_, ": ", strerror(-cqe->res)), {}};
       if (client_->phase() == SmtpClient::Phase::kQuit || client_->phase() == SmtpClient::Phase::kDone) {
         Finish(Reply{221, "2.0.0", "closed after QUIT", {}});  // a normal end
+      } else if (tls_ && !tls_handshake_done_) {
+        TlsHandshakeFailed(r.text);
+        AfterClient();
       } else {
         client_->Abort(r);
         AfterClient();
@@ -604,17 +607,23 @@ class Conn final : public ClientHost {
     MaybeFree();
   }
 
+  // A STARTTLS that did not complete (bad handshake, or the server closed the
+  // connection during it): remember the site so opportunistic delivery goes
+  // in clear for an hour instead of failing the same way on every retry.
+  void TlsHandshakeFailed(const std::string& detail) {
+    if (site_->tls == TlsPolicy::kOpportunistic) {
+      site_->tls_broken_until_ms = e_->loop()->now_ms() + 3600 * 1000LL;
+    }
+    client_->OnTlsDone(false, detail);
+  }
+
   void DriveTls() {
     if (!tls_handshake_done_) {
       auto r = tls_->Handshake();
       if (r == TlsEndpoint::Result::kError) {
-        if (site_->tls == TlsPolicy::kOpportunistic) {
-          site_->tls_broken_until_ms = e_->loop()->now_ms() + 3600 * 1000LL;
-        }
         std::string detail = tls_->last_error();
         if (site_->tls == TlsPolicy::kRequiredVerify) detail += Cat(" (verify: ", tls_->verify_result(), ")");
-        client_->OnTlsDone(false, detail);
-        return;
+        return TlsHandshakeFailed(detail);
       }
       if (r == TlsEndpoint::Result::kWantMore) {
         Flush();

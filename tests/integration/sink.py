@@ -15,8 +15,11 @@ after `data_delay` seconds). A seq() hands out its replies in order, one per use
 PIPELINING / SIZE / 8BITMIME / SMTPUTF8 (`extensions`), offer STARTTLS with a
 self-signed certificate (`starttls=True`), insist on AUTH PLAIN before MAIL
 (`auth=(user, password)`, offered only under TLS when STARTTLS is on), and
-"hang" (`hang=True`: accept and never say anything). `starttls_broken=True`
-offers STARTTLS, answers 220 and then sends garbage instead of a handshake.
+"hang" (`hang=True`: accept and never say anything). `starttls_broken` offers
+STARTTLS, answers 220 and then fails the handshake: "garbage" (or True) sends
+a line of garbage in a separate write and closes, "same_write" sends the
+garbage in the same write as the 220 (so it arrives in one read), "close"
+closes right after the 220.
 
 It counts connections, the peak of concurrent connections and of concurrent
 transactions, and records every accepted message (envelope, data with the dots
@@ -174,7 +177,7 @@ class Sink:
         self.name = name or "%s:%s" % (addr, port)
         self.extensions = list(extensions)
         self.starttls = starttls or starttls_broken
-        self.starttls_broken = starttls_broken  # answer 220, then no TLS: garbage and close
+        self.starttls_broken = starttls_broken  # answer 220, then no TLS (see the module doc)
         self.auth = auth
         self.hang = hang
         self.banner = banner          # str / seq / callable(): "220 ..." by default
@@ -398,13 +401,22 @@ class Sink:
                 if not self.starttls or tls is not None:
                     conn.send("502 5.5.1 STARTTLS not available\r\n")
                     continue
-                conn.send("220 2.0.0 Ready to start TLS\r\n")
+                ready = "220 2.0.0 Ready to start TLS\r\n"
+                garbage = "this is not a TLS server hello\r\n"
                 conn.buf = b""  # nothing sent before the handshake counts
                 if self.starttls_broken:
                     with self.lock:
                         self.broken_handshakes += 1
-                    conn.send("this is not a TLS server hello\r\n")
+                    mode = self.starttls_broken
+                    if mode == "same_write":
+                        conn.send(ready + garbage)
+                    elif mode == "close":
+                        conn.send(ready)
+                    else:
+                        conn.send(ready)
+                        conn.send(garbage)
                     return
+                conn.send(ready)
                 with self.lock:
                     self._socks.discard(sock)
                 sock = self._ctx.wrap_socket(sock, server_side=True)

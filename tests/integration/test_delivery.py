@@ -572,15 +572,22 @@ class DeliveryTest(RelayTestCase):
         self.assertEqual(evs["p@beta.test"]["outcome"], "deferred")
 
     def test_opportunistic_tls_falls_back_to_clear_after_failed_handshake(self):
-        port, (alpha,) = self.sinks((ALPHA, {"starttls_broken": True}))
-        relay = self.relay(port)
-        self.send(relay, ["fb@alpha.test"], "tlsbroken")
-        m = alpha.wait_messages(1, WAIT)[0]
-        self.assertIsNone(m.tls)
-        self.assertEqual(alpha.broken_handshakes, 1, "the failed site was not remembered")
-        e = relay.wait_events(lambda e: e["recipient"] == "fb@alpha.test")[0]
-        self.assertEqual((e["outcome"], e["tls"]), ("delivered", ""), e)
-        relay.wait_queue_empty()
+        # Three ways a STARTTLS can fail after the 220; each must be remembered
+        # for the site, so the retry goes in clear (before, "same_write" and
+        # "close" looked like a plain connection drop and failed forever).
+        for mode in ("garbage", "same_write", "close"):
+            with self.subTest(mode=mode):
+                port, (alpha,) = self.sinks((ALPHA, {"starttls_broken": mode}))
+                relay = self.relay(port)
+                self.send(relay, ["fb@alpha.test"], "tlsbroken-" + mode)
+                m = alpha.wait_messages(1, WAIT)[0]
+                self.assertIsNone(m.tls)
+                self.assertEqual(alpha.broken_handshakes, 1, "the failed site was not remembered")
+                e = relay.wait_events(lambda e: e["recipient"] == "fb@alpha.test")[0]
+                self.assertEqual((e["outcome"], e["tls"]), ("delivered", ""), e)
+                relay.wait_queue_empty()
+                relay.stop()
+                alpha.stop()
 
     def test_large_body_plain_and_tls(self):
         port, (alpha, beta) = self.sinks((ALPHA, {}), (BETA, {"starttls": True}))
