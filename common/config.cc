@@ -339,6 +339,20 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(ParseDelivery(*t, source, &c->delivery));
   }
   MXR_RETURN_IF_ERROR(st);
+  if (const toml::table* t = r.SubTable("metrics", &st)) {
+    TableReader s(*t, "metrics.", source);
+    auto& x = c->metrics;
+    MXR_RETURN_IF_ERROR(s.Bool("enabled", &x.enabled));
+    MXR_RETURN_IF_ERROR(s.Str("listen", &x.listen));
+    MXR_RETURN_IF_ERROR(s.Int("site_labels", &x.site_labels, 0, 1000));
+    if (auto hp = ParseHostPort(x.listen); !hp.ok()) {
+      const toml::node* n = t->get("listen");
+      return absl::InvalidArgumentError(Cat(n ? Where(source, *n) : std::string(source), ": metrics.listen: ",
+                                            hp.status().message()));
+    }
+    MXR_RETURN_IF_ERROR(s.Finish());
+  }
+  MXR_RETURN_IF_ERROR(st);
   if (const toml::array* arr = r.ArrayOfTables("route", &st)) {
     int i = 0;
     for (const toml::node& n : *arr) {

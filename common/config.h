@@ -118,6 +118,14 @@ struct DeliveryConfig {
   int data_timeout = 600;          // DATA initiation and the final dot
 };
 
+struct MetricsConfig {
+  bool enabled = true;
+  // HTTP address for /metrics, /healthz, /readyz: "ip:port" ("[::1]:port" for
+  // IPv6); port 0 picks a free one (logged at start).
+  std::string listen = "127.0.0.1:9465";
+  int site_labels = 20;  // busiest non-route sites with their own `site` label
+};
+
 struct Config {
   // Name used in the greeting, Received: and Message-ID. Empty -> gethostname().
   std::string hostname;
@@ -136,6 +144,7 @@ struct Config {
   SpoolConfig spool;
   DeliveryConfig delivery;
   std::vector<RouteConfig> routes;
+  MetricsConfig metrics;
 
   // Resolved paths (data_dir applied).
   std::string SpoolPath() const;

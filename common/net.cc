@@ -106,4 +106,28 @@ absl::StatusOr<socklen_t> MakeSockaddr(std::string_view address, uint16_t port,
   return static_cast<socklen_t>(sizeof *sin6);
 }
 
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == text.size()) {
+    return absl::InvalidArgumentError(Cat("'", text, "' is not ip:port"));
+  }
+  std::string_view host = text.substr(0, colon);
+  std::string_view port = text.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    return absl::InvalidArgumentError(Cat("'", text, "': an IPv6 address needs brackets, e.g. [::1]:9465"));
+  }
+  if (!IpAddress::Parse(host).ok()) {
+    return absl::InvalidArgumentError(Cat("'", text, "': '", host, "' is not an IP address"));
+  }
+  uint32_t p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9' || p > 65535) return absl::InvalidArgumentError(Cat("'", text, "': bad port"));
+    p = p * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (p > 65535) return absl::InvalidArgumentError(Cat("'", text, "': bad port"));
+  return HostPort{std::string(host), static_cast<uint16_t>(p)};
+}
+
 }  // namespace mxr

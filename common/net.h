@@ -40,6 +40,14 @@ struct Cidr {
   std::string ToString() const;
 };
 
+// "ip:port" or "[ipv6]:port" -> (address text, port). The address must be a
+// literal IP (no names: nothing here may trigger a DNS lookup).
+struct HostPort {
+  std::string address;
+  uint16_t port = 0;
+};
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text);
+
 // Fills `out` for address:port; returns its length or an error.
 absl::StatusOr<socklen_t> MakeSockaddr(std::string_view address, uint16_t port,
                                        sockaddr_storage* out);

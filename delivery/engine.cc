@@ -103,6 +103,7 @@ struct RcptOutcome {
   int64_t hold_until_us = 0;
   int code = 0;
   std::string enhanced, text, mx_host, ip, site, tls;
+  std::string site_label;  // metrics label of the site (see SiteLabel)
 };
 
 struct Job {
@@ -128,6 +129,7 @@ struct Msg {
 
 struct Site {
   std::string key;
+  std::string label;  // metrics: "route:<domain>" or the first MX host name
   std::vector<std::string> hosts;
   uint16_t port = 25;
   TlsPolicy tls = TlsPolicy::kOpportunistic;
@@ -140,6 +142,7 @@ struct Site {
   std::list<Conn*> conns;
   int64_t tls_broken_until_ms = 0;
   int64_t last_used_ms = 0;
+  uint64_t routes_gen = 0;  // settings applied from this generation of routes
   Reply last_error;  // why the last connection failed (shown for held jobs)
 
   void Push(Job* j) {
@@ -244,7 +247,42 @@ class EngineImpl {
   bool stopping_ = false;
   std::atomic<int64_t> body_budget_{0};
   int64_t last_site_gc_ms_ = 0;
+
+  // Per-site metrics with bounded labels: routes always, plus the busiest
+  // `site_labels` others (re-chosen every minute); the rest is "other".
+  struct SiteCounters {
+    uint64_t attempts[4] = {0, 0, 0, 0};
+    int64_t last_active_ms = 0;
+    bool pinned = false;  // a configured route: never gives its label back
+  };
+  void CountSiteAttempt(const std::string& label, int outcome);
+  void RelabelSites(int64_t now_ms);
+  void PublishSnapshot(int64_t now_ms);
+  std::unordered_map<std::string, SiteCounters> labelled_;
+  SiteCounters other_;
+  std::unordered_map<std::string, uint64_t> recent_;  // unlabelled: attempts this minute
+  int64_t last_relabel_ms_ = 0;
+  int64_t last_oldest_ms_ = 0;
+
+ public:
+  // SIGHUP: new routes for new routing decisions; sites pick up their new
+  // settings at their next job. Loop thread.
+  void SetRoutes(std::vector<RouteConfig> routes);
+
+ private:
+  std::shared_ptr<const std::vector<RouteConfig>> routes_;
+  uint64_t routes_gen_ = 0;
 };
+
+void EngineImpl::SetRoutes(std::vector<RouteConfig> routes) {
+  routes_ = std::make_shared<const std::vector<RouteConfig>>(std::move(routes));
+  routes_gen_++;
+  for (auto& [label, c] : labelled_) c.pinned = false;  // re-pinned below
+  for (const auto& r : *routes_) {
+    if (!r.host.empty()) labelled_[Cat("route:", r.domain)].pinned = true;
+  }
+  spdlog::info("event=routes_loaded routes={}", routes_->size());
+}
 
 // ------------------------------------------------------------------ Conn
 
@@ -742,6 +780,7 @@ absl::Status EngineImpl::Init() {
   if (!res.ok()) return res.status();
   resolver_ = std::move(*res);
   io_ = std::make_unique<SpoolIo>();
+  SetRoutes(deps_.config->routes);
   MXR_RETURN_IF_ERROR(event_log_.Open());
   tls_noverify_ = SSL_CTX_new(TLS_client_method());
   tls_verify_ = SSL_CTX_new(TLS_client_method());
@@ -820,6 +859,94 @@ void EngineImpl::Tick() {
     });
   }
   PumpSchedule();
+  if (now - last_relabel_ms_ >= 60'000) {
+    last_relabel_ms_ = now;
+    RelabelSites(now);
+  }
+  if (now - last_oldest_ms_ >= 5'000) {  // O(queue): not every second
+    last_oldest_ms_ = now;
+    int64_t oldest = 0;
+    for (const auto& id : scheduled_) {
+      int64_t t = static_cast<int64_t>(id.time_us);
+      if (oldest == 0 || t < oldest) oldest = t;
+    }
+    for (const auto& [id, m] : active_) {
+      int64_t t = static_cast<int64_t>(id.time_us);
+      if (oldest == 0 || t < oldest) oldest = t;
+    }
+    stats_->oldest_message_us = oldest;
+  }
+  PublishSnapshot(now);
+}
+
+void EngineImpl::CountSiteAttempt(const std::string& label, int outcome) {
+  if (label.empty()) return;  // failed before a site was known (DNS)
+  auto it = labelled_.find(label);
+  SiteCounters* c = &other_;
+  if (it != labelled_.end()) {
+    c = &it->second;
+  } else if (recent_.size() < 100000) {
+    recent_[label]++;
+  }
+  c->attempts[outcome]++;
+  c->last_active_ms = loop_->now_ms();
+}
+
+void EngineImpl::RelabelSites(int64_t now_ms) {
+  // Give back labels idle for an hour (routes keep theirs).
+  std::erase_if(labelled_, [now_ms](const auto& kv) {
+    return !kv.second.pinned && now_ms - kv.second.last_active_ms > 3'600'000;
+  });
+  size_t unpinned = 0;
+  for (const auto& [l, c] : labelled_) unpinned += c.pinned ? 0 : 1;
+  size_t cap = static_cast<size_t>(std::max(0, deps_.config->metrics.site_labels));
+  if (unpinned < cap && !recent_.empty()) {
+    std::vector<std::pair<uint64_t, std::string>> busy;
+    busy.reserve(recent_.size());
+    for (auto& [l, n] : recent_) busy.emplace_back(n, l);
+    size_t take = std::min(cap - unpinned, busy.size());
+    std::partial_sort(busy.begin(), busy.begin() + take, busy.end(), std::greater<>());
+    for (size_t i = 0; i < take; ++i) {
+      SiteCounters& c = labelled_[busy[i].second];  // a new series, counting from now
+      c.last_active_ms = now_ms;
+    }
+  }
+  recent_.clear();
+}
+
+void EngineImpl::PublishSnapshot(int64_t now_ms) {
+  DeliverySnapshot snap;
+  std::unordered_map<std::string, size_t> index;
+  for (const auto& [l, c] : labelled_) {
+    index[l] = snap.sites.size();
+    SiteFigures f;
+    f.label = l;
+    std::copy(std::begin(c.attempts), std::end(c.attempts), std::begin(f.attempts));
+    snap.sites.push_back(std::move(f));
+  }
+  SiteFigures other;
+  other.label = "other";
+  std::copy(std::begin(other_.attempts), std::end(other_.attempts), std::begin(other.attempts));
+  int64_t backed_off = 0;
+  for (const auto& [k, s] : sites_) {
+    bool dead = s->window.dead_until_ms > now_ms;
+    backed_off += dead ? 1 : 0;
+    auto it = index.find(s->label);
+    SiteFigures& f = it == index.end() ? other : snap.sites[it->second];
+    f.connections += static_cast<int64_t>(s->conns.size());
+    f.queued_jobs += static_cast<int64_t>(s->queued);
+    f.backed_off = f.backed_off || dead;
+  }
+  snap.sites.push_back(std::move(other));
+  stats_->sites_backed_off = backed_off;
+  Resolver::Stats rs = resolver_->stats();
+  snap.dns_ok = rs.ok;
+  snap.dns_nxdomain = rs.nxdomain;
+  snap.dns_nullmx = rs.nullmx;
+  snap.dns_tempfail = rs.tempfail;
+  snap.dns_cache_hits = rs.cache_hits;
+  snap.dns_micros = std::move(rs.micros);
+  stats_->Publish(std::move(snap));
 }
 
 void EngineImpl::PumpSchedule() {
@@ -856,7 +983,7 @@ void EngineImpl::Activate(const queue::QueueId& id) {
 
 const RouteConfig* EngineImpl::FindRoute(const std::string& domain) const {
   const RouteConfig* star = nullptr;
-  for (const auto& r : deps_.config->routes) {
+  for (const auto& r : *routes_) {
     if (r.domain == domain) return &r;
     if (r.domain == "*") star = &r;
   }
@@ -903,7 +1030,8 @@ void EngineImpl::Route(Job* j) {
   if (j->domain.empty()) return FailJob(j, 550, "5.1.3", "Recipient address has no domain");
   Msg* m = j->msg;
   queue::QueueId id = m->meta.id;
-  resolver_->ResolveMx(j->domain, [this, j, id, route](const MxAnswer& a) {
+  // `routes` keeps `route` alive if a SIGHUP replaces the routes meanwhile.
+  resolver_->ResolveMx(j->domain, [this, j, id, route, routes = routes_](const MxAnswer& a) {
     if (!active_.count(id)) return;
     switch (a.outcome) {
       case DnsOutcome::kNullMx:
@@ -925,12 +1053,25 @@ void EngineImpl::Route(Job* j) {
 void EngineImpl::JobToSite(Job* j, const std::string& key, std::vector<std::string> hosts,
                            const RouteConfig* route) {
   auto& sp = sites_[key];
-  if (!sp) {
+  bool fresh = !sp;
+  if (fresh) {
     sp = std::make_unique<Site>();
     sp->key = key;
+    if (route && !route->host.empty()) {
+      sp->label = Cat("route:", route->domain);
+    } else {
+      std::vector<std::string> sorted = hosts;
+      std::sort(sorted.begin(), sorted.end());
+      sp->label = sorted.empty() ? key : sorted.front();
+    }
+  }
+  if (fresh || sp->routes_gen != routes_gen_) {  // new site, or routes reloaded
+    sp->routes_gen = routes_gen_;
     sp->port = cfg_.port;
     sp->tls = cfg_.tls;
     sp->max_conns = cfg_.max_connections_per_site;
+    sp->auth_user.clear();
+    sp->auth_password.clear();
     if (route) {
       if (!route->host.empty() && route->port) sp->port = route->port;
       if (route->tls_set) sp->tls = route->tls;
@@ -938,7 +1079,11 @@ void EngineImpl::JobToSite(Job* j, const std::string& key, std::vector<std::stri
       sp->auth_user = route->auth_user;
       sp->auth_password = route->auth_password;
     }
-    InitWindow(cfg_, sp->max_conns, &sp->window);
+    if (fresh) {
+      InitWindow(cfg_, sp->max_conns, &sp->window);
+    } else {
+      sp->window.window = std::min(sp->window.window, sp->max_conns);
+    }
   }
   Site* s = sp.get();
   s->hosts = std::move(hosts);  // latest order (shuffled within preference)
@@ -964,6 +1109,7 @@ void EngineImpl::HoldJob(Job* j) {
     o.text = Cat("Destination ", s->key, " backed off after connection failures");
     if (s->last_error.code) o.text += Cat("; last error: ", s->last_error.ToString());
     o.site = s->key;
+    o.site_label = s->label;
   }
   if (--m->pending_jobs == 0) Finalize(m);
 }
@@ -1057,6 +1203,7 @@ void EngineImpl::OnJobDone(Conn* c, Job* j, const std::vector<RcptResult>& resul
     o.mx_host = c ? c->host() : "";
     o.ip = c ? c->ip() : "";
     o.site = j->site ? j->site->key : "";
+    o.site_label = j->site ? j->site->label : "";
     o.tls = c ? c->tls_version() : "";
   }
   // The site is working if the server really answered (2xx or 5xx); a
@@ -1070,6 +1217,7 @@ void EngineImpl::OnJobDone(Conn* c, Job* j, const std::vector<RcptResult>& resul
 
 void EngineImpl::OnConnGone(Conn* c, bool ever_ready, const Reply& why) {
   Site* s = c->site();
+  (ever_ready ? stats_->connections_ok : stats_->connections_failed)++;
   // A job in flight was already reported through OnJobDone. A session that
   // worked and then failed (421, timeout, reset) is a connection-level
   // failure too; a normal end (our QUIT answered, 2xx) is not.
@@ -1077,7 +1225,7 @@ void EngineImpl::OnConnGone(Conn* c, bool ever_ready, const Reply& why) {
     stats_->connection_failures++;
     s->last_error = why;
     if (OnConnectFailure(cfg_, loop_->now_ms(), &s->window)) {
-      stats_->sites_backed_off++;
+      stats_->site_backoffs++;
       spdlog::warn("event=site_backoff site={} seconds={} last_error=\"{}\" queued={}", s->key,
                    s->window.backoff_ms / 1000, why.ToString(), s->queued);
       while (Job* held = s->Pop()) HoldJob(held);
@@ -1135,10 +1283,14 @@ void EngineImpl::Finalize(Msg* m) {
       Log(*m, i, o, "delivered");
       r.state = queue::RcptState::kDelivered;
       stats_->attempts_delivered++;
+      CountSiteAttempt(o.site_label, 0);
+      stats_->delivery_latency_us.Observe(
+          static_cast<uint64_t>(std::max<int64_t>(0, now_us - m->meta.received_us)));
     } else if (cls == ReplyClass::kPermanent) {
       Log(*m, i, o, "bounced");
       r.state = queue::RcptState::kBounced;
       stats_->attempts_bounced++;
+      CountSiteAttempt(o.site_label, 2);
       bounced.push_back(FailedRecipient{r.address, o.code, o.enhanced, o.text, o.mx_host});
     } else if (expired) {
       RcptOutcome x = o;
@@ -1147,10 +1299,12 @@ void EngineImpl::Finalize(Msg* m) {
       Log(*m, i, x, "expired");
       r.state = queue::RcptState::kBounced;
       stats_->attempts_expired++;
+      CountSiteAttempt(o.site_label, 3);
       bounced.push_back(FailedRecipient{r.address, o.code, "4.4.7", x.text, o.mx_host});
     } else {
       Log(*m, i, o, "deferred");
       stats_->attempts_deferred++;
+      CountSiteAttempt(o.site_label, 1);
     }
     if (o.not_attempted && r.state == queue::RcptState::kPending) continue;
     r.attempts++;
@@ -1311,6 +1465,12 @@ void DeliveryEngine::Enqueue(const queue::NewMessage& msg) {
     m->budgeted = msg.meta.body_size;
   }
   impl->loop()->Post([impl, m = std::move(m)]() mutable { impl->Enqueue(std::move(m)); });
+}
+
+void DeliveryEngine::SetRoutes(std::vector<RouteConfig> routes) {
+  if (!running_.load(std::memory_order_acquire)) return;
+  EngineImpl* impl = impl_.get();
+  impl->loop()->Post([impl, routes = std::move(routes)]() mutable { impl->SetRoutes(std::move(routes)); });
 }
 
 void DeliveryEngine::ReopenEventLog() {

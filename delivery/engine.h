@@ -19,16 +19,37 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/histogram.h"
 #include "queue/spool.h"
 
 namespace mxr::delivery {
 
+// Figures of one site label (or of `other`) for the per-site metrics.
+struct SiteFigures {
+  std::string label;
+  uint64_t attempts[4] = {0, 0, 0, 0};  // delivered, deferred, bounced, expired
+  int64_t connections = 0;
+  int64_t queued_jobs = 0;
+  bool backed_off = false;
+};
+
+// What the engine thread publishes once a second for the exporter.
+struct DeliverySnapshot {
+  std::vector<SiteFigures> sites;  // labelled sites, then "other" last
+  uint64_t dns_ok = 0, dns_nxdomain = 0, dns_nullmx = 0, dns_tempfail = 0, dns_cache_hits = 0;
+  HistogramSnapshot dns_micros;    // lookups that went to the server
+};
+
+// Counters shared with the exporter (relaxed atomics), monotonic unless
+// marked as a gauge.
 struct DeliveryStats {
   std::atomic<uint64_t> attempts_delivered{0};   // recipients
   std::atomic<uint64_t> attempts_deferred{0};
@@ -37,11 +58,29 @@ struct DeliveryStats {
   std::atomic<uint64_t> messages_completed{0};    // deleted from the spool
   std::atomic<uint64_t> dsns_queued{0};
   std::atomic<uint64_t> connections_opened{0};
-  std::atomic<uint64_t> connection_failures{0};
-  std::atomic<int64_t> connections_active{0};
-  std::atomic<uint64_t> sites_backed_off{0};
-  std::atomic<int64_t> messages_active{0};        // loaded, being worked on
-  std::atomic<int64_t> messages_scheduled{0};     // waiting in the schedule
+  std::atomic<uint64_t> connection_failures{0};   // failed or ended by an error
+  std::atomic<uint64_t> connections_ok{0};        // at close: reached a usable session
+  std::atomic<uint64_t> connections_failed{0};    // at close: never did
+  std::atomic<int64_t> connections_active{0};     // gauge
+  std::atomic<uint64_t> site_backoffs{0};         // times a site entered backoff
+  std::atomic<int64_t> sites_backed_off{0};       // gauge
+  std::atomic<int64_t> messages_active{0};        // gauge: loaded, being worked on
+  std::atomic<int64_t> messages_scheduled{0};     // gauge: waiting in the schedule
+  std::atomic<int64_t> oldest_message_us{0};      // gauge: id time of the oldest queued message, 0 = none
+  Histogram delivery_latency_us{buckets::QueueLatencyUs()};  // acceptance -> delivered
+
+  DeliverySnapshot Snapshot() const {
+    std::lock_guard<std::mutex> l(snapshot_mu);
+    return snapshot;
+  }
+  void Publish(DeliverySnapshot s) {
+    std::lock_guard<std::mutex> l(snapshot_mu);
+    snapshot = std::move(s);
+  }
+
+ private:
+  mutable std::mutex snapshot_mu;
+  DeliverySnapshot snapshot;
 };
 
 class EngineImpl;
@@ -69,6 +108,10 @@ class DeliveryEngine {
   void Enqueue(const queue::NewMessage& msg);
   // Reopens the event log (SIGHUP). Thread-safe.
   void ReopenEventLog();
+  // Replaces the static routes (SIGHUP): they apply to routing decisions made
+  // from now on; a site takes its new settings (port, TLS, AUTH, connection
+  // limit) at its next transaction. Thread-safe.
+  void SetRoutes(std::vector<RouteConfig> routes);
   const DeliveryStats& stats() const { return stats_; }
 
  private:

@@ -6,6 +6,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <chrono>
 #include <random>
 #include <unordered_map>
 
@@ -113,7 +114,7 @@ class CaresResolver final : public Resolver {
       loop_->Post([done = std::move(done), a] { done(a); });
       return;
     }
-    auto* q = new MxQuery{this, domain, std::move(done)};
+    auto* q = new MxQuery{this, domain, std::move(done), std::chrono::steady_clock::now()};
     ares_query(channel_, domain.c_str(), ns_c_in, ns_t_mx, &OnMx, q);
   }
 
@@ -133,7 +134,7 @@ class CaresResolver final : public Resolver {
       loop_->Post([done = std::move(done), a] { done(a); });
       return;
     }
-    auto* q = new AddrQuery{this, host, std::move(done)};
+    auto* q = new AddrQuery{this, host, std::move(done), std::chrono::steady_clock::now()};
     ares_addrinfo_hints hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_flags = ARES_AI_NOSORT;
@@ -144,18 +145,24 @@ class CaresResolver final : public Resolver {
     if (channel_) ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
   }
 
-  Stats stats() const override { return stats_; }
+  Stats stats() const override {
+    Stats s = stats_;
+    s.micros = latency_.Snapshot();
+    return s;
+  }
 
  private:
   struct MxQuery {
     CaresResolver* self;
     std::string domain;
     std::function<void(const MxAnswer&)> done;
+    std::chrono::steady_clock::time_point start;
   };
   struct AddrQuery {
     CaresResolver* self;
     std::string host;
     std::function<void(const AddrAnswer&)> done;
+    std::chrono::steady_clock::time_point start;
   };
   struct Poll : IoOp {
     CaresResolver* resolver = nullptr;
@@ -179,6 +186,12 @@ class CaresResolver final : public Resolver {
     return OrderMx(recs, [this](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng_); });
   }
 
+  void ObserveLatency(std::chrono::steady_clock::time_point start) {
+    latency_.Observe(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::steady_clock::now() - start)
+                                               .count()));
+  }
+
   int64_t Expiry(int ttl) const {
     int t = std::clamp(ttl < 0 ? cfg_.dns_ttl_min : ttl, cfg_.dns_ttl_min, cfg_.dns_ttl_max);
     return loop_->now_ms() + t * 1000LL;
@@ -188,6 +201,7 @@ class CaresResolver final : public Resolver {
     std::unique_ptr<MxQuery> q(static_cast<MxQuery*>(arg));
     if (status == ARES_EDESTRUCTION) return;
     CaresResolver* self = q->self;
+    self->ObserveLatency(q->start);
     MxAnswer a;
     std::vector<MxRecord> recs;
     int ttl = -1;
@@ -242,6 +256,7 @@ class CaresResolver final : public Resolver {
       return;
     }
     CaresResolver* self = q->self;
+    self->ObserveLatency(q->start);
     AddrAnswer a;
     int ttl = -1;
     if (status == ARES_SUCCESS && res) {
@@ -258,10 +273,13 @@ class CaresResolver final : public Resolver {
         if (std::find(uniq.begin(), uniq.end(), ip) == uniq.end()) uniq.push_back(ip);
       }
       a.addrs = std::move(uniq);
+      self->stats_.ok++;
     } else if (status == ARES_SUCCESS || status == ARES_ENODATA || status == ARES_ENOTFOUND) {
+      self->stats_.nxdomain++;
       a.outcome = DnsOutcome::kPermanent;
       a.error = Cat("Host ", q->host, " has no address (", ares_strerror(status == ARES_SUCCESS ? ARES_ENODATA : status), ")");
     } else {
+      self->stats_.tempfail++;
       a.outcome = DnsOutcome::kTemporary;
       a.error = Cat("DNS lookup of ", q->host, " failed: ", ares_strerror(status));
     }
@@ -346,6 +364,7 @@ class CaresResolver final : public Resolver {
   std::unordered_map<std::string, MxCacheEntry> mx_cache_;
   std::unordered_map<std::string, AddrCacheEntry> addr_cache_;
   Stats stats_;
+  Histogram latency_{buckets::LatencyUs()};
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
+#include "common/histogram.h"
 #include "common/event_loop.h"
 #include "common/net.h"
 
@@ -46,6 +47,7 @@ class Resolver {
   virtual void Tick() {}
   struct Stats {
     uint64_t lookups = 0, cache_hits = 0, ok = 0, nxdomain = 0, nullmx = 0, tempfail = 0;
+    HistogramSnapshot micros;  // duration of lookups that went to the server
   };
   virtual Stats stats() const { return {}; }
 };

@@ -18,6 +18,7 @@
 #include "common/strings.h"
 #include "delivery/engine.h"
 #include "main/queue_cli.h"
+#include "metrics/exporter.h"
 #include "queue/rocks_spool.h"
 #include "relay/auth.h"
 #include "relay/server.h"
@@ -27,6 +28,8 @@
 
 namespace mxr {
 namespace {
+
+constexpr char kVersion[] = "0.1.0";
 
 absl::StatusOr<Config> LoadConfig(const std::string& path) {
   if (path.empty()) return ParseConfig("", "<embedded defaults>");
@@ -96,6 +99,46 @@ void PrintWelcome(const Config& cfg) {
              sub->address, sub->port, user, password, cfg.data_dir, cfg.UsersFile());
 }
 
+// SIGHUP: users, certificate and routes from the (re-read) configuration;
+// anything else that changed needs a restart. Open sessions are untouched.
+void Reload(const std::string& config_path, const Config& cfg, const std::string& hostname,
+            relay::Authenticator* auth, relay::IngressServer* server, delivery::DeliveryEngine* engine) {
+  Config next = cfg;
+  if (!config_path.empty()) {
+    auto c = LoadConfigFile(config_path);
+    if (!c.ok()) {
+      spdlog::error("event=config_reload_failed error=\"{}\" action=\"kept the running configuration\"",
+                    c.status().message());
+      return;
+    }
+    next = std::move(*c);
+  }
+  auto u = relay::UserDb::Load(next.UsersFile());
+  if (u.ok()) {
+    auth->SetUsers(*u);
+    spdlog::info("event=users_reloaded path={} users={}", next.UsersFile(), (*u)->size());
+  } else {
+    spdlog::error("event=users_reload_failed error=\"{}\" action=\"kept the previous users\"",
+                  u.status().message());
+  }
+  bool need_tls = false;
+  for (const auto& l : cfg.listeners) need_tls |= l.mode != ListenerMode::kPlain;
+  if (need_tls) {
+    auto t = relay::TlsContext::Create(next.tls, cfg.data_dir, hostname);
+    if (t.ok()) {
+      server->SetTls(*t);
+      spdlog::info("event=tls_reloaded cert={}", (*t)->cert_path());
+    } else {
+      spdlog::error("event=tls_reload_failed error=\"{}\" action=\"kept the previous certificate\"",
+                    t.status().message());
+    }
+  }
+  if (engine) {
+    engine->SetRoutes(next.routes);
+    engine->ReopenEventLog();
+  }
+}
+
 int Run(const std::string& config_path) {
   auto cfg_or = LoadConfig(config_path);
   if (!cfg_or.ok()) {
@@ -129,8 +172,8 @@ int Run(const std::string& config_path) {
     spdlog::critical("event=startup_failed error=\"cannot create data_dir {}: {}\"", cfg.data_dir, ec.message());
     return 1;
   }
-  spdlog::info("event=starting version=0.1.0 config={} hostname={} data_dir={}",
-               config_path.empty() ? "<embedded defaults>" : config_path, hostname, cfg.data_dir);
+  spdlog::info("event=starting version={} config={} hostname={} data_dir={}",
+               kVersion, config_path.empty() ? "<embedded defaults>" : config_path, hostname, cfg.data_dir);
   if (auto st = EnsureUsers(cfg, hostname); !st.ok()) {
     spdlog::critical("event=startup_failed error=\"{}\"", st.message());
     return 1;
@@ -167,12 +210,9 @@ int Run(const std::string& config_path) {
     return 1;
   }
   std::unique_ptr<queue::RocksSpool> spool = std::move(*spool_or);
-  uint64_t queued = 0;
-  (void)spool->Scan([&](const queue::MessageMeta&) {
-    ++queued;
-    return true;
-  });
-  spdlog::info("event=spool_opened path={} messages={}", so.path, queued);
+  // The message count comes later (event=spool_counted): a big spool must
+  // not delay the start.
+  spdlog::info("event=spool_opened path={}", so.path);
 
   queue::QueueIdGenerator ids(clock);
   std::unique_ptr<delivery::DeliveryEngine> engine;
@@ -212,6 +252,31 @@ int Run(const std::string& config_path) {
     server.reset();
     return 1;
   }
+  std::atomic<bool> draining{false};
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (cfg.metrics.enabled) {
+    metrics::Sources src;
+    src.config = &cfg;
+    src.ingress = &server->stats();
+    src.spool = spool.get();
+    src.delivery = engine ? &engine->stats() : nullptr;
+    src.version = kVersion;
+    queue::RocksSpool* sp = spool.get();
+    src.not_ready = [sp, &draining]() -> std::string {
+      if (draining.load()) return "draining (shutting down)";
+      if (!sp->Healthy()) return Cat("spool unhealthy: ", sp->Health().reason);
+      return "";
+    };
+    auto m = metrics::MetricsServer::Start(cfg.metrics, std::move(src));
+    if (!m.ok()) {
+      spdlog::critical("event=startup_failed error=\"{}\"", m.status().message());
+      server->Shutdown(0);
+      if (engine) engine->Stop();
+      return 1;
+    }
+    metrics_server = std::move(*m);
+    spdlog::info("event=metrics_listening address={} paths=/metrics,/healthz,/readyz", metrics_server->address());
+  }
   spdlog::info("event=ready pid={}", getpid());
   PrintWelcome(cfg);
 
@@ -219,21 +284,15 @@ int Run(const std::string& config_path) {
     int sig = 0;
     if (sigwait(&sigs, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      auto u = relay::UserDb::Load(cfg.UsersFile());
-      if (u.ok()) {
-        auth->SetUsers(*u);
-        spdlog::info("event=users_reloaded path={} users={}", cfg.UsersFile(), (*u)->size());
-      } else {
-        spdlog::error("event=users_reload_failed error=\"{}\" action=\"kept the previous users\"",
-                      u.status().message());
-      }
-      if (engine) engine->ReopenEventLog();
+      Reload(config_path, cfg, hostname, auth.get(), server.get(), engine.get());
       continue;
     }
     spdlog::info("event=shutdown_begin signal={}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
+  draining = true;  // /readyz says 503 while sessions finish
   server->Shutdown(30'000);
+  metrics_server.reset();  // reads the spool and the engine: stop it first
   if (engine) engine->Stop();  // before the spool: it reads and writes it
   spool.reset();   // drains pending commits (their callbacks post to the stopped loops)
   engine.reset();

@@ -7,6 +7,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/transaction_log.h"
 #include "rocksdb/write_batch.h"
 #include "spdlog/spdlog.h"
 
@@ -90,17 +91,26 @@ absl::StatusOr<std::unique_ptr<RocksSpool>> RocksSpool::Open(const RocksSpoolOpt
         "spool ", opts.path, " has format version ", version, "; this build reads version ",
         kFormatVersion));
   }
-  if (!opts.read_only) s->commit_thread_ = std::thread([p = s.get()] { p->CommitLoop(); });
+  if (!opts.read_only) {
+    // The iterator pins the state before the commit thread writes anything.
+    std::unique_ptr<rocksdb::Iterator> it(s->db_->NewIterator(rocksdb::ReadOptions(), s->meta_));
+    s->count_thread_ = std::thread([p = s.get(), it = std::move(it)]() mutable {
+      p->CountExisting(std::move(it));
+    });
+    s->commit_thread_ = std::thread([p = s.get()] { p->CommitLoop(); });
+  }
   return s;
 }
 
 RocksSpool::~RocksSpool() {
+  closing_.store(true);
   {
     std::lock_guard<std::mutex> l(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
   if (commit_thread_.joinable()) commit_thread_.join();
+  if (count_thread_.joinable()) count_thread_.join();
   if (!opts_.read_only) {
     SpoolStats st = Stats();
     spdlog::info(
@@ -162,6 +172,7 @@ void RocksSpool::CommitLoop() {
     auto t0 = std::chrono::steady_clock::now();
     if (!healthy_.load()) TryResume();
     absl::Status st = healthy_.load() ? WriteBatchOf(batch, ops) : LatchedStatus();
+    if (st.ok()) ApplyQueueDelta(ops);
     if (!st.ok() && !ops.empty()) {
       spdlog::warn("event=spool_bookkeeping_lost ops={} error=\"{}\" effect=\"messages may be "
                    "delivered again\"", ops.size(), st);
@@ -171,6 +182,10 @@ void RocksSpool::CommitLoop() {
     uint64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
                       std::chrono::steady_clock::now() - t0)
                       .count();
+    if (st.ok()) {
+      batch_hist_.Observe(batch.size());
+      commit_hist_.Observe(us);
+    }
     uint64_t bytes = 0;
     for (const auto& p : batch) bytes += p.msg.header_prefix.size() + p.msg.body.size();
     {
@@ -181,6 +196,10 @@ void RocksSpool::CommitLoop() {
         stats_.committed_bytes += bytes;
         stats_.commit_micros_total += us;
         if (batch.size() > stats_.max_batch) stats_.max_batch = batch.size();
+        uint64_t body_bytes = 0;
+        for (const auto& p : batch) body_bytes += p.msg.meta.body_size;
+        delta_messages_.fetch_add(static_cast<int64_t>(batch.size()));
+        delta_bytes_.fetch_add(static_cast<int64_t>(body_bytes));
       } else {
         stats_.failed_messages += batch.size();
       }
@@ -207,6 +226,38 @@ rocksdb::Status RocksSpool::AddOp(const Op& op, rocksdb::WriteBatch* wb) {
     if (st.ok()) st = wb->Put(schedule_, ScheduleKey(op.meta.next_attempt_us, op.meta.id), rocksdb::Slice());
   }
   return st;
+}
+
+void RocksSpool::ApplyQueueDelta(const std::vector<Op>& ops) {
+  for (const Op& op : ops) {
+    if (!op.is_delete) continue;
+    delta_messages_.fetch_sub(1);
+    delta_bytes_.fetch_sub(static_cast<int64_t>(op.meta.body_size));
+  }
+}
+
+void RocksSpool::CountExisting(std::unique_ptr<rocksdb::Iterator> it) {
+  int64_t n = 0, bytes = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (closing_.load(std::memory_order_relaxed)) return;
+    auto m = DecodeMeta(std::string_view(it->key().data(), it->key().size()),
+                        std::string_view(it->value().data(), it->value().size()));
+    if (!m.ok()) continue;  // reported by whoever loads it
+    n++;
+    bytes += static_cast<int64_t>(m->body_size);
+  }
+  if (!it->status().ok()) {
+    spdlog::warn("event=spool_count_failed error=\"{}\" effect=\"queue size metrics unknown\"",
+                 it->status().ToString());
+    return;
+  }
+  base_messages_.store(n);
+  base_bytes_.store(bytes);
+  queue_counted_.store(true);
+  spdlog::info("event=spool_counted messages={} bytes={} ms={}", n, bytes,
+               std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - t0).count());
 }
 
 void RocksSpool::UpdateAsync(const MessageMeta& meta, int64_t old_next_attempt_us) {
@@ -275,6 +326,10 @@ void RocksSpool::Latch(const absl::Status& s) {
     latched_ = s;
   }
   if (healthy_.exchange(false)) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stats_.background_errors++;
+    }
     spdlog::error("event=spool_unhealthy error=\"{}\" action=\"new mail refused with 4xx until "
                   "the spool recovers\"",
                   s.message());
@@ -317,8 +372,24 @@ SpoolHealth RocksSpool::Health() const {
 }
 
 SpoolStats RocksSpool::Stats() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return stats_;
+  SpoolStats s;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    s = stats_;
+  }
+  s.batch_messages = batch_hist_.Snapshot();
+  s.commit_micros = commit_hist_.Snapshot();
+  s.queue_known = queue_counted_.load();
+  s.queue_messages = base_messages_.load() + delta_messages_.load();
+  s.queue_bytes = base_bytes_.load() + delta_bytes_.load();
+  if (db_ != nullptr && !opts_.read_only) {
+    s.disk_bytes = IntProperty("rocksdb.total-sst-files-size");
+    rocksdb::VectorLogPtr wals;
+    if (db_->GetSortedWalFiles(wals).ok()) {
+      for (const auto& w : wals) s.disk_bytes += w->SizeFileBytes();
+    }
+  }
+  return s;
 }
 
 uint64_t RocksSpool::IntProperty(const std::string& name) const {
@@ -393,8 +464,10 @@ absl::Status RocksSpool::Update(const MessageMeta& meta, int64_t old_next_attemp
 
 absl::Status RocksSpool::Delete(const MessageMeta& meta) {
   rocksdb::WriteBatch wb;
-  rocksdb::Status st = AddOp(Op{true, meta, 0}, &wb);
+  Op op{true, meta, 0};
+  rocksdb::Status st = AddOp(op, &wb);
   if (st.ok()) st = db_->Write(rocksdb::WriteOptions(), &wb);
+  if (st.ok()) ApplyQueueDelta({op});
   return FromRocks(st, Cat("deleting ", meta.id.ToString()));
 }
 

@@ -29,6 +29,7 @@ class WriteBatch;
 class Status;
 class ColumnFamilyHandle;
 class Statistics;
+class Iterator;
 }  // namespace rocksdb
 
 namespace mxr::queue {
@@ -81,6 +82,10 @@ class RocksSpool final : public Spool {
   };
   RocksSpool(const RocksSpoolOptions& opts, const Clock& clock);
   void CommitLoop();
+  // Counts messages and bytes present at open (on its own thread: a big
+  // spool must not delay the start), from an iterator made before any write.
+  void CountExisting(std::unique_ptr<rocksdb::Iterator> it);
+  void ApplyQueueDelta(const std::vector<Op>& ops);
   absl::Status WriteBatchOf(std::vector<Pending>& batch, std::vector<Op>& ops);
   rocksdb::Status AddOp(const Op& op, rocksdb::WriteBatch* wb);
   void Latch(const absl::Status& s);
@@ -102,7 +107,15 @@ class RocksSpool final : public Spool {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status latched_ ABSL_GUARDED_BY(mu_);  // why we are unhealthy
   std::atomic<bool> healthy_{true};
-  SpoolStats stats_ ABSL_GUARDED_BY(mu_);
+  SpoolStats stats_ ABSL_GUARDED_BY(mu_);  // histogram/queue fields live below
+  Histogram batch_hist_{buckets::BatchMessages()};
+  Histogram commit_hist_{buckets::LatencyUs()};
+  // Queue size = what the open-time count found + what changed since.
+  std::atomic<bool> queue_counted_{false};
+  std::atomic<int64_t> base_messages_{0}, base_bytes_{0};
+  std::atomic<int64_t> delta_messages_{0}, delta_bytes_{0};
+  std::thread count_thread_;
+  std::atomic<bool> closing_{false};
   std::thread commit_thread_;
   CommitListener listener_;
 };

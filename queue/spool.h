@@ -17,6 +17,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/histogram.h"
 #include "queue/types.h"
 
 namespace mxr::queue {
@@ -48,6 +49,15 @@ struct SpoolStats {
   uint64_t write_stalls = 0;      // writes that met a RocksDB stall
   uint64_t max_batch = 0;         // largest batch so far
   uint64_t commit_micros_total = 0;
+  uint64_t background_errors = 0; // times the spool was latched unhealthy
+  HistogramSnapshot batch_messages;       // messages per synced commit
+  HistogramSnapshot commit_micros;        // duration of each synced commit
+  // Messages and body bytes held (committed and not yet deleted); gauges.
+  // queue_known is false until the count of what was there at open is done.
+  bool queue_known = false;
+  int64_t queue_messages = 0;
+  int64_t queue_bytes = 0;
+  uint64_t disk_bytes = 0;        // SST + WAL files (gauge)
 };
 
 class Spool {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <future>
 #include <list>
@@ -30,12 +31,17 @@ class Connection;
 // One event-loop thread.
 class Worker {
  public:
-  Worker(IngressServer* srv, int index) : srv_(srv), index_(index) {}
+  Worker(IngressServer* srv, int index, std::shared_ptr<TlsContext> tls)
+      : srv_(srv), index_(index), tls_(std::move(tls)) {}
   ~Worker();
 
   // Runs on the worker thread: creates the ring, binds, then serves.
   void Main(std::promise<absl::Status>* started);
   void BeginShutdown();  // thread-safe
+  // New connections use `t` from now on (SIGHUP certificate reload). Thread-safe.
+  void SetTls(std::shared_ptr<TlsContext> t) {
+    loop_->Post([this, t = std::move(t)]() mutable { tls_ = std::move(t); });
+  }
   void ForceClose();     // thread-safe
 
   EventLoop* loop() { return loop_.get(); }
@@ -48,6 +54,7 @@ class Worker {
   struct ListenerSlot : IoOp {
     Worker* w = nullptr;
     const ListenerConfig* cfg = nullptr;
+    size_t index = 0;  // in the config's listener list
     SessionEnv env;
     int fd = -1;
     bool armed = false;
@@ -64,19 +71,20 @@ class Worker {
   BufferRing* bufs_ = nullptr;
   std::vector<std::unique_ptr<ListenerSlot>> listeners_;
   std::list<std::unique_ptr<Connection>> conns_;
+  std::shared_ptr<TlsContext> tls_;  // for new connections; loop thread only
   std::vector<Connection*> rearm_;
   bool shutting_down_ = false;
 };
 
 class Connection final : public SessionHost {
  public:
-  Connection(Worker* w, const SessionEnv* env, SSL_CTX* tls_ctx, int fd, IpAddress ip,
+  Connection(Worker* w, const SessionEnv* env, std::shared_ptr<TlsContext> tls_ctx, int fd, IpAddress ip,
              bool trusted, bool implicit_tls)
       : w_(w),
         fd_(fd),
         ip_(ip),
         session_(*env, this, ConnInfo{ip.ToString(), trusted}),
-        tls_ctx_(tls_ctx) {
+        tls_ctx_(std::move(tls_ctx)) {
     recv_op_.c = this;
     recv_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnRecv(cqe); };
     send_op_.c = this;
@@ -90,7 +98,7 @@ class Connection final : public SessionHost {
     started_ms_ = w_->loop()->now_ms();
     progress_ms_ = started_ms_;
     if (implicit_tls) {
-      tls_ = std::make_unique<TlsEndpoint>(tls_ctx_);  // greeting after the handshake
+      tls_ = std::make_unique<TlsEndpoint>(tls_ctx_->get());  // greeting after the handshake
     } else {
       session_.Start();
     }
@@ -138,13 +146,18 @@ class Connection final : public SessionHost {
     inflight_++;
     uint64_t bytes = msg.meta.body_size;
     EventLoop* loop = w_->loop();
-    w_->server()->deps_.spool->Commit(std::move(msg), [this, loop, bytes](absl::Status st) {
-      loop->Post([this, st = std::move(st), bytes] {
+    auto t0 = std::chrono::steady_clock::now();
+    w_->server()->deps_.spool->Commit(std::move(msg), [this, loop, bytes, t0](absl::Status st) {
+      loop->Post([this, st = std::move(st), bytes, t0] {
         inflight_--;
         auto& stats = w_->server()->stats_;
         if (st.ok()) {
           stats.messages_accepted.fetch_add(1, std::memory_order_relaxed);
           stats.bytes_accepted.fetch_add(bytes, std::memory_order_relaxed);
+          stats.message_size.Observe(bytes);
+          stats.time_to_250_us.Observe(static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+                  .count()));
         } else {
           stats.messages_spool_failed.fetch_add(1, std::memory_order_relaxed);
           spdlog::warn("event=spool_commit_failed ip={} error=\"{}\"", ip_.ToString(), st);
@@ -295,7 +308,14 @@ class Connection final : public SessionHost {
         Flush();
         return;
       }
-      w_->server()->stats_.tls_handshakes_ok.fetch_add(1, std::memory_order_relaxed);
+      auto& st = w_->server()->stats_;
+      st.tls_handshakes_ok.fetch_add(1, std::memory_order_relaxed);
+      std::string v = tls_->version();
+      if (v == "TLSv1.3") {
+        st.tls_handshakes_tls13.fetch_add(1, std::memory_order_relaxed);
+      } else if (v == "TLSv1.2") {
+        st.tls_handshakes_tls12.fetch_add(1, std::memory_order_relaxed);
+      }
       progress_ms_ = w_->loop()->now_ms();
       if (session_.mode() == Session::Mode::kTlsSwitch) {
         session_.OnTlsEstablished(tls_->version(), tls_->cipher());
@@ -340,7 +360,7 @@ class Connection final : public SessionHost {
     if (tls_) tls_->TakeCipher(&out_);
     if (start_tls_) {
       start_tls_ = false;
-      tls_ = std::make_unique<TlsEndpoint>(tls_ctx_);
+      tls_ = std::make_unique<TlsEndpoint>(tls_ctx_->get());
     }
     if (!send_inflight_ && sending_.empty() && !out_.empty()) sending_.swap(out_);
     if (!send_inflight_ && sending_off_ < sending_.size()) {
@@ -418,7 +438,7 @@ class Connection final : public SessionHost {
   std::string reason_;
   int64_t started_ms_ = 0;
   int64_t progress_ms_ = 0;
-  SSL_CTX* tls_ctx_;
+  std::shared_ptr<TlsContext> tls_ctx_;  // the certificate of accept time (SIGHUP may replace it)
 };
 
 // ---------------------------------------------------------------- Worker
@@ -467,6 +487,7 @@ void Worker::ArmAccept(ListenerSlot* l) {
 void Worker::Refuse(const ListenerSlot* l, int fd, const char* reply) {
   // On an implicit-TLS port nothing may be sent in clear: just close.
   if (l->cfg->mode != ListenerMode::kImplicitTls) {
+    srv_->stats_.CountReply(ReplyCmd::kConnect, 421);
     ssize_t n = ::send(fd, reply, std::strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)n;
   }
@@ -500,6 +521,7 @@ void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
       Refuse(l, fd, "421 4.7.0 Too many connections from your address; try again later\r\n");
     } else {
       stats.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+      stats.accepted_by_listener[l->index].fetch_add(1, std::memory_order_relaxed);
       stats.connections_current.fetch_add(1, std::memory_order_relaxed);
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -510,8 +532,7 @@ void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
           break;
         }
       }
-      SSL_CTX* ctx = srv_->deps_.tls ? srv_->deps_.tls->get() : nullptr;
-      conns_.push_back(std::make_unique<Connection>(this, &l->env, ctx, fd, ip, trusted,
+      conns_.push_back(std::make_unique<Connection>(this, &l->env, tls_, fd, ip, trusted,
                                                     l->cfg->mode == ListenerMode::kImplicitTls));
       Connection* c = conns_.back().get();
       c->self = std::prev(conns_.end());
@@ -553,7 +574,9 @@ void Worker::Main(std::promise<absl::Status>* started) {
     auto slot = std::make_unique<ListenerSlot>();
     slot->w = this;
     slot->cfg = &lc;
-    slot->env = SessionEnv{&cfg, &lc, srv_->deps_.hostname, srv_->deps_.ids, srv_->deps_.clock};
+    slot->env = SessionEnv{&cfg, &lc, srv_->deps_.hostname, srv_->deps_.ids, srv_->deps_.clock,
+                           &srv_->stats_};
+    slot->index = listeners_.size();
     slot->fn = [](IoOp* op, const io_uring_cqe* cqe) {
       auto* ls = static_cast<ListenerSlot*>(op);
       ls->w->OnAccept(ls, cqe);
@@ -609,7 +632,8 @@ void Worker::ForceClose() {
 
 // --------------------------------------------------------- IngressServer
 
-IngressServer::IngressServer(IngressDeps deps) : deps_(std::move(deps)) {}
+IngressServer::IngressServer(IngressDeps deps)
+    : deps_(std::move(deps)), stats_(deps_.config->listeners.size()) {}
 
 IngressServer::~IngressServer() {
   if (!threads_.empty()) Shutdown(0);
@@ -619,7 +643,7 @@ absl::Status IngressServer::Start() {
   int n = deps_.config->threads;
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) {
-    workers_.push_back(std::make_unique<Worker>(this, i));
+    workers_.push_back(std::make_unique<Worker>(this, i, deps_.tls));
     std::promise<absl::Status> started;
     auto f = started.get_future();
     Worker* w = workers_.back().get();
@@ -638,6 +662,10 @@ absl::Status IngressServer::Start() {
                  l.address, l.port, ListenerModeName(l.mode), n);
   }
   return absl::OkStatus();
+}
+
+void IngressServer::SetTls(std::shared_ptr<TlsContext> tls) {
+  for (auto& w : workers_) w->SetTls(tls);
 }
 
 void IngressServer::Shutdown(int grace_ms) {

@@ -28,6 +28,7 @@
 #include "common/net.h"
 #include "queue/spool.h"
 #include "relay/auth.h"
+#include "relay/stats.h"
 #include "relay/tls.h"
 
 namespace mxr::relay {
@@ -42,21 +43,6 @@ struct IngressDeps {
   std::shared_ptr<TlsContext> tls;  // may be null if no listener needs TLS
 };
 
-// Counters summed over all threads (relaxed atomics; for metrics and tests).
-struct IngressStats {
-  std::atomic<uint64_t> connections_accepted{0};
-  std::atomic<uint64_t> connections_refused_global{0};
-  std::atomic<uint64_t> connections_refused_per_ip{0};
-  std::atomic<int64_t> connections_current{0};
-  std::atomic<uint64_t> tls_handshakes_ok{0};
-  std::atomic<uint64_t> tls_handshakes_failed{0};
-  std::atomic<uint64_t> auth_success{0};
-  std::atomic<uint64_t> auth_failure{0};
-  std::atomic<uint64_t> messages_accepted{0};
-  std::atomic<uint64_t> bytes_accepted{0};
-  std::atomic<uint64_t> messages_spool_failed{0};
-  std::atomic<uint64_t> recv_enobufs{0};
-};
 
 class Worker;
 class Connection;
@@ -71,6 +57,9 @@ class IngressServer {
   // Stops accepting, asks sessions to finish (421 at their next command),
   // waits up to grace_ms for connections to end, then closes the rest.
   void Shutdown(int grace_ms);
+  // Replaces the certificate for connections accepted from now on; open
+  // sessions keep theirs (SIGHUP). Call after Start(). Thread-safe.
+  void SetTls(std::shared_ptr<TlsContext> tls);
 
   const IngressStats& stats() const { return stats_; }
 
@@ -82,7 +71,6 @@ class IngressServer {
  private:
   friend class Worker;
   friend class Connection;
-class Connection;
   IngressDeps deps_;
   IngressStats stats_;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -33,7 +33,9 @@ Session::Session(const SessionEnv& env, SessionHost* host, ConnInfo info)
     : env_(env), host_(host), info_(std::move(info)) {}
 
 void Session::Start() {
+  cmd_ = ReplyCmd::kConnect;
   out_ += Cat("220 ", env_.hostname, " ESMTP mxrelay ready\r\n");
+  CountReply(220);
 }
 
 std::string Session::TakeOutput() {
@@ -45,6 +47,7 @@ std::string Session::TakeOutput() {
 void Session::Reply(int code, std::string_view enhanced, std::string_view text) {
   fmt::format_to(std::back_inserter(out_), "{} {} {}\r\n", code, enhanced, text);
   if (code >= 400) summary_.rejected++;
+  CountReply(code);
 }
 
 void Session::ProtocolError(int code, std::string_view enhanced, std::string_view text) {
@@ -188,6 +191,7 @@ size_t Session::ProcessLine(std::string_view in) {
     case LineStatus::kNeedMore:
       return 0;
     case LineStatus::kTooLong:
+      cmd_ = mode_ == Mode::kCommand ? ReplyCmd::kUnknown : ReplyCmd::kAuth;
       discarding_long_line_ = true;
       if (mode_ != Mode::kCommand) mode_ = Mode::kCommand;
       ProtocolError(500, "5.5.2", "Line too long");
@@ -203,7 +207,31 @@ size_t Session::ProcessLine(std::string_view in) {
   return used;
 }
 
+namespace {
+ReplyCmd CmdOf(Verb v) {
+  switch (v) {
+    case Verb::kEhlo: return ReplyCmd::kEhlo;
+    case Verb::kHelo: return ReplyCmd::kHelo;
+    case Verb::kMail: return ReplyCmd::kMail;
+    case Verb::kRcpt: return ReplyCmd::kRcpt;
+    case Verb::kData: return ReplyCmd::kData;
+    case Verb::kBdat: return ReplyCmd::kBdat;
+    case Verb::kAuth: return ReplyCmd::kAuth;
+    case Verb::kStartTls: return ReplyCmd::kStartTls;
+    case Verb::kRset: return ReplyCmd::kRset;
+    case Verb::kNoop: return ReplyCmd::kNoop;
+    case Verb::kQuit: return ReplyCmd::kQuit;
+    case Verb::kVrfy: return ReplyCmd::kVrfy;
+    case Verb::kHelp: return ReplyCmd::kHelp;
+    case Verb::kExpn:
+    case Verb::kUnknown: return ReplyCmd::kUnknown;
+  }
+  return ReplyCmd::kUnknown;
+}
+}  // namespace
+
 void Session::HandleCommand(std::string_view line) {
+  cmd_ = ReplyCmd::kOther;
   if (shutting_down_) {
     CloseWith(421, "4.3.2", "Service shutting down; try again later", "shutdown");
     return;
@@ -213,6 +241,7 @@ void Session::HandleCommand(std::string_view line) {
     return;
   }
   Command c = ParseCommand(line);
+  cmd_ = CmdOf(c.verb);
   switch (c.verb) {
     case Verb::kEhlo: return CmdHelo(c.arg, true);
     case Verb::kHelo: return CmdHelo(c.arg, false);
@@ -266,6 +295,7 @@ void Session::CmdHelo(std::string_view arg, bool esmtp) {
   if (env_.listener->mode == ListenerMode::kStartTls && !tls_) out_ += "250-STARTTLS\r\n";
   if (AuthOffered() && auth_user_.empty()) out_ += "250-AUTH PLAIN LOGIN\r\n";
   out_ += "250 HELP\r\n";
+  CountReply(250);
 }
 
 void Session::CmdMail(std::string_view arg) {
@@ -327,6 +357,7 @@ void Session::CmdData(std::string_view arg) {
   tx_.data.emplace(env_.config->limits.max_message_size, &tx_.body);
   mode_ = Mode::kData;
   out_ += "354 End data with <CR><LF>.<CR><LF>\r\n";
+  CountReply(354);
 }
 
 void Session::CmdBdat(std::string_view arg) {
@@ -358,6 +389,7 @@ void Session::CmdBdat(std::string_view arg) {
 
 void Session::FinishChunk() {
   mode_ = Mode::kCommand;
+  cmd_ = tx_.bdat_last ? ReplyCmd::kDot : ReplyCmd::kBdat;
   if (tx_.bdat_discard) {
     tx_.bdat_discard = false;  // the BDAT command was already answered with an error
   } else if (tx_.oversize) {
@@ -409,6 +441,7 @@ void Session::CmdAuth(std::string_view arg) {
     if (initial.empty()) {
       mode_ = Mode::kAuthPlain;
       out_ += "334 \r\n";
+      CountReply(334);
       return;
     }
     mode_ = Mode::kAuthPlain;
@@ -418,6 +451,7 @@ void Session::CmdAuth(std::string_view arg) {
     if (initial.empty()) {
       mode_ = Mode::kAuthUser;
       out_ += "334 VXNlcm5hbWU6\r\n";  // "Username:"
+      CountReply(334);
       return;
     }
     mode_ = Mode::kAuthUser;
@@ -427,6 +461,7 @@ void Session::CmdAuth(std::string_view arg) {
 }
 
 void Session::HandleAuthLine(std::string_view line) {
+  cmd_ = ReplyCmd::kAuth;
   Mode m = mode_;
   mode_ = Mode::kCommand;
   if (line == "*") return ProtocolError(501, "5.7.0", "Authentication cancelled");
@@ -450,6 +485,7 @@ void Session::HandleAuthLine(std::string_view line) {
       pending_auth_user_ = std::move(decoded);
       mode_ = Mode::kAuthPass;
       out_ += "334 UGFzc3dvcmQ6\r\n";  // "Password:"
+      CountReply(334);
       return;
     case Mode::kAuthPass:
       return CheckAuth(std::move(pending_auth_user_), std::move(decoded));
@@ -467,6 +503,7 @@ void Session::CheckAuth(std::string user, std::string password) {
 void Session::OnAuthResult(bool ok) {
   if (mode_ != Mode::kWaitAuth) return;
   mode_ = Mode::kCommand;
+  cmd_ = ReplyCmd::kAuth;
   if (ok) {
     auth_user_ = std::move(pending_auth_user_);
     Reply(235, "2.7.0", "Authentication successful");
@@ -484,6 +521,7 @@ void Session::OnAuthResult(bool ok) {
 
 void Session::FinishMessage() {
   mode_ = Mode::kCommand;
+  cmd_ = ReplyCmd::kDot;
   bool bare = tx_.bdat ? !tx_.bdat_check.ok_at_end() : tx_.data->bare_line_ending();
   bool oversize = tx_.bdat ? tx_.oversize : tx_.data->oversize();
   if (oversize) {
@@ -534,6 +572,7 @@ void Session::FinishMessage() {
 void Session::OnCommitted(const absl::Status& status) {
   if (mode_ != Mode::kWaitSpool) return;
   mode_ = Mode::kCommand;
+  cmd_ = ReplyCmd::kDot;
   if (status.ok()) {
     summary_.messages++;
     Reply(250, "2.0.0", Cat("Ok: queued as ", tx_.id.ToString()));
@@ -547,14 +586,44 @@ void Session::OnCommitted(const absl::Status& status) {
 }
 
 void Session::OnTimeout() {
+  cmd_ = ReplyCmd::kOther;
   CloseWith(421, "4.4.2", Cat("Timeout (", ModeName(), "); closing connection"), "timeout");
 }
 
 void Session::OnShutdown() {
   shutting_down_ = true;
+  cmd_ = ReplyCmd::kOther;
   if (mode_ == Mode::kCommand && !tx_.active) {
     CloseWith(421, "4.3.2", "Service shutting down; try again later", "shutdown");
   }
+}
+
+}  // namespace mxr::relay
+
+namespace mxr::relay {
+
+const char* ReplyCmdName(ReplyCmd c) {
+  switch (c) {
+    case ReplyCmd::kConnect: return "connect";
+    case ReplyCmd::kHelo: return "helo";
+    case ReplyCmd::kEhlo: return "ehlo";
+    case ReplyCmd::kMail: return "mail";
+    case ReplyCmd::kRcpt: return "rcpt";
+    case ReplyCmd::kData: return "data";
+    case ReplyCmd::kDot: return "dot";
+    case ReplyCmd::kBdat: return "bdat";
+    case ReplyCmd::kRset: return "rset";
+    case ReplyCmd::kNoop: return "noop";
+    case ReplyCmd::kQuit: return "quit";
+    case ReplyCmd::kVrfy: return "vrfy";
+    case ReplyCmd::kHelp: return "help";
+    case ReplyCmd::kAuth: return "auth";
+    case ReplyCmd::kStartTls: return "starttls";
+    case ReplyCmd::kUnknown: return "unknown";
+    case ReplyCmd::kOther:
+    case ReplyCmd::kCount: break;
+  }
+  return "other";
 }
 
 }  // namespace mxr::relay

@@ -26,6 +26,7 @@
 #include "common/config.h"
 #include "queue/spool.h"
 #include "relay/data_reader.h"
+#include "relay/stats.h"
 
 namespace mxr::relay {
 
@@ -36,6 +37,7 @@ struct SessionEnv {
   std::string hostname;
   queue::QueueIdGenerator* ids = nullptr;
   const Clock* clock = nullptr;
+  IngressStats* stats = nullptr;  // replies by command and class; may be null
 };
 
 struct ConnInfo {
@@ -153,6 +155,9 @@ class Session {
   void FinishChunk();
   void CheckAuth(std::string user, std::string password);
   void Reply(int code, std::string_view enhanced, std::string_view text);
+  void CountReply(int code) {
+    if (env_.stats != nullptr) env_.stats->CountReply(cmd_, code);
+  }
   void ProtocolError(int code, std::string_view enhanced, std::string_view text);
   void CloseWith(int code, std::string_view enhanced, std::string_view text, std::string reason);
   void ResetTransaction();
@@ -163,6 +168,7 @@ class Session {
   SessionHost* host_;
   ConnInfo info_;
   Mode mode_ = Mode::kCommand;
+  ReplyCmd cmd_ = ReplyCmd::kConnect;  // what the next reply answers (metrics)
   std::string in_;
   std::string out_;
   bool discarding_long_line_ = false;

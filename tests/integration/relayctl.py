@@ -20,6 +20,7 @@ relay lives in its own tempfile.mkdtemp() directory.
 
 import base64
 import json
+import http.client
 import os
 import re
 import shutil
@@ -117,6 +118,17 @@ def openssl_sha512_hash(password):
     return r.stdout.strip()
 
 
+def parse_metrics(text):
+    """Prometheus text format -> {'name{labels}': float}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out
+
+
 def toml_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -150,7 +162,7 @@ class Relay:
 
     def __init__(self, listeners=DEFAULT_LISTENERS, users=None, trusted_networks=(),
                  hostname="relay.test", threads=2, auth=None, limits=None, timeouts=None,
-                 workdir=None, delivery=None, routes=()):
+                 workdir=None, delivery=None, routes=(), metrics=True):
         self.workdir = workdir or tempfile.mkdtemp(prefix="mxrelay-it-")
         self._own_workdir = workdir is None
         self.data_dir = os.path.join(self.workdir, "data")
@@ -176,6 +188,10 @@ class Relay:
             self.delivery.setdefault("event_log", os.path.join(self.workdir, "events.jsonl"))
             self.event_log_path = self.delivery["event_log"]
         self.routes = [dict(r) for r in routes]
+        # [metrics] on a free loopback port; the bound address is read from
+        # the log (event=metrics_listening) into self.metrics_address.
+        self.metrics = metrics
+        self.metrics_address = None
         self.proc = None
         self._log = None
         self.starts = 0
@@ -213,6 +229,8 @@ class Relay:
             # Tests of the receiving side keep their mail queued (and must never
             # reach the system resolver or a port 25 off this machine).
             out += ["", "[delivery]", "enabled = false"]
+        out += ["", "[metrics]", "enabled = %s" % ("true" if self.metrics else "false"),
+                'listen = "127.0.0.1:0"']
         for r in self.routes:
             out += ["", "[[route]]"] + ["%s = %s" % (k, toml_value(v)) for k, v in r.items()]
         return "\n".join(out) + "\n"
@@ -243,7 +261,10 @@ class Relay:
             self.starts += 1
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if "event=ready" in self.log_text(since_start=True):
+                text = self.log_text(since_start=True)
+                if "event=ready" in text:
+                    m = re.search(r"event=metrics_listening address=(\S+)", text)
+                    self.metrics_address = m.group(1) if m else None
                     return self
                 if self.proc.poll() is not None:
                     break
@@ -297,6 +318,21 @@ class Relay:
             self.proc.wait(timeout=STOP_TIMEOUT)
         if self._log and not self._log.closed:
             self._log.close()
+
+    def scrape(self, timeout=5.0):
+        """GET /metrics -> {'name{labels}': value} (labels as in the text format)."""
+        return parse_metrics(self.http_get("/metrics", timeout)[1])
+
+    def http_get(self, path, timeout=5.0):
+        """(status, body) of GET path on the metrics listener."""
+        assert self.metrics_address, "metrics not enabled or not listening"
+        conn = http.client.HTTPConnection(*self.metrics_address.rsplit(":", 1), timeout=timeout)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            conn.close()
 
     def hup(self):
         self.proc.send_signal(signal.SIGHUP)

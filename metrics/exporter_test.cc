@@ -1,0 +1,118 @@
+#include "metrics/exporter.h"
+
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "common/strings.h"
+#include "gtest/gtest.h"
+
+namespace mxr::metrics {
+namespace {
+
+// name{labels} -> value, from the text format.
+std::map<std::string, double> Parse(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    size_t sp = line.rfind(' ');
+    out[line.substr(0, sp)] = std::stod(line.substr(sp + 1));
+  }
+  return out;
+}
+
+TEST(Exporter, IngressCountersAndHistogramsRender) {
+  Config cfg = DefaultConfig();
+  relay::IngressStats in(cfg.listeners.size());
+  in.accepted_by_listener[0] += 3;
+  in.auth_failure += 2;
+  in.messages_accepted += 5;
+  in.CountReply(relay::ReplyCmd::kRcpt, 554);
+  in.CountReply(relay::ReplyCmd::kRcpt, 250);
+  in.CountReply(relay::ReplyCmd::kRcpt, 250);
+  in.time_to_250_us.Observe(700);     // 0.0007 s
+  in.time_to_250_us.Observe(20000);   // 0.02 s
+  Sources src;
+  src.config = &cfg;
+  src.ingress = &in;
+  src.version = "test";
+  auto m = Parse(Render(src));
+  EXPECT_EQ(m[Cat("mxrelay_connections_accepted_total{listener=\"", cfg.listeners[0].name, "\"}")], 3);
+  EXPECT_EQ((m["mxrelay_auth_attempts_total{result=\"failure\"}"]), 2);
+  EXPECT_EQ(m["mxrelay_messages_received_total"], 5);
+  EXPECT_EQ((m["mxrelay_smtp_replies_total{command=\"rcpt\",class=\"5xx\"}"]), 1);
+  EXPECT_EQ((m["mxrelay_smtp_replies_total{command=\"rcpt\",class=\"2xx\"}"]), 2);
+  EXPECT_EQ(m.count("mxrelay_smtp_replies_total{command=\"mail\",class=\"2xx\"}"), 0u);
+  EXPECT_EQ(m["mxrelay_time_to_250_seconds_count"], 2);
+  EXPECT_EQ((m["mxrelay_time_to_250_seconds_bucket{le=\"0.001\"}"]), 1);
+  EXPECT_EQ((m["mxrelay_time_to_250_seconds_bucket{le=\"0.025\"}"]), 2);
+  EXPECT_EQ((m["mxrelay_time_to_250_seconds_bucket{le=\"+Inf\"}"]), 2);
+  EXPECT_NEAR(m["mxrelay_time_to_250_seconds_sum"], 0.0207, 1e-9);
+  EXPECT_EQ(m["mxrelay_ready"], 1);
+  EXPECT_GT(m["mxrelay_process_resident_memory_bytes"], 1e6);
+  EXPECT_GT(m["mxrelay_process_open_fds"], 2);
+  EXPECT_GT(m["mxrelay_process_start_time_seconds"], 1.7e9);
+}
+
+TEST(Exporter, NotReadyReasonClearsTheGauge) {
+  Config cfg = DefaultConfig();
+  Sources src;
+  src.config = &cfg;
+  src.not_ready = [] { return std::string("spool unhealthy: disk full"); };
+  auto m = Parse(Render(src));
+  EXPECT_EQ(m["mxrelay_ready"], 0);
+}
+
+TEST(Exporter, EveryNameHasTheOnePrefixAndCountersEndInTotal) {
+  Config cfg = DefaultConfig();
+  relay::IngressStats in(cfg.listeners.size());
+  delivery::DeliveryStats d;
+  delivery::DeliverySnapshot snap;
+  delivery::SiteFigures site;
+  site.label = "mx.example.test";
+  site.attempts[0] = 4;
+  snap.sites.push_back(site);
+  d.Publish(snap);
+  Sources src;
+  src.config = &cfg;
+  src.ingress = &in;
+  src.delivery = &d;
+  std::string text = Render(src);
+  std::istringstream is(text);
+  std::string line;
+  std::regex type_re("^# TYPE (\\S+) (\\S+)$");
+  int families = 0;
+  while (std::getline(is, line)) {
+    std::smatch mt;
+    if (!std::regex_match(line, mt, type_re)) continue;
+    families++;
+    std::string name = mt[1], type = mt[2];
+    EXPECT_EQ(name.rfind("mxrelay_", 0), 0u) << name;
+    if (type == "counter") {
+      EXPECT_TRUE(name.size() > 6 && name.substr(name.size() - 6) == "_total") << name;
+    }
+  }
+  EXPECT_GT(families, 30);
+  auto m = Parse(text);
+  EXPECT_EQ((m["mxrelay_site_attempts_total{site=\"mx.example.test\",outcome=\"delivered\"}"]), 4);
+}
+
+TEST(Exporter, ServesMetricsHealthAndReadinessOverHttp) {
+  Config cfg = DefaultConfig();
+  MetricsConfig mc;
+  mc.listen = "127.0.0.1:0";
+  Sources src;
+  src.config = &cfg;
+  auto srv = MetricsServer::Start(mc, src);
+  ASSERT_TRUE(srv.ok()) << srv.status();
+  EXPECT_NE((*srv)->address(), "127.0.0.1:0");  // the real port is reported
+  MetricsConfig bad;
+  bad.listen = (*srv)->address();  // taken
+  auto again = MetricsServer::Start(bad, src);
+  EXPECT_FALSE(again.ok());
+}
+
+}  // namespace
+}  // namespace mxr::metrics
