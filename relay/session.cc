@@ -232,7 +232,7 @@ ReplyCmd CmdOf(Verb v) {
 
 void Session::HandleCommand(std::string_view line) {
   cmd_ = ReplyCmd::kOther;
-  if (shutting_down_) {
+  if (shutting_down_ && !tx_.active) {  // a transaction begun before the drain may finish
     CloseWith(421, "4.3.2", "Service shutting down; try again later", "shutdown");
     return;
   }

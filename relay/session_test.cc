@@ -1311,16 +1311,52 @@ TEST_F(SessionTest, ShutdownWhenIdleClosesAtOnce) {
   EXPECT_EQ(s_->close_reason(), "shutdown");
 }
 
-TEST_F(SessionTest, ShutdownDuringTransactionWaitsForNextCommand) {
+TEST_F(SessionTest, ShutdownDuringTransactionLetsItFinish) {
   Open(/*trusted=*/true);
   Send(kEhlo);
   Send("MAIL FROM:<a@example.com>\r\n");
   s_->OnShutdown();
   EXPECT_EQ(Take(), "");
   EXPECT_EQ(host_->closes, 0);
-  EXPECT_EQ(Send("RCPT TO:<b@example.org>\r\n"),
+  // The transaction begun before the drain runs to its end...
+  EXPECT_EQ(Send("RCPT TO:<b@example.org>\r\n"), "250 2.1.5 Recipient OK\r\n");
+  EXPECT_EQ(Send("DATA\r\n"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+  Send("Subject: x\r\n\r\nbody\r\n.\r\n");
+  EXPECT_EQ(Commit().substr(0, 4), "250 ");
+  EXPECT_EQ(host_->closes, 0);
+  // ...and the next command, outside a transaction, is refused.
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"),
             "421 4.3.2 mx.test Service shutting down; try again later\r\n");
   EXPECT_EQ(host_->closes, 1);
+}
+
+TEST_F(SessionTest, ShutdownAfterRsetRefusesTheNextCommand) {
+  Open(/*trusted=*/true);
+  Send(kEhlo);
+  Send("MAIL FROM:<a@example.com>\r\n");
+  s_->OnShutdown();
+  EXPECT_EQ(Send("RSET\r\n"), "250 2.0.0 Reset OK\r\n");
+  EXPECT_EQ(Send("NOOP\r\n"), "421 4.3.2 mx.test Service shutting down; try again later\r\n");
+}
+
+TEST_F(SessionTest, RepliesAreCountedByCommandAndClass) {
+  IngressStats stats(1);
+  env_.stats = &stats;
+  Open(/*trusted=*/true);
+  Send(kEhlo);
+  Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<bad>\r\nDATA\r\nx\r\n.\r\n");
+  Commit();
+  Send("FOO\r\n");
+  auto n = [&](ReplyCmd c, int cls) { return stats.replies[static_cast<size_t>(c)][cls].load(); };
+  EXPECT_EQ(n(ReplyCmd::kConnect, 0), 1u);
+  EXPECT_EQ(n(ReplyCmd::kEhlo, 0), 1u);   // one multi-line reply counts once
+  EXPECT_EQ(n(ReplyCmd::kMail, 0), 1u);
+  EXPECT_EQ(n(ReplyCmd::kRcpt, 0), 1u);
+  EXPECT_EQ(n(ReplyCmd::kRcpt, 3), 1u);   // 501/553 for <bad>
+  EXPECT_EQ(n(ReplyCmd::kData, 1), 1u);   // 354
+  EXPECT_EQ(n(ReplyCmd::kDot, 0), 1u);    // 250 queued
+  EXPECT_EQ(n(ReplyCmd::kUnknown, 3), 1u);
+  env_.stats = nullptr;
 }
 
 TEST_F(SessionTest, SummaryCountsRejections) {

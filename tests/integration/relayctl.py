@@ -162,7 +162,7 @@ class Relay:
 
     def __init__(self, listeners=DEFAULT_LISTENERS, users=None, trusted_networks=(),
                  hostname="relay.test", threads=2, auth=None, limits=None, timeouts=None,
-                 workdir=None, delivery=None, routes=(), metrics=True):
+                 workdir=None, delivery=None, routes=(), metrics=True, tls=None):
         self.workdir = workdir or tempfile.mkdtemp(prefix="mxrelay-it-")
         self._own_workdir = workdir is None
         self.data_dir = os.path.join(self.workdir, "data")
@@ -192,6 +192,7 @@ class Relay:
         # the log (event=metrics_listening) into self.metrics_address.
         self.metrics = metrics
         self.metrics_address = None
+        self.tls = dict(tls or {})  # [tls] keys, e.g. cert_file / key_file
         self.proc = None
         self._log = None
         self.starts = 0
@@ -229,6 +230,8 @@ class Relay:
             # Tests of the receiving side keep their mail queued (and must never
             # reach the system resolver or a port 25 off this machine).
             out += ["", "[delivery]", "enabled = false"]
+        if self.tls:
+            out += ["", "[tls]"] + ["%s = %s" % (k, toml_value(v)) for k, v in self.tls.items()]
         out += ["", "[metrics]", "enabled = %s" % ("true" if self.metrics else "false"),
                 'listen = "127.0.0.1:0"']
         for r in self.routes:

@@ -128,8 +128,8 @@ class CrashTest(RelayTestCase):
         unacked_attempts = attempted_before_kill - set(acked_before_kill)
 
         relay.start()
-        log = relay.wait_log(r"event=spool_opened", timeout=5)
-        recovered = int(re.search(r"event=spool_opened .*messages=(\d+)", log).group(1))
+        log = relay.wait_log(r"event=spool_counted", timeout=10)
+        recovered = int(re.search(r"event=spool_counted messages=(\d+)", log).group(1))
         self.assertGreaterEqual(recovered, len(acked_before_kill))
         # Phase 2: submit what was never attempted.
         _, stuck = run_phase(relay.port("plain"), st, body_size)

@@ -120,7 +120,7 @@ class SignalTest(RelayTestCase):
         self.assertIn(qid, relay.queue_by_id())
         # And the relay starts again on the same data_dir.
         relay.start()
-        relay.wait_log(r"event=spool_opened .*messages=1", timeout=5)
+        relay.wait_log(r"event=spool_counted messages=1 ", timeout=10)
         self.assertIn(qid, relay.queue_by_id())
 
     def test_sigterm_drains_transaction_in_progress(self):
@@ -142,7 +142,7 @@ class SignalTest(RelayTestCase):
         r = c.reply(timeout=10)
         qid = r.queue_id()
         self.assertIsNotNone(qid, "in-flight message not accepted during drain: %r" % r)
-        # The next command is refused: the relay is shutting down.
+        # The next command, outside a transaction, is refused: the relay is shutting down.
         self.assertReply(c.cmd("NOOP"), 421, "4.3.2")
         rc, secs = relay.stop_timed(timeout=15)
         self.assertEqual(rc, 0, relay.log_tail())
