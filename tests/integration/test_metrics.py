@@ -90,6 +90,11 @@ class MetricsTest(RelayTestCase):
         sink = self.sink(rcpt=lambda a: "550 5.1.1 No such user" if a.startswith("bad") else "250 2.1.5 Ok")
         relay = self.delivering_relay(sink)
         self.run_known_workload(relay, sink, N_GOOD, N_BAD, J)
+        import base64
+        log = relay.log_text()
+        self.assertNotIn("wrong password", log, "a password reached the log")
+        self.assertNotIn(base64.b64encode(b"\0alice\0wrong password").decode(), log, "an AUTH payload reached the log")
+        self.assertEqual(log.count("event=session_end ip=127.0.0.1"), N + J, "one session_end line per session")
         dsns = [m for m in sink.received() if m.mail_from == ""]
         self.assertEqual(len(dsns), N_BAD, "one DSN per bounced message, from the null sender")
 
