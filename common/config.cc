@@ -299,6 +299,8 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(s.Str("users_file", &c->auth.users_file));
     MXR_RETURN_IF_ERROR(s.Int("max_failures", &c->auth.max_failures, 1, 100));
     MXR_RETURN_IF_ERROR(s.Int("failure_delay_ms", &c->auth.failure_delay_ms, 0, 60000));
+    MXR_RETURN_IF_ERROR(s.Int("max_failures_per_ip", &c->auth.max_failures_per_ip, 0, 1000000));
+    MXR_RETURN_IF_ERROR(s.Int("ip_block_seconds", &c->auth.ip_block_seconds, 1, 86400));
     MXR_RETURN_IF_ERROR(s.Finish());
   }
   MXR_RETURN_IF_ERROR(st);

@@ -42,6 +42,10 @@ struct AuthConfig {
   std::string users_file;  // "user:crypt-hash" per line; empty -> data_dir/users
   int max_failures = 3;    // per session; then 421 4.7.0 and disconnect
   int failure_delay_ms = 1000;  // added before each failed-AUTH reply
+  // Across sessions: this many failures from one IP within ip_block_seconds
+  // block AUTH from that IP for ip_block_seconds (0 = no per-IP limit).
+  int max_failures_per_ip = 10;
+  int ip_block_seconds = 300;
 };
 
 struct LimitsConfig {

@@ -107,6 +107,31 @@ TEST(ConfigTest, ErrorsNameKeyAndLine) {
   EXPECT_FALSE(c.ok());
 }
 
+TEST(ConfigTest, MetricsSection) {
+  auto d = ParseConfig("", "x.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->metrics.enabled);
+  EXPECT_EQ(d->metrics.listen, "127.0.0.1:9465");
+  EXPECT_EQ(d->metrics.site_labels, 20);
+  auto c = ParseConfig("[metrics]\nenabled = false\nlisten = \"[::1]:0\"\nsite_labels = 5\n", "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->metrics.enabled);
+  EXPECT_EQ(c->metrics.listen, "[::1]:0");
+  EXPECT_EQ(c->metrics.site_labels, 5);
+  c = ParseConfig("[metrics]\n\nlisten = \"localhost:9465\"\n", "x.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("x.toml:3: metrics.listen: "));
+  EXPECT_THAT(c.status().message(), HasSubstr("is not an IP address"));
+  c = ParseConfig("[metrics]\nlisten = \"::1:9465\"\n", "x.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("needs brackets"));
+  c = ParseConfig("[metrics]\nlisten = \"127.0.0.1:70000\"\n", "x.toml");
+  EXPECT_FALSE(c.ok());
+  c = ParseConfig("[metrics]\nlisen = \"127.0.0.1:1\"\n", "x.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("unknown key 'metrics.lisen'"));
+}
+
 TEST(ConfigTest, DeliveryDefaults) {
   auto c = ParseConfig("", "t.toml");
   ASSERT_TRUE(c.ok()) << c.status();

@@ -95,6 +95,7 @@ void RenderIngress(const Sources& src, Families& f) {
                         MetricType::Counter);
   Families::AddCounter(auth, Load(s.auth_success), {{"result", "success"}});
   Families::AddCounter(auth, Load(s.auth_failure), {{"result", "failure"}});
+  Families::AddCounter(auth, Load(s.auth_blocked), {{"result", "blocked"}});
   auto& rep = f.Family("mxrelay_smtp_replies_total", "SMTP replies sent, by the command answered and code class.",
                        MetricType::Counter);
   static const char* kClass[4] = {"2xx", "3xx", "4xx", "5xx"};

@@ -255,5 +255,47 @@ TEST_F(RocksSpoolTest, DestructorDrainsPendingCommits) {
   EXPECT_EQ(n, 100);
 }
 
+// Waits (bounded) for the open-time count of the background thread.
+SpoolStats CountedStats(const RocksSpool& s) {
+  for (int i = 0; i < 500; ++i) {
+    SpoolStats st = s.Stats();
+    if (st.queue_known) return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ADD_FAILURE() << "the spool never finished counting what it holds";
+  return s.Stats();
+}
+
+TEST_F(RocksSpoolTest, QueueGaugesFollowCommitsAndDeletesAcrossReopen) {
+  uint64_t size = 0;
+  std::vector<MessageMeta> metas;
+  {
+    auto s = OpenSpool();
+    SpoolStats st = CountedStats(*s);
+    EXPECT_EQ(st.queue_messages, 0);
+    for (int i = 0; i < 4; ++i) {
+      NewMessage m = Make(i, clock_.NowMicros());
+      size = m.meta.body_size;
+      metas.push_back(m.meta);
+      ASSERT_TRUE(CommitSync(*s, std::move(m)).ok());
+    }
+    st = s->Stats();
+    EXPECT_EQ(st.queue_messages, 4);
+    EXPECT_EQ(st.queue_bytes, static_cast<int64_t>(4 * size));
+    EXPECT_EQ(st.batch_messages.count, st.commits);  // one observation per synced commit
+    EXPECT_EQ(st.commit_micros.count, st.commits);
+    ASSERT_TRUE(s->Delete(metas[0]).ok());
+    s->DeleteAsync(metas[1]);
+  }  // the destructor writes the queued delete
+  auto s = OpenSpool();
+  SpoolStats st = CountedStats(*s);  // counted from disk at open
+  EXPECT_EQ(st.queue_messages, 2);
+  EXPECT_EQ(st.queue_bytes, static_cast<int64_t>(2 * size));
+  EXPECT_GT(st.disk_bytes, 0u);
+  NewMessage m = Make(9, clock_.NowMicros());
+  ASSERT_TRUE(CommitSync(*s, std::move(m)).ok());
+  EXPECT_EQ(s->Stats().queue_messages, 3);
+}
+
 }  // namespace
 }  // namespace mxr::queue

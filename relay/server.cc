@@ -120,6 +120,19 @@ class Connection final : public SessionHost {
   void Authenticate(std::string user, std::string password) override {
     inflight_++;  // keeps us alive until the answer
     EventLoop* loop = w_->loop();
+    IngressServer* srv = w_->server();
+    if (!srv->auth_limiter_.Allowed(ip_, loop->now_ms())) {
+      srv->stats_.auth_blocked.fetch_add(1, std::memory_order_relaxed);
+      loop->Post([this] {  // never call back into the session from here
+        inflight_--;
+        if (!closing_) {
+          session_.OnAuthBlocked();
+          AfterSession();
+        }
+        MaybeFree();
+      });
+      return;
+    }
     int delay = w_->server()->deps_.config->auth.failure_delay_ms;
     w_->server()->deps_.auth->Verify(std::move(user), std::move(password),
                                      [this, loop, delay](bool ok) {
@@ -128,6 +141,12 @@ class Connection final : public SessionHost {
           inflight_--;
           auto& st = w_->server()->stats_;
           (ok ? st.auth_success : st.auth_failure).fetch_add(1, std::memory_order_relaxed);
+          if (!ok && w_->server()->auth_limiter_.Failure(ip_, w_->loop()->now_ms())) {
+            const auto& ac = w_->server()->deps_.config->auth;
+            spdlog::warn("event=auth_ip_blocked ip={} failures={} seconds={} action=\"AUTH from this "
+                         "address refused with 421 4.7.0 until then\"",
+                         ip_.ToString(), ac.max_failures_per_ip, ac.ip_block_seconds);
+          }
           if (!closing_) {
             session_.OnAuthResult(ok);
             AfterSession();
@@ -633,7 +652,9 @@ void Worker::ForceClose() {
 // --------------------------------------------------------- IngressServer
 
 IngressServer::IngressServer(IngressDeps deps)
-    : deps_(std::move(deps)), stats_(deps_.config->listeners.size()) {}
+    : deps_(std::move(deps)),
+      stats_(deps_.config->listeners.size()),
+      auth_limiter_(deps_.config->auth.max_failures_per_ip, deps_.config->auth.ip_block_seconds) {}
 
 IngressServer::~IngressServer() {
   if (!threads_.empty()) Shutdown(0);

@@ -28,6 +28,7 @@
 #include "common/net.h"
 #include "queue/spool.h"
 #include "relay/auth.h"
+#include "relay/auth_limiter.h"
 #include "relay/stats.h"
 #include "relay/tls.h"
 
@@ -73,6 +74,7 @@ class IngressServer {
   friend class Connection;
   IngressDeps deps_;
   IngressStats stats_;
+  AuthLimiter auth_limiter_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
 

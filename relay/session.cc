@@ -519,6 +519,16 @@ void Session::OnAuthResult(bool ok) {
   Feed(std::string_view());  // continue with pipelined input
 }
 
+void Session::OnAuthBlocked() {
+  if (mode_ != Mode::kWaitAuth) return;
+  mode_ = Mode::kCommand;
+  cmd_ = ReplyCmd::kAuth;
+  summary_.auth_failures++;
+  pending_auth_user_.clear();
+  CloseWith(421, "4.7.0", "Too many failed authentications from your address; try again later",
+            "auth_ip_blocked");
+}
+
 void Session::FinishMessage() {
   mode_ = Mode::kCommand;
   cmd_ = ReplyCmd::kDot;

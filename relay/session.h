@@ -95,6 +95,8 @@ class Session {
 
   void OnTlsEstablished(std::string version, std::string cipher);
   void OnAuthResult(bool ok);
+  // The client's address is blocked after too many failures: 421 and close.
+  void OnAuthBlocked();
   void OnCommitted(const absl::Status& status);
   // The connection's timer fired: 421 4.4.2 and close.
   void OnTimeout();

@@ -733,6 +733,18 @@ TEST_F(SessionTest, AuthFailure) {
   EXPECT_EQ(s_->auth_user(), "");
 }
 
+TEST_F(SessionTest, AuthFromABlockedAddressIsClosedWith421) {
+  Open();
+  Send(kEhlo);
+  StartTlsAndEhlo();
+  Send("AUTH PLAIN " + PlainResponse("alice", "right") + "\r\n");
+  s_->OnAuthBlocked();  // the host found the client's IP blocked: no password check
+  EXPECT_EQ(Take(), "421 4.7.0 mx.test Too many failed authentications from your address; try again later\r\n");
+  EXPECT_EQ(host_->closes, 1);
+  EXPECT_EQ(s_->close_reason(), "auth_ip_blocked");
+  EXPECT_EQ(s_->auth_user(), "");
+}
+
 TEST_F(SessionTest, AuthMaxFailuresCloses) {
   config_.auth.max_failures = 3;
   Open();

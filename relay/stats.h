@@ -48,6 +48,7 @@ struct IngressStats {
   std::atomic<uint64_t> tls_handshakes_failed{0};
   std::atomic<uint64_t> auth_success{0};
   std::atomic<uint64_t> auth_failure{0};
+  std::atomic<uint64_t> auth_blocked{0};   // refused unchecked: the IP is blocked
   std::atomic<uint64_t> messages_accepted{0};
   std::atomic<uint64_t> bytes_accepted{0};
   std::atomic<uint64_t> messages_spool_failed{0};

@@ -118,6 +118,17 @@ def openssl_sha512_hash(password):
     return r.stdout.strip()
 
 
+def stop_process(proc, timeout=10):
+    """SIGTERM a helper process we started (by its PID), SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+
 def parse_metrics(text):
     """Prometheus text format -> {'name{labels}': float}."""
     out = {}
@@ -162,7 +173,7 @@ class Relay:
 
     def __init__(self, listeners=DEFAULT_LISTENERS, users=None, trusted_networks=(),
                  hostname="relay.test", threads=2, auth=None, limits=None, timeouts=None,
-                 workdir=None, delivery=None, routes=(), metrics=True, tls=None):
+                 workdir=None, delivery=None, routes=(), metrics=True, tls=None, spool=None):
         self.workdir = workdir or tempfile.mkdtemp(prefix="mxrelay-it-")
         self._own_workdir = workdir is None
         self.data_dir = os.path.join(self.workdir, "data")
@@ -193,6 +204,7 @@ class Relay:
         self.metrics = metrics
         self.metrics_address = None
         self.tls = dict(tls or {})  # [tls] keys, e.g. cert_file / key_file
+        self.spool = dict(spool or {})  # [spool] keys, e.g. path
         self.proc = None
         self._log = None
         self.starts = 0
@@ -230,6 +242,8 @@ class Relay:
             # Tests of the receiving side keep their mail queued (and must never
             # reach the system resolver or a port 25 off this machine).
             out += ["", "[delivery]", "enabled = false"]
+        if self.spool:
+            out += ["", "[spool]"] + ["%s = %s" % (k, toml_value(v)) for k, v in self.spool.items()]
         if self.tls:
             out += ["", "[tls]"] + ["%s = %s" % (k, toml_value(v)) for k, v in self.tls.items()]
         out += ["", "[metrics]", "enabled = %s" % ("true" if self.metrics else "false"),

@@ -20,7 +20,8 @@ import time
 import unittest
 
 from dnsserver import DnsServer, RCODE_NXDOMAIN
-from relayctl import Listener, RelayTestCase, free_port, make_message, submit, submit_many
+from relayctl import (Listener, RelayTestCase, free_port, make_message, stop_process, submit,
+                      submit_many)
 from sink import seq, start_sinks
 
 SENDER = "s@senders.test"           # its domain's MX is the sink at 127.0.0.7: DSNs land there
@@ -784,13 +785,7 @@ class DeliveryTest(RelayTestCase):
             return f.read()
 
     def stop_proc(self, proc):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_process(proc)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from relayctl import (Listener, RelayTestCase, free_port, make_message, parse_metrics,
-                      submit)
+from relayctl import Listener, RelayTestCase, free_port, make_message, stop_process, submit
 from sink import Sink
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -182,16 +181,7 @@ class MetricsTest(RelayTestCase):
                                  "--storage.tsdb.path=" + os.path.join(work, "data"),
                                  "--web.listen-address=" + web, "--log.level=warn"],
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-
-        def stop():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-        self.addCleanup(stop)
+        self.addCleanup(stop_process, proc, 20)
 
         def query():
             if proc.poll() is not None:
