@@ -19,7 +19,9 @@ self-signed certificate (`starttls=True`), insist on AUTH PLAIN before MAIL
 STARTTLS, answers 220 and then fails the handshake: "garbage" (or True) sends
 a line of garbage in a separate write and closes, "same_write" sends the
 garbage in the same write as the 220 (so it arrives in one read), "close"
-closes right after the 220.
+closes right after the 220. `drop_in_data=N` makes the first N DATA
+transfers fail: the sink reads the first line of the message and closes the
+connection (a destination dying mid-DATA).
 
 It counts connections, the peak of concurrent connections and of concurrent
 transactions, and records every accepted message (envelope, data with the dots
@@ -170,7 +172,8 @@ class Sink:
     def __init__(self, addr="127.0.0.1", port=0, name=None, extensions=DEFAULT_EXTENSIONS,
                  starttls=False, starttls_broken=False, auth=None, hang=False, banner=None,
                  mail=None, rcpt=None,
-                 default_rcpt="250 2.1.5 Ok", data=None, data_delay=0.0, hostname="sink.test"):
+                 default_rcpt="250 2.1.5 Ok", data=None, data_delay=0.0, hostname="sink.test",
+                 drop_in_data=0):
         assert addr.startswith("127."), "loopback only"
         self.addr = addr
         self.port = port
@@ -186,6 +189,8 @@ class Sink:
         self.default_rcpt = default_rcpt
         self.data = data              # str / seq / callable(Message)
         self.data_delay = data_delay
+        self.drop_in_data = drop_in_data  # DATA transfers still to cut off mid-message
+        self.dropped_in_data = 0
         self.hostname = hostname
 
         self.lock = threading.Lock()
@@ -494,6 +499,14 @@ class Sink:
                     conn.send("554 5.5.1 No valid recipients\r\n")
                     continue
                 conn.send("354 End data with <CR><LF>.<CR><LF>\r\n")
+                with self.lock:
+                    drop = self.drop_in_data > 0
+                    if drop:
+                        self.drop_in_data -= 1
+                        self.dropped_in_data += 1
+                if drop:
+                    conn.line()  # some of the message, then the connection dies
+                    return
                 chunks, size = [], 0
                 for _ in range(10 ** 7):
                     l = conn.line()

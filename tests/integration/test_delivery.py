@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -271,6 +272,45 @@ class DeliveryTest(RelayTestCase):
         relay.wait_queue_empty()
         self.assertEqual(self.outcomes(relay, "d@alpha.test")[-1], "delivered")
         self.assertEqual(self.outcomes(relay, "d@alpha.test").count("delivered"), 1)
+
+    def test_slow_dns_times_out_then_delivered(self):
+        # A DNS server that never answers (UDP black hole): the lookup times
+        # out (4.4.3), nothing is stuck; with an answering server it is delivered.
+        port, (alpha,) = self.sinks((ALPHA, {}))
+        hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        hole.bind(("127.0.0.1", 0))
+        dns_port = hole.getsockname()[1]
+        relay = self.relay(port, resolver="127.0.0.1:%d" % dns_port, dns_timeout_ms=300)
+        self.send(relay, ["slow@alpha.test"], "dnsslow")
+        e = relay.wait_events(lambda e: e["recipient"] == "slow@alpha.test")[0]
+        self.assertEqual((e["outcome"], e["code"], e["enhanced"]), ("deferred", 451, "4.4.3"), e)
+        self.assertIn("timeout", e["response"].lower(), e)
+        hole.close()
+        late = DnsServer(mx=MX, hosts=HOSTS)
+        self.addCleanup(late.cleanup)
+        late.start(port=dns_port)
+        alpha.wait_messages(1, WAIT)
+        relay.wait_queue_empty()
+        self.assertEqual(self.outcomes(relay, "slow@alpha.test").count("delivered"), 1)
+
+    def test_destination_dropping_mid_data_is_retried_not_lost(self):
+        port, (alpha,) = self.sinks((ALPHA, {"drop_in_data": 2}))
+        relay = self.relay(port)
+        self.send(relay, ["cut@alpha.test"], "cutoff")
+        alpha.wait_messages(1, WAIT)
+        relay.wait_queue_empty()
+        self.assertEqual(alpha.dropped_in_data, 2)
+        outcomes = self.outcomes(relay, "cut@alpha.test")
+        self.assertEqual(outcomes, ["deferred", "deferred", "delivered"], relay.events())
+        deferred = [e for e in relay.events() if e["outcome"] == "deferred"]
+        self.assertTrue(all(e["code"] // 100 == 4 for e in deferred), deferred)
+        self.assertEqual(len(alpha.received()), 1, "delivered exactly once")
+        # The delivering connection idles for reuse (idle_timeout 5 s); then
+        # no connection may remain (the dropped ones were freed at once).
+        deadline = time.monotonic() + 15
+        while relay.scrape()["mxrelay_delivery_connections_active"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        self.assertEqual(relay.scrape()["mxrelay_delivery_connections_active"], 0, "a connection was not freed")
 
     # ------------------------------------------------------------ SMTP replies
 
