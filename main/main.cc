@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "delivery/engine.h"
+#include "main/privileges.h"
 #include "main/queue_cli.h"
 #include "metrics/exporter.h"
 #include "queue/rocks_spool.h"
@@ -171,6 +172,17 @@ int Run(const std::string& config_path) {
   if (ec) {
     spdlog::critical("event=startup_failed error=\"cannot create data_dir {}: {}\"", cfg.data_dir, ec.message());
     return 1;
+  }
+  if (!cfg.user.empty()) {
+    std::vector<std::string> dirs = {cfg.data_dir};
+    if (!cfg.spool.path.empty()) dirs.push_back(cfg.spool.path);
+    if (auto st = DropPrivileges(cfg.user, dirs); !st.ok()) {
+      spdlog::critical("event=startup_failed error=\"{}\"", st.message());
+      return 1;
+    }
+  } else if (geteuid() == 0) {
+    spdlog::warn("event=running_as_root note=\"set user = \\\"mxrelay\\\" (or run under the systemd unit in "
+                 "deploy/systemd) to drop privileges\"");
   }
   spdlog::info("event=starting version={} config={} hostname={} data_dir={}",
                kVersion, config_path.empty() ? "<embedded defaults>" : config_path, hostname, cfg.data_dir);

@@ -9,7 +9,7 @@ PKGS=(
   # libraries
   liburing-dev libssl-dev libabsl-dev librocksdb-dev libc-ares-dev
   libtomlplusplus-dev libcrypt-dev libspdlog-dev libfmt-dev libcli11-dev
-  prometheus-cpp-dev libcivetweb-dev libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus-cpp-dev libcivetweb-dev libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
   # test peers and tools

@@ -205,6 +205,7 @@ class Relay:
         self.metrics_address = None
         self.tls = dict(tls or {})  # [tls] keys, e.g. cert_file / key_file
         self.spool = dict(spool or {})  # [spool] keys, e.g. path
+        self.extra_top_level = ""  # raw TOML lines before the first table
         self.proc = None
         self._log = None
         self.starts = 0
@@ -226,6 +227,7 @@ class Relay:
                "data_dir = %s" % toml_str(self.data_dir),
                "threads = %d" % self.threads,
                "trusted_networks = [%s]" % ", ".join(toml_str(n) for n in self.trusted_networks),
+               self.extra_top_level,
                "", "[auth]", "users_file = %s" % toml_str(self.users_file)]
         out += ["%s = %d" % kv for kv in self.auth.items()]
         out += ["", "[limits]"] + ["%s = %d" % kv for kv in self.limits.items()]
@@ -505,12 +507,14 @@ class SmtpClient:
     """A raw-socket SMTP client that reads replies line by line (no hidden buffering)."""
 
     def __init__(self, port, implicit_tls=False, timeout=IO_TIMEOUT, read_greeting=True,
-                 suppress_ragged_eofs=True):
+                 suppress_ragged_eofs=True, source=None):
         self.port = port
         # False: a TCP close without TLS close_notify raises ssl.SSLEOFError.
         self.suppress_ragged_eofs = suppress_ragged_eofs
         self.timeout = timeout
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        # source: a loopback address to connect from (e.g. "127.0.0.2": another client IP).
+        self.sock = socket.create_connection((HOST, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
         self.tls = False
         if implicit_tls:
