@@ -3,6 +3,7 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "common/strings.h"
 #include "gtest/gtest.h"
@@ -97,6 +98,45 @@ TEST(Exporter, EveryNameHasTheOnePrefixAndCountersEndInTotal) {
   EXPECT_GT(families, 30);
   auto m = Parse(text);
   EXPECT_EQ((m["mxrelay_site_attempts_total{site=\"mx.example.test\",outcome=\"delivered\"}"]), 4);
+}
+
+// Scrapes race with the hot paths by design (relaxed atomics, histogram
+// buckets); run under TSan by scripts/test.sh.
+TEST(Exporter, RenderWhileTheComponentsCount) {
+  Config cfg = DefaultConfig();
+  relay::IngressStats in(cfg.listeners.size());
+  delivery::DeliveryStats d;
+  Sources src;
+  src.config = &cfg;
+  src.ingress = &in;
+  src.delivery = &d;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 2; ++t) {
+    writers.emplace_back([&] {
+      for (int i = 0; i < 200000 && !stop.load(); ++i) {
+        in.messages_accepted.fetch_add(1, std::memory_order_relaxed);
+        in.CountReply(relay::ReplyCmd::kRcpt, 250);
+        in.time_to_250_us.Observe(static_cast<uint64_t>(i % 5000));
+        d.delivery_latency_us.Observe(static_cast<uint64_t>(i));
+        if (i % 1000 == 0) {
+          delivery::DeliverySnapshot s;
+          s.sites.push_back(delivery::SiteFigures{"x", {static_cast<uint64_t>(i), 0, 0, 0}, 1, 2, false});
+          d.Publish(std::move(s));
+        }
+      }
+    });
+  }
+  uint64_t last = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto m = Parse(Render(src));
+    auto count = static_cast<uint64_t>(m["mxrelay_time_to_250_seconds_count"]);
+    EXPECT_GE(count, last);  // counters never go back
+    EXPECT_EQ(m["mxrelay_time_to_250_seconds_count"], m["mxrelay_time_to_250_seconds_bucket{le=\"+Inf\"}"]);
+    last = count;
+  }
+  stop = true;
+  for (auto& w : writers) w.join();
 }
 
 TEST(Exporter, ServesMetricsHealthAndReadinessOverHttp) {
