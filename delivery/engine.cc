@@ -262,6 +262,7 @@ class EngineImpl {
   SiteCounters other_;
   std::unordered_map<std::string, uint64_t> recent_;  // unlabelled: attempts this minute
   int64_t last_relabel_ms_ = 0;
+  size_t unpinned_labels_ = 0;  // labelled_ entries that are not routes
   int64_t last_oldest_ms_ = 0;
 
  public:
@@ -281,6 +282,8 @@ void EngineImpl::SetRoutes(std::vector<RouteConfig> routes) {
   for (const auto& r : *routes_) {
     if (!r.host.empty()) labelled_[Cat("route:", r.domain)].pinned = true;
   }
+  unpinned_labels_ = 0;
+  for (const auto& [label, c] : labelled_) unpinned_labels_ += c.pinned ? 0 : 1;
   spdlog::info("event=routes_loaded routes={}", routes_->size());
 }
 
@@ -883,6 +886,10 @@ void EngineImpl::CountSiteAttempt(const std::string& label, int outcome) {
   if (label.empty()) return;  // failed before a site was known (DNS)
   auto it = labelled_.find(label);
   SiteCounters* c = &other_;
+  if (it == labelled_.end() && unpinned_labels_ < static_cast<size_t>(std::max(0, deps_.config->metrics.site_labels))) {
+    it = labelled_.emplace(label, SiteCounters{}).first;  // a free slot: label it at once
+    unpinned_labels_++;
+  }
   if (it != labelled_.end()) {
     c = &it->second;
   } else if (recent_.size() < 100000) {
@@ -899,6 +906,7 @@ void EngineImpl::RelabelSites(int64_t now_ms) {
   });
   size_t unpinned = 0;
   for (const auto& [l, c] : labelled_) unpinned += c.pinned ? 0 : 1;
+  unpinned_labels_ = unpinned;
   size_t cap = static_cast<size_t>(std::max(0, deps_.config->metrics.site_labels));
   if (unpinned < cap && !recent_.empty()) {
     std::vector<std::pair<uint64_t, std::string>> busy;
@@ -909,6 +917,7 @@ void EngineImpl::RelabelSites(int64_t now_ms) {
     for (size_t i = 0; i < take; ++i) {
       SiteCounters& c = labelled_[busy[i].second];  // a new series, counting from now
       c.last_active_ms = now_ms;
+      unpinned_labels_++;
     }
   }
   recent_.clear();

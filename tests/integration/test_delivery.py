@@ -181,6 +181,22 @@ class DeliveryTest(RelayTestCase):
                              ("mx.%s" % dom, ALPHA if dom == "alpha.test" else BETA), e)
             self.assertEqual(e["attempt"], 1, e)
         self.assertEqual({e["queue_id"] for e in evs if e["recipient"].endswith("2@beta.test")}, {both})
+        # Per-site metrics: each MX site has its own label (the first MX host
+        # name), published within a second.
+        want = {'mxrelay_site_attempts_total{site="mx.alpha.test",outcome="delivered"}': 4,
+                'mxrelay_site_attempts_total{site="mx.beta.test",outcome="delivered"}': 2,
+                'mxrelay_site_attempts_total{site="other",outcome="delivered"}': 0,
+                'mxrelay_dns_lookups_total{result="nxdomain"}': 0}
+        deadline = time.monotonic() + 10
+        while True:
+            m = relay.scrape()
+            got = {k: m.get(k) for k in want}
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(got, want)
+        self.assertGreaterEqual(m['mxrelay_dns_lookups_total{result="ok"}'], 2)
+        self.assertGreaterEqual(m["mxrelay_dns_lookup_duration_seconds_count"], 2)
 
     def test_mx_fallback_when_preferred_is_down(self):
         port, (mx2,) = self.sinks((MX2_FALLBACK, {}))   # nothing on 127.0.0.4 (pref 10)
