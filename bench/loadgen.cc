@@ -25,6 +25,13 @@
 // are built once per size class and written from shared memory (writev), so
 // there is no heap allocation per message on the plaintext path.
 //
+// With --rate R the generator is open-loop: transaction k may start only at
+// start + k/R (spread over whichever sessions are idle), so latency can be
+// measured below saturation. A transaction whose start time came while every
+// session was busy starts as soon as one is free; that wait is reported as
+// the start lag, and "scheduled start -> 250" includes it (no coordinated
+// omission).
+//
 // Output: progress once a second on stderr; a summary on stdout (or one JSON
 // line with --json). Exit status 1 if any attempted message got no 250 (or
 // nothing could be sent at all), 2 for bad flags.
@@ -36,6 +43,7 @@
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -44,6 +52,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -74,6 +83,7 @@ struct Options {
   double seconds = 10;
   double drain_seconds = 5;
   double timeout = 30;
+  double rate = 0;  // msg/s started in total; 0 = closed loop (as fast as sessions go)
   std::string auth;
   bool starttls = false;
   bool implicit_tls = false;
@@ -133,6 +143,7 @@ struct Txn {
   uint64_t first_rcpt = 0;
   uint64_t bytes = 0;
   int64_t dot_mono = 0;  // when the last byte of the final dot left us
+  int64_t intended_mono = 0;  // --rate: when it was scheduled to start
   Cmd err_cmd = Cmd::kMail;
   int err_code = 0;
   char err_text[160] = {0};
@@ -152,6 +163,7 @@ struct Conn {
   bool tls_after_starttls = false;
   bool caps_pipelining = false, caps_starttls = false, caps_auth_plain = false, caps_size = false;
   bool quit_sent = false;
+  bool idle = false;   // --rate: waiting in LoadGen::idle_ for its next start time
   int send_errno = 0;  // a send failed: read what the server said, then close
   uint64_t msgs_on_conn = 0;
   int64_t reconnect_at = 0;    // while closed: when to reconnect (0 = not scheduled)
@@ -251,6 +263,7 @@ class LoadGen {
     }
     if (domains_.empty()) return Usage("--domains: need at least one domain");
     if (opt_.sessions == 0 || opt_.sessions > 50000) return Usage("--sessions must be 1..50000");
+    if (!(opt_.rate >= 0) || opt_.rate > 1e8) return Usage("--rate must be 0..1e8 msg/s");
     if (opt_.seconds <= 0 && opt_.messages == 0) return Usage("need --seconds > 0 or --messages > 0");
     if (opt_.seconds <= 0) opt_.seconds = 3600;  // --messages bounds it; still always ends
     if (opt_.starttls && opt_.implicit_tls) return Usage("--starttls and --tls exclude each other");
@@ -288,6 +301,8 @@ class LoadGen {
   }
 
   void Run() {
+    // --rate: wake up on time (the default 50 us timer slack shows as start lag).
+    if (opt_.rate > 0) prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     start_mono_ = MonoMicros();
     deadline_ = start_mono_ + static_cast<int64_t>(opt_.seconds * 1e6);
     hard_end_ = deadline_ + static_cast<int64_t>(opt_.drain_seconds * 1e6);
@@ -326,10 +341,23 @@ class LoadGen {
           reconnect_.pop_back();
         }
       }
+      if (opt_.rate > 0) {
+        DispatchIdle(now);
+        if (!idle_.empty() && WorkLeft()) next_wake = std::min(next_wake, NextDue());
+      }
       if (open_fds_ == 0 && reconnect_.empty()) break;  // every session finished
       if (!fatal_.empty()) break;
-      int wait_ms = static_cast<int>(std::max<int64_t>(0, next_wake - now + 999) / 1000);
-      int n = epoll_wait(ep_, events, 512, wait_ms);
+      int n;
+      if (opt_.rate > 0) {
+        // Microsecond wake-ups: at thousands of msg/s the start times are
+        // closer together than epoll_wait's millisecond timeout.
+        int64_t wait_us = std::max<int64_t>(0, next_wake - MonoMicros());
+        timespec ts{static_cast<time_t>(wait_us / 1'000'000), static_cast<long>(wait_us % 1'000'000) * 1000};
+        n = epoll_pwait2(ep_, events, 512, &ts, nullptr);
+      } else {
+        int wait_ms = static_cast<int>(std::max<int64_t>(0, next_wake - now + 999) / 1000);
+        n = epoll_wait(ep_, events, 512, wait_ms);
+      }
       if (n < 0) {
         if (errno == EINTR) continue;
         fatal_ = Cat("epoll_wait: ", strerror(errno));
@@ -411,6 +439,12 @@ class LoadGen {
                 << ",\"connections\":" << n_.connections
                 << ",\"session_errors\":" << n_.session_errors << ",\"errors\":{" << errs << "}"
                 << ",\"time_to_250_us\":" << PercentileJson(ttl_)
+                << ",\"rate\":" << JsonDouble(opt_.rate, 1);
+      if (opt_.rate > 0) {
+        std::cout << ",\"start_lag_us\":" << PercentileJson(lag_)
+                  << ",\"scheduled_to_250_us\":" << PercentileJson(sched_);
+      }
+      std::cout
                 << ",\"cpu_s\":" << JsonDouble(cpu, 3)
                 << ",\"cpu_us_per_msg\":" << JsonDouble(cpu_per_msg, 1)
                 << ",\"fatal\":" << JsonString(fatal_) << ",\"ok\":" << (ok ? "true" : "false") << "}"
@@ -436,7 +470,15 @@ class LoadGen {
       for (const auto& [k, v] : errors_) std::cout << "    " << k << ": " << v << "\n";
     }
     std::cout << "  time to 250 (last body byte written -> final reply): " << PercentileLine(ttl_)
-              << "\n"
+              << "\n";
+    if (opt_.rate > 0) {
+      double started_rate = static_cast<double>(n_.started) / std::max(1e-6, opt_.seconds);
+      std::cout << "  open loop at " << JsonDouble(opt_.rate, 1) << " msg/s requested ("
+                << JsonDouble(started_rate, 1) << " msg/s started over --seconds)\n"
+                << "  start lag (scheduled start -> MAIL written): " << PercentileLine(lag_) << "\n"
+                << "  scheduled start -> final reply: " << PercentileLine(sched_) << "\n";
+    }
+    std::cout
               << "  connections " << n_.connections << ", recipients accepted " << n_.rcpts_ok
               << ", loadgen CPU " << JsonDouble(cpu, 2) << " s (" << JsonDouble(cpu_per_msg, 1)
               << " us/msg)" << std::endl;
@@ -492,13 +534,51 @@ class LoadGen {
     return !stopping_ && (opt_.messages == 0 || n_.started < opt_.messages);
   }
 
-  // Claims one message of the global budget for connection c.
-  bool Claim(Conn* c) {
-    if (!WorkLeft()) return false;
-    if (opt_.messages_per_session && c->msgs_on_conn >= opt_.messages_per_session) return false;
+  // Claims one message of the global budget for connection c: kGo (with
+  // its scheduled start time in *intended), kWait (--rate: the next start
+  // time has not come yet; c waits in idle_) or kNone (QUIT).
+  enum class ClaimResult { kGo, kWait, kNone };
+  ClaimResult Claim(Conn* c, int64_t* intended) {
+    if (!WorkLeft()) return ClaimResult::kNone;
+    if (opt_.messages_per_session && c->msgs_on_conn >= opt_.messages_per_session) return ClaimResult::kNone;
+    int64_t now = MonoMicros();
+    if (opt_.rate > 0) {
+      int64_t due = NextDue();
+      if (now < due) return ClaimResult::kWait;
+      *intended = due;
+      rate_issued_++;
+    } else {
+      *intended = now;
+    }
     n_.started++;
     c->msgs_on_conn++;
-    return true;
+    return ClaimResult::kGo;
+  }
+
+  // --rate: when the next transaction may start.
+  int64_t NextDue() const {
+    return start_mono_ + static_cast<int64_t>(static_cast<double>(rate_issued_) * 1e6 / opt_.rate);
+  }
+
+  void MarkIdle(Conn* c) {
+    if (c->idle) return;
+    c->idle = true;
+    idle_.emplace_back(c->idx, c->gen);
+  }
+
+  // --rate: starts the transactions that are due on idle sessions (oldest
+  // idle first, so the load spreads over every session); once nothing is
+  // left to start, idle sessions QUIT.
+  void DispatchIdle(int64_t now) {
+    while (!idle_.empty() && (!WorkLeft() || now >= NextDue())) {
+      auto [idx, gen] = idle_.front();
+      idle_.pop_front();
+      Conn* c = conns_[idx].get();
+      if (c->gen != gen || !c->idle) continue;  // closed (and maybe reconnected) since
+      c->idle = false;
+      if (c->fd < 0 || c->quit_sent) continue;
+      Next(c);
+    }
   }
 
   // ---------------------------------------------------------------- connections
@@ -583,6 +663,7 @@ class LoadGen {
     }
     close(c->fd);
     c->fd = -1;
+    c->idle = false;
     open_fds_--;
     c->phase = Conn::Phase::kClosed;
     c->tls.reset();
@@ -965,8 +1046,12 @@ class LoadGen {
   void Next(Conn* c) {
     if (c->fd < 0 || c->quit_sent) return;
     int slot = c->txn[0].active ? (c->txn[1].active ? -1 : 1) : 0;
-    if (slot >= 0 && Claim(c)) {
-      StartTxn(c, slot);
+    int64_t intended = 0;
+    ClaimResult r = slot >= 0 ? Claim(c, &intended) : ClaimResult::kNone;
+    if (r == ClaimResult::kGo) {
+      StartTxn(c, slot, intended);
+    } else if (r == ClaimResult::kWait) {
+      MarkIdle(c);
     } else {
       SendQuit(c);
     }
@@ -984,10 +1069,12 @@ class LoadGen {
     if (WorkLeft()) ScheduleReconnect(c, MonoMicros());
   }
 
-  void StartTxn(Conn* c, int slot) {
+  void StartTxn(Conn* c, int slot, int64_t intended) {
     Txn& t = c->txn[slot];
     t = Txn();
     t.active = true;
+    t.intended_mono = intended;
+    if (opt_.rate > 0) lag_.Record(MonoMicros() - intended);
     t.seq = ++seq_;
     t.body = static_cast<uint32_t>(sizes_.PickIndex(rng_));
     t.nrcpt = static_cast<uint32_t>(rcpts_.Pick(rng_));
@@ -1123,8 +1210,12 @@ class LoadGen {
     if (Pipelined(c)) {
       t.followed = true;
       int other = 1 - slot;
-      if (!c->txn[other].active && Claim(c)) {
-        StartTxn(c, other);
+      int64_t intended = 0;
+      ClaimResult cr = c->txn[other].active ? ClaimResult::kNone : Claim(c, &intended);
+      if (cr == ClaimResult::kGo) {
+        StartTxn(c, other, intended);
+      } else if (cr == ClaimResult::kWait) {
+        MarkIdle(c);  // DispatchIdle starts the next one when it is due
       } else {
         SendQuit(c);
       }
@@ -1141,6 +1232,7 @@ class LoadGen {
       int64_t now = MonoMicros();
       last_final_mono_ = now;
       if (t.dot_mono) ttl_.Record(now - t.dot_mono);
+      if (opt_.rate > 0 && t.intended_mono) sched_.Record(now - t.intended_mono);
     } else {
       FailTxnWithReply(c, slot, Cmd::kDot, r);
     }
@@ -1206,6 +1298,9 @@ class LoadGen {
   Counters n_;
   std::map<std::string, uint64_t> errors_;  // touched only on errors
   LatencyHistogram ttl_;
+  LatencyHistogram lag_, sched_;  // --rate only
+  uint64_t rate_issued_ = 0;
+  std::deque<std::pair<uint32_t, uint32_t>> idle_;  // (idx, gen) of sessions waiting to start
   int detailed_errors_ = 0;
   bool ever_ready_ = false;
   uint32_t setup_failures_ = 0;
@@ -1238,6 +1333,10 @@ int main(int argc, char** argv) {
                  "then wait at most this long for replies in flight")
       ->capture_default_str();
   app.add_option("--timeout", opt.timeout, "seconds to wait for any one reply")->capture_default_str();
+  app.add_option("--rate", opt.rate,
+                 "open loop: start transactions at this many msg/s in total, spread over the "
+                 "sessions (0: each session starts the next as soon as it can)")
+      ->capture_default_str();
   app.add_option("--auth", opt.auth, "user:password for AUTH PLAIN");
   app.add_flag("--starttls", opt.starttls, "STARTTLS after EHLO (certificate not verified)");
   app.add_flag("--tls", opt.implicit_tls, "implicit TLS from connect, e.g. port 465 (certificate not verified)");

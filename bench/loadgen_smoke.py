@@ -11,6 +11,9 @@ message carried X-Mxr-Submitted, and that the JSON lines are well formed.
   3. raw SMTP against the sink: DATA terminator and the header split across
      writes, dot-stuffing, BDAT, AUTH LOGIN
   4. a connection refused: loadgen must fail fast with a clear message
+  5. open loop: --rate 400 for 1 s over 4 sessions (pipelined and lock-step):
+     about 400 messages, all delivered, start lag and scheduled-start
+     latencies reported
 With --relay BIN instead: loadgen -> mxrelay (plain listener, loopback
 trusted, static route) -> sink; the sink must receive what the relay
 acknowledged (ctest bench.loadgen_relay_smoke; exit 77 = skipped when the
@@ -184,6 +187,32 @@ def case_sink_parser(a, workdir):
     check(src == 0, "sink exit status 0")
 
 
+def case_rate(a, workdir):
+    for extra in (["--pipelining"], []):
+        sink = Sink(a.sink, ["--seconds", "15"], workdir)
+        try:
+            t0 = time.monotonic()
+            rc, lg, _ = run_loadgen(a.loadgen, [
+                "--server", "127.0.0.1:%d" % sink.port, "--sessions", "4", "--rate", "400",
+                "--seconds", "1"] + extra)
+            took = time.monotonic() - t0
+            time.sleep(0.3)
+            sink.proc.terminate()
+            src, sk = sink.result(timeout=10)
+        finally:
+            sink.kill()
+        print("loadgen:", json.dumps(lg))
+        mode = "pipelined" if extra else "lock-step"
+        check(rc == 0 and lg["failed"] == 0, "%s --rate: exit status 0, nothing failed" % mode)
+        check(360 <= lg["acknowledged"] <= 402,
+              "%s --rate 400 for 1 s started about 400 (%d)" % (mode, lg["acknowledged"]))
+        check(sk["messages"] == lg["acknowledged"], "sink counted the same (%d)" % sk["messages"])
+        check(lg["rate"] == 400 and lg["start_lag_us"]["count"] == lg["attempted"]
+              and lg["scheduled_to_250_us"]["count"] == lg["acknowledged"],
+              "%s: start lag and scheduled-start latency reported" % mode)
+        check(took < 5, "%s: open-loop run ended in time (%.1f s)" % (mode, took))
+
+
 def case_refused(a):
     port = free_port()  # nothing listens there
     t0 = time.monotonic()
@@ -277,6 +306,7 @@ def main():
             case_pipelined(a, workdir)
             case_tls_auth_lockstep(a, workdir)
             case_sink_parser(a, workdir)
+            case_rate(a, workdir)
             case_refused(a)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
