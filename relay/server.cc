@@ -19,7 +19,10 @@
 namespace mxr::relay {
 namespace {
 
-constexpr size_t kMaxBuffered = 256 * 1024;  // pause reading above this
+constexpr size_t kMaxBuffered = 256 * 1024;  // pause reading (and processing) above this
+// In DATA/BDAT the timeout restarts only after this many message bytes: a
+// client trickling a byte now and then cannot hold a connection forever.
+constexpr uint64_t kMinDataProgress = 1024;
 constexpr uint16_t kBufGroup = 1;
 constexpr uint32_t kBufCount = 1024;  // per thread
 constexpr uint32_t kBufSize = 16384;
@@ -194,6 +197,10 @@ class Connection final : public SessionHost {
   void OnRecv(const io_uring_cqe* cqe) {
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
       recv_armed_ = false;
+      // Whatever ended it (our cancel, ENOBUFS, EOF), a later pause needs a
+      // new cancel: a stale flag here left reading on for good (a client
+      // flooding without reading could make us buffer all it sent).
+      cancel_sent_ = false;
       inflight_--;
     }
     int res = cqe->res;
@@ -233,12 +240,16 @@ class Connection final : public SessionHost {
         Finalize();
       }
     } else if (!closing_) {
+      sent_ms_ = w_->loop()->now_ms();
       sending_off_ += static_cast<size_t>(cqe->res);
       if (sending_off_ >= sending_.size()) {
         sending_.clear();
         sending_off_ = 0;
       }
       Flush();
+      if (!closing_ && session_.input_buffered() > 0 && out_.size() + sending_.size() < kMaxBuffered) {
+        FeedSession(std::string_view());  // input held while the output was full
+      }
       UpdateReadInterest();
     }
     MaybeFree();
@@ -247,6 +258,15 @@ class Connection final : public SessionHost {
   // Timer tick: enforce the per-state timeout.
   void CheckTimeout(int64_t now) {
     if (closing_) return;
+    // A client that does not read what we send (or a 421 that can never
+    // leave): give up after the command timeout, whatever the session waits for.
+    int send_secs = w_->server()->deps_.config->timeouts.command;
+    if (send_inflight_ && now - sent_ms_ > static_cast<int64_t>(send_secs) * 1000) {
+      reason_ = "send_timeout";
+      Finalize();
+      MaybeFree();
+      return;
+    }
     int secs;
     if (tls_ && !tls_->handshake_done()) {
       secs = w_->server()->deps_.config->timeouts.tls_handshake;
@@ -302,12 +322,28 @@ class Connection final : public SessionHost {
     Connection* c = nullptr;
   };
 
-  void HandleBytes(std::string_view data) {
-    if (session_.mode() == Session::Mode::kData || session_.mode() == Session::Mode::kBdat) {
-      progress_ms_ = w_->loop()->now_ms();
+  // Into the session, or held in it while our output is full. In DATA/BDAT
+  // the timeout restarts per kMinDataProgress bytes of message.
+  void FeedSession(std::string_view data) {
+    if (!data.empty() && out_.size() + sending_.size() >= kMaxBuffered) {
+      session_.Buffer(data);
+      return;
     }
+    bool in_data = session_.mode() == Session::Mode::kData || session_.mode() == Session::Mode::kBdat;
+    uint64_t before = session_.summary().bytes;
+    session_.Feed(data);
+    if (in_data) {
+      data_progress_ += session_.summary().bytes - before;
+      if (data_progress_ >= kMinDataProgress) {
+        progress_ms_ = w_->loop()->now_ms();
+        data_progress_ = 0;
+      }
+    }
+  }
+
+  void HandleBytes(std::string_view data) {
     if (!tls_) {
-      session_.Feed(data);
+      FeedSession(data);
       AfterSession();
       return;
     }
@@ -345,7 +381,7 @@ class Connection final : public SessionHost {
     }
     plain_.clear();
     auto r = tls_->ReadPlain(&plain_);
-    if (!plain_.empty()) session_.Feed(plain_);
+    if (!plain_.empty()) FeedSession(plain_);
     if (r == TlsEndpoint::Result::kError || r == TlsEndpoint::Result::kClosed) {
       if (reason_.empty()) reason_ = r == TlsEndpoint::Result::kClosed ? "client_closed" : "tls_error";
       close_after_flush_ = true;
@@ -387,6 +423,7 @@ class Connection final : public SessionHost {
       io_uring_prep_send(sqe, fd_, sending_.data() + sending_off_, sending_.size() - sending_off_,
                          MSG_NOSIGNAL);
       io_uring_sqe_set_data(sqe, &send_op_);
+      sent_ms_ = w_->loop()->now_ms();
       send_inflight_ = true;
       inflight_++;
       return;
@@ -457,6 +494,8 @@ class Connection final : public SessionHost {
   std::string reason_;
   int64_t started_ms_ = 0;
   int64_t progress_ms_ = 0;
+  int64_t sent_ms_ = 0;        // last send completion (or start from idle)
+  uint64_t data_progress_ = 0;  // DATA/BDAT bytes since the timeout last restarted
   std::shared_ptr<TlsContext> tls_ctx_;  // the certificate of accept time (SIGHUP may replace it)
 };
 

@@ -127,9 +127,14 @@ void Session::Feed(std::string_view data) {
   }
 }
 
+void Session::Buffer(std::string_view data) {
+  if (mode_ == Mode::kClosed || mode_ == Mode::kTlsSwitch) return;  // discard, as Feed would
+  in_.append(data);
+}
+
 size_t Session::Process(std::string_view in) {
   size_t total = 0;
-  while (total < in.size()) {
+  while (total < in.size() && out_.size() < kMaxOutput) {
     std::string_view rest = in.substr(total);
     size_t used = 0;
     switch (mode_) {

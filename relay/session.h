@@ -83,8 +83,15 @@ class Session {
 
   // Emits the 220 greeting.
   void Start();
-  // Plaintext input from the client.
+  // Plaintext input from the client. Processing pauses (the rest stays
+  // buffered) once kMaxOutput bytes of replies are pending: a client that
+  // pipelines without reading cannot make us build unbounded output.
+  // Feed({}) resumes after the output was taken.
   void Feed(std::string_view data);
+  // Keeps input for later without processing it (the connection's output is
+  // full); Feed({}) processes it.
+  void Buffer(std::string_view data);
+  static constexpr size_t kMaxOutput = 64 * 1024;
   // Replies produced so far; the caller sends them in order.
   std::string TakeOutput();
   bool has_output() const { return !out_.empty(); }

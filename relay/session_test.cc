@@ -1371,6 +1371,36 @@ TEST_F(SessionTest, RepliesAreCountedByCommandAndClass) {
   env_.stats = nullptr;
 }
 
+TEST_F(SessionTest, PipelinedFloodPausesAtTheOutputLimitAndResumes) {
+  Open(/*trusted=*/true);
+  Send(kEhlo);
+  std::string flood;
+  for (int i = 0; i < 20000; ++i) flood += "NOOP\r\n";  // 20,000 replies = ~320 KB
+  s_->Feed(flood);
+  size_t first = s_->output_size();
+  EXPECT_GE(first, Session::kMaxOutput);
+  EXPECT_LT(first, Session::kMaxOutput + 100);  // stopped at the limit (one reply over at most)
+  EXPECT_GT(s_->input_buffered(), 0u);          // the rest waits, unprocessed
+  size_t replies = 0;
+  for (int round = 0; round < 100 && (s_->has_output() || s_->input_buffered() > 0); ++round) {
+    std::string out = s_->TakeOutput();
+    for (size_t p = out.find("250 2.0.0 OK\r\n"); p != std::string::npos; p = out.find("250 2.0.0 OK\r\n", p + 1)) {
+      replies++;
+    }
+    s_->Feed(std::string_view());  // the output was sent: go on
+  }
+  EXPECT_EQ(replies, 20000u);  // every command answered, in order, none lost
+  EXPECT_EQ(s_->input_buffered(), 0u);
+}
+
+TEST_F(SessionTest, BufferedInputIsProcessedOnTheNextFeed) {
+  Open(/*trusted=*/true);
+  Send(kEhlo);
+  s_->Buffer("NOOP\r\nNO");
+  EXPECT_EQ(Take(), "");
+  EXPECT_EQ(Send("OP\r\n"), "250 2.0.0 OK\r\n250 2.0.0 OK\r\n");
+}
+
 TEST_F(SessionTest, SummaryCountsRejections) {
   Open(/*trusted=*/true);
   Send(kEhlo);

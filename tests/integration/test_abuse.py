@@ -422,13 +422,9 @@ class SlowClientTest(RelayTestCase):
                 if elapsed is not None:
                     report("1 byte/s in state %s: closed after %.1fs" % (name, elapsed))
 
-    # GAP: the data timeout is a between-reads timeout. Connection::HandleBytes
-    # (relay/server.cc) refreshes progress_ms_ on every read in DATA/BDAT mode,
-    # so Tick()/CheckTimeout() never fires for a client that keeps sending one
-    # byte per second: it holds its connection and per-IP slot until
-    # max_message_size is reached (1 MiB at 1 byte/s: 12 days). Wanted: a
-    # minimum rate or an overall DATA deadline, then 421 4.4.2.
-    @unittest.expectedFailure
+    # Was a gap (fixed): every read in DATA/BDAT restarted the data timeout, so
+    # a trickle held the connection until max_message_size (1 MiB at 1 byte/s:
+    # 12 days). Now the timeout restarts only per 1 KiB of message received.
     def test_one_byte_per_second_in_data_times_out(self):
         c = self.client(self.relay.port("plain"), timeout=15)
         c.ehlo()
@@ -501,16 +497,9 @@ class PipeliningFloodTest(RelayTestCase):
         self.assertTrue(data.endswith(b" closing connection\r\n") and b"221 2.0.0" in data[-200:],
                         data[-200:])
 
-    # GAP: a client that never reads is never disconnected. When the command
-    # timeout fires, Session::OnTimeout queues 421 4.4.2 and asks for a close
-    # after the flush; Connection::Flush() only calls Finalize() when no send
-    # is in flight, and the send never completes (the client's window is
-    # closed); TimeoutSeconds() is 0 in Mode::kClosed, so nothing else fires.
-    # The connection, its per-IP slot and up to ~10 MB of socket buffers stay
-    # until the client reads or closes (observed: still open after 12 s with a
-    # 3 s command timeout; session_end is logged when the client finally reads).
-    # Wanted: a bounded wait for the flush after a timeout, then close anyway.
-    @unittest.expectedFailure
+    # Was a gap (fixed): the command timeout's 421 could never be sent and the
+    # connection waited for that send forever. Now a send stalled for the
+    # command timeout ends the connection (reason=send_timeout).
     def test_flooder_that_never_reads_is_disconnected_by_the_timeout(self):
         relay = self.new_relay(listeners=[Listener("plain", "plain")],
                                trusted_networks=["127.0.0.0/8"], timeouts={"command": 3})
@@ -527,19 +516,16 @@ class PipeliningFloodTest(RelayTestCase):
         report("never-reading flooder: connections_current=%d 12 s after it stopped being read "
                "(command timeout 3 s)" % cur)
         self.assertEqual(cur, 0, "the never-reading flooder is still connected")
-        self.assertRegex(relay.log_text(), r"event=session_end ip=127\.0\.0\.4 .*reason=timeout")
+        # The 421 of the command timeout can never be sent: the stalled send
+        # itself ends the connection (send_timeout = the command timeout).
+        self.assertRegex(relay.log_text(), r"event=session_end ip=127\.0\.0\.4 .*reason=(send_)?timeout")
 
-    # GAP: the 256 KiB output watermark does not bound what a connection holds.
-    # UpdateReadInterest() pauses reading only after a read was processed, and
-    # recv completions that are already queued (multishot recv) are still fed to
-    # the session (Connection::OnRecv -> HandleBytes); EHLO answers ~25x its
-    # size. Observed: 8 never-reading EHLO flooders grew the relay by 89-207 MiB
-    # (11-26 MiB each; NOOP: ~7 MiB each), so 200 connections from one IP could
-    # take gigabytes. A fixed relay needs at most its recv buffer rings (2 x 16
-    # MiB) plus ~1 MiB per connection: 12 flooders stay under +64 MiB. Wanted:
-    # stop feeding the session once the output is above the watermark (keep the
-    # bytes unprocessed, as while waiting for the spool).
-    @unittest.expectedFailure
+    # Was a gap (fixed): 8 never-reading EHLO flooders grew the relay by 89-207
+    # MiB, 12 by up to 900 MiB. Causes: a stale "cancel sent" flag after a
+    # multishot recv ended by ENOBUFS left reading on for good, and input kept
+    # being processed while the output was full (EHLO answers ~25x its size).
+    # The relay needs at most its recv buffer rings (2 x 16 MiB) plus ~1 MiB
+    # per connection: 12 flooders stay under +64 MiB.
     def test_twelve_ehlo_flooders_stay_within_the_output_bound(self):
         relay = self.new_relay(listeners=[Listener("plain", "plain")],
                                trusted_networks=["127.0.0.0/8"])
