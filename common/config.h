@@ -71,6 +71,9 @@ struct SpoolConfig {
   uint64_t write_buffer_size = 128ull << 20;
   int max_write_buffer_number = 3;
   uint64_t max_total_wal_size = 1ull << 30;
+  // New mail is refused (452 4.3.1) while the spool's filesystem has less
+  // free space than this, before RocksDB itself runs out (0 = no reserve).
+  uint64_t min_free_space = 256ull << 20;
 };
 
 // Outbound TLS policy for a destination.

@@ -1,5 +1,7 @@
 #include "queue/rocks_spool.h"
 
+#include <sys/statvfs.h>
+
 #include <chrono>
 
 #include "common/strings.h"
@@ -162,7 +164,11 @@ void RocksSpool::CommitLoop() {
         if (stopping_) return;
         if (!healthy_.load()) {
           l.unlock();
-          TryResume();
+          if (low_space_) {
+            LowOnSpace();  // recovers by itself once space is back
+          } else {
+            TryResume();
+          }
         }
         continue;
       }
@@ -170,8 +176,19 @@ void RocksSpool::CommitLoop() {
       ops.swap(ops_);
     }
     auto t0 = std::chrono::steady_clock::now();
-    if (!healthy_.load()) TryResume();
-    absl::Status st = healthy_.load() ? WriteBatchOf(batch, ops) : LatchedStatus();
+    absl::Status st;
+    if (!batch.empty() && LowOnSpace()) {
+      st = LatchedStatus();  // new mail waits for space; bookkeeping below still goes
+      if (!ops.empty()) {
+        std::vector<Pending> none;
+        absl::Status bk = WriteBatchOf(none, ops);
+        if (!bk.ok()) spdlog::warn("event=spool_bookkeeping_failed error=\"{}\"", bk);
+        ops.clear();
+      }
+    } else {
+      if (!healthy_.load() && !low_space_) TryResume();
+      st = healthy_.load() ? WriteBatchOf(batch, ops) : LatchedStatus();
+    }
     if (st.ok()) ApplyQueueDelta(ops);
     if (!st.ok() && !ops.empty()) {
       spdlog::warn("event=spool_bookkeeping_lost ops={} error=\"{}\" effect=\"messages may be "
@@ -334,6 +351,32 @@ void RocksSpool::Latch(const absl::Status& s) {
                   "the spool recovers\"",
                   s.message());
   }
+}
+
+bool RocksSpool::LowOnSpace() {
+  if (opts_.min_free_bytes == 0) return false;
+  struct statvfs sv;
+  if (statvfs(opts_.path.c_str(), &sv) != 0) return false;  // cannot tell: let RocksDB decide
+  uint64_t free_bytes = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+  if (free_bytes < opts_.min_free_bytes) {
+    if (!low_space_) {
+      low_space_ = true;
+      Latch(absl::ResourceExhaustedError(
+          Cat("spool disk almost full: ", free_bytes, " bytes free in ", opts_.path,
+              ", below spool.min_free_space (", opts_.min_free_bytes, ")")));
+    }
+    return true;
+  }
+  if (low_space_) {
+    low_space_ = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      latched_ = absl::OkStatus();
+    }
+    healthy_.store(true);
+    spdlog::info("event=spool_recovered free_bytes={}", free_bytes);
+  }
+  return false;
 }
 
 void RocksSpool::TryResume() {

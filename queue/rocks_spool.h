@@ -42,6 +42,11 @@ struct RocksSpoolOptions {
   int write_deadline_ms = 10000;
   bool read_only = false;  // for `mxrelay queue` while the relay runs
   bool sync = true;        // false only in micro-benchmarks
+  // Refuse new messages (ResourceExhausted) while the filesystem holding the
+  // spool has less free space than this: RocksDB must never meet ENOSPC on
+  // its WAL (Debian's build then aborts on an assertion at the next write).
+  // Bookkeeping (updates, deletes) still goes through. 0 = no check.
+  uint64_t min_free_bytes = 0;
 };
 
 class RocksSpool final : public Spool {
@@ -89,6 +94,9 @@ class RocksSpool final : public Spool {
   absl::Status WriteBatchOf(std::vector<Pending>& batch, std::vector<Op>& ops);
   rocksdb::Status AddOp(const Op& op, rocksdb::WriteBatch* wb);
   void Latch(const absl::Status& s);
+  // True if the free space is below the reserve (latches "low space");
+  // false once it is back (unlatches if the latch was for low space).
+  bool LowOnSpace();
   void TryResume();
   absl::Status LatchedStatus() const;
 
@@ -107,6 +115,7 @@ class RocksSpool final : public Spool {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status latched_ ABSL_GUARDED_BY(mu_);  // why we are unhealthy
   std::atomic<bool> healthy_{true};
+  bool low_space_ = false;  // commit thread: unhealthy because of the reserve, not an error
   SpoolStats stats_ ABSL_GUARDED_BY(mu_);  // histogram/queue fields live below
   Histogram batch_hist_{buckets::BatchMessages()};
   Histogram commit_hist_{buckets::LatencyUs()};

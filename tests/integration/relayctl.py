@@ -29,6 +29,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -207,6 +208,7 @@ class Relay:
         self.spool = dict(spool or {})  # [spool] keys, e.g. path
         self.extra_top_level = ""  # raw TOML lines before the first table
         self.proc = None
+        self._killed = False
         self._log = None
         self.starts = 0
         users = {"alice": "alice-secret"} if users is None else users
@@ -332,6 +334,7 @@ class Relay:
 
     def kill(self):
         """SIGKILL by PID (crash simulation)."""
+        self._killed = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=STOP_TIMEOUT)
@@ -359,6 +362,12 @@ class Relay:
     def cleanup(self):
         if self.proc is not None and self.proc.poll() is None:
             self._terminate(timeout=10.0)  # SIGTERM, SIGKILL after 10 s
+        rc = self.proc.returncode if self.proc is not None else None
+        if rc not in (None, 0) and not (rc == -signal.SIGKILL and self._killed):
+            # Died on its own (crash, sanitizer report, startup error): show
+            # why, before the work directory goes away.
+            sys.stderr.write("\n[relayctl] relay pid %s ended with %s; log tail:\n%s\n"
+                             % (self.proc.pid, rc, self.log_tail(60)))
         if self._own_workdir and os.environ.get("MXRELAY_KEEP_TMP") is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -23,6 +23,7 @@ import unittest
 from relayctl import HOST, Listener, RelayTestCase, make_message
 
 SENDER = "fault@client.test"
+RESERVE = 16 << 20  # spool.min_free_space in the disk-full test
 
 
 def try_submit(port, rcpt, msg, timeout=10):
@@ -67,18 +68,19 @@ class DiskFullTest(RelayTestCase):
         relay = self.new_relay(listeners=[Listener("plain", "plain")], trusted_networks=["127.0.0.0/8"],
                                limits={"max_message_size": 4 << 20},
                                spool={"path": os.path.join(mnt, "spool"), "write_buffer_size": 4 << 20,
-                                      "max_total_wal_size": 16 << 20},
+                                      "max_total_wal_size": 16 << 20, "min_free_space": RESERVE},
                                timeouts={"command": 300, "spool_write": 5})
         port = relay.port("plain")
         body = "x" * 990 + "\r\n"
         big = make_message(SENDER, ["r@dest.test"], "filler", body=body * 256)  # ~256 KB
         self.assertEqual(try_submit(port, "r@dest.test", big)[0], 250)
-        # Leave about 3 MB free with a filler file, then keep submitting.
+        # Leave the reserve plus about 3 MB free with a filler file, then keep
+        # submitting: new mail is refused before RocksDB meets ENOSPC.
         st = os.statvfs(mnt)
         free = st.f_bavail * st.f_frsize
         filler = os.path.join(mnt, "filler")
         with open(filler, "wb") as f:
-            left = max(0, free - (3 << 20))
+            left = max(0, free - RESERVE - (3 << 20))
             chunk = b"\0" * (1 << 20)
             while left > 0:
                 f.write(chunk[:min(left, len(chunk))])
@@ -94,6 +96,9 @@ class DiskFullTest(RelayTestCase):
                 if len(refusals) >= 3:
                     break
         self.assertTrue(refusals, "the disk never filled up (acked %d)" % len(acked))
+        if not relay.running() or any(c == 0 for c, _ in refusals):
+            self.fail("the relay dropped connections or died while the disk filled (rc=%r): %r\nlog tail:\n%s"
+                      % (relay.proc.poll(), refusals, relay.log_tail(80)))
         codes = {c for c, _ in refusals}
         self.assertTrue(codes <= {451, 452}, "disk full must give 4xx, got %r" % refusals)
         self.assertIn(452, codes, "no 452 4.3.1 for a full disk: %r" % refusals)
@@ -101,7 +106,7 @@ class DiskFullTest(RelayTestCase):
         m = relay.scrape()
         self.assertEqual(m["mxrelay_spool_healthy"], 0)
         self.assertEqual(relay.http_get("/readyz")[0], 503)
-        relay.wait_log(r"event=spool_unhealthy", timeout=5)
+        relay.wait_log(r"event=spool_unhealthy .*spool disk almost full", timeout=5)
         self.assertTrue(relay.running())
 
         # Space returns: the relay recovers by itself.
