@@ -107,9 +107,13 @@ class TableReader {
                    const std::function<absl::Status(const toml::node&)>& set) {
     const toml::node* n = Find(key);
     if (n == nullptr) return absl::OkStatus();
-    if (!n->value<T>() || (std::is_same_v<T, int64_t> && !n->is_integer()) ||
-        (std::is_same_v<T, bool> && !n->is_boolean()) ||
-        (std::is_same_v<T, std::string> && !n->is_string())) {
+    // The node's type first: toml++ converts a float to int64_t before its
+    // range check (UB for 1e30), so value<int64_t>() must never see one.
+    bool type_ok = true;
+    if constexpr (std::is_same_v<T, int64_t>) type_ok = n->is_integer();
+    if constexpr (std::is_same_v<T, bool>) type_ok = n->is_boolean();
+    if constexpr (std::is_same_v<T, std::string>) type_ok = n->is_string();
+    if (!type_ok || !n->value<T>()) {
       return Error(key, *n, Cat("expected ", expected));
     }
     return set(*n);

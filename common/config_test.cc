@@ -1,4 +1,5 @@
 #include "common/config.h"
+#include "common/strings.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -86,6 +87,14 @@ TEST(ConfigTest, ErrorsNameKeyAndLine) {
   auto c = ParseConfig("threads = 1\n[limits]\nmax_recipients = \"many\"\n", "x.toml");
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(c.status().message(), HasSubstr("x.toml:3: limits.max_recipients: expected an integer"));
+
+  // A float where an integer is expected, even one no int64_t can hold (fuzz
+  // finding toml-float-int: reading it as an integer first was UB under UBSan).
+  for (const char* v : {"1e30", "-1e30", "2.5", "inf", "nan"}) {
+    c = ParseConfig(Cat("threads = ", v, "\n"), "x.toml");
+    ASSERT_FALSE(c.ok()) << v;
+    EXPECT_THAT(c.status().message(), HasSubstr("x.toml:1: threads: expected an integer")) << v;
+  }
 
   c = ParseConfig("[limits]\nmax_recipients = 0\n", "x.toml");
   EXPECT_THAT(c.status().message(), HasSubstr("x.toml:2: limits.max_recipients: must be between 1"));

@@ -10,6 +10,11 @@
 namespace mxr {
 
 absl::StatusOr<IpAddress> IpAddress::Parse(std::string_view text) {
+  // inet_pton reads a C string: a NUL would end the text early and
+  // "127.0.0.1\0junk" would parse (fuzz finding ip-nul).
+  if (text.find('\0') != std::string_view::npos) {
+    return absl::InvalidArgumentError("not an IP address: holds a NUL character");
+  }
   std::string s(text);
   if (!s.empty() && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
   IpAddress ip;

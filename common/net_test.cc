@@ -12,6 +12,10 @@ TEST(NetTest, ParsesAndFormats) {
   EXPECT_FALSE(IpAddress::Parse("::1")->is_v4());
   EXPECT_FALSE(IpAddress::Parse("300.1.1.1").ok());
   EXPECT_FALSE(IpAddress::Parse("example.com").ok());
+  // A NUL ends the C string inet_pton reads: the rest must not be ignored.
+  EXPECT_FALSE(IpAddress::Parse(std::string_view("127.0.0.1\0junk", 14)).ok());
+  EXPECT_FALSE(IpAddress::Parse(std::string_view("::1\0", 4)).ok());
+  EXPECT_FALSE(IpAddress::Parse("[[127.0.0.1]]").ok());
 }
 
 TEST(NetTest, CidrMatching) {

@@ -59,7 +59,7 @@ int AllowedConnections(int64_t now_ms, SiteWindow* w) {
 }
 
 ReplyClass Classify(int code) {
-  if (code >= 200 && code < 400) return ReplyClass::kSuccess;
+  if (code >= 200 && code < 300) return ReplyClass::kSuccess;
   if (code >= 500 && code < 600) return ReplyClass::kPermanent;
   return ReplyClass::kTransient;  // 4xx, and anything malformed
 }

@@ -38,7 +38,9 @@ bool OnConnectFailure(const DeliveryConfig& cfg, int64_t now_ms, SiteWindow* w);
 // How many connections the site may have open now.
 int AllowedConnections(int64_t now_ms, SiteWindow* w);
 
-// SMTP reply classes.
+// SMTP reply classes: only a 2xx is a success (a 3xx to MAIL, RCPT or the
+// final dot is a protocol error, never a delivery), 5xx is permanent, and
+// everything else (4xx, malformed, 0 = no reply) is transient.
 enum class ReplyClass { kSuccess, kTransient, kPermanent };
 ReplyClass Classify(int code);
 

@@ -291,7 +291,9 @@ TEST(ClassifyTest, Table) {
     ReplyClass want;
   } rows[] = {
       {200, ReplyClass::kSuccess},   {220, ReplyClass::kSuccess},   {250, ReplyClass::kSuccess},
-      {251, ReplyClass::kSuccess},   {354, ReplyClass::kSuccess},   {399, ReplyClass::kSuccess},
+      {251, ReplyClass::kSuccess},   {299, ReplyClass::kSuccess},
+      // A 3xx is never a delivery (fuzz finding client-result).
+      {300, ReplyClass::kTransient}, {354, ReplyClass::kTransient}, {399, ReplyClass::kTransient},
       {400, ReplyClass::kTransient}, {421, ReplyClass::kTransient}, {451, ReplyClass::kTransient},
       {499, ReplyClass::kTransient}, {500, ReplyClass::kPermanent}, {550, ReplyClass::kPermanent},
       {554, ReplyClass::kPermanent}, {599, ReplyClass::kPermanent}, {0, ReplyClass::kTransient},

@@ -51,6 +51,23 @@ Reply Synthetic(int code, const char* enhanced, std::string text) {
   return r;
 }
 
+// A result for a reply that is neither a success nor a failure where one of
+// those was due (a 3xx to MAIL, RCPT or the dot, a 2xx instead of 354): the
+// dialogue is out of step, so the recipient is retried, never counted.
+RcptResult UnexpectedReply(const Reply& r, const char* to) {
+  return RcptResult{451, "4.5.0", Cat("Unexpected reply to ", to, ": ", r.ToString())};
+}
+
+bool Is2xx(int code) { return code >= 200 && code < 300; }
+bool IsFailure(int code) { return code >= 400 && code < 600; }
+
+// What a reply to `to` means for a recipient: 2xx and 4xx/5xx as they are,
+// anything else turned into a transient protocol error.
+RcptResult ResultOf(const Reply& r, const char* to) {
+  if (Is2xx(r.code) || IsFailure(r.code)) return RcptResult{r.code, r.enhanced, r.text};
+  return UnexpectedReply(r, to);
+}
+
 }  // namespace
 
 std::string Reply::ToString() const {
@@ -169,10 +186,10 @@ void SmtpClient::Fail(const Reply& r) {
   if (in_tx && in_tx_) {
     // Recipients without a final answer get this one (a drop after the dot
     // may mean delivered: the retry may duplicate, never lose).
+    // Anything not already a failure (no answer, 2xx, or a stray 3xx) takes
+    // this one: nothing is counted as delivered without the dot's 2xx.
     for (auto& res : results_) {
-      if (res.code == 0 || (res.code >= 200 && res.code < 300)) {
-        res = RcptResult{r.code, r.enhanced, r.text};
-      }
+      if (!IsFailure(res.code)) res = RcptResult{r.code, r.enhanced, r.text};
     }
     in_tx_ = false;
     body_ = nullptr;
@@ -231,12 +248,12 @@ void SmtpClient::HandleReply(const Reply& r) {
       Expect e = expect_.front();
       expect_.pop_front();
       if (e == Expect::kMail) {
-        mail_ok_ = r.code >= 200 && r.code < 300;
-        if (!mail_ok_) mail_fail_ = RcptResult{r.code, r.enhanced, r.text};
+        mail_ok_ = Is2xx(r.code);
+        if (!mail_ok_) mail_fail_ = ResultOf(r, "MAIL");
       } else if (e == Expect::kRcpt) {
         RcptResult& res = results_[rcpt_index_++];
-        res = RcptResult{r.code, r.enhanced, r.text};
-        if (r.code >= 200 && r.code < 300) accepted_++;
+        res = ResultOf(r, "RCPT");
+        if (Is2xx(res.code)) accepted_++;
       } else {  // kData
         if (r.code == 354 && mail_ok_ && accepted_ > 0) {
           data_ok_ = true;
@@ -249,8 +266,12 @@ void SmtpClient::HandleReply(const Reply& r) {
           phase_ = Phase::kDot;
           return;
         }
+        // DATA refused (or answered out of step with a 2xx/3xx other than
+        // 354): the accepted recipients get that answer, as a failure.
+        RcptResult why = IsFailure(r.code) ? RcptResult{r.code, r.enhanced, r.text}
+                                           : UnexpectedReply(r, "DATA");
         for (auto& res : results_) {
-          if (res.code >= 200 && res.code < 300) res = RcptResult{r.code, r.enhanced, r.text};
+          if (Is2xx(res.code)) res = why;
         }
         return FinishTransaction();
       }
@@ -261,9 +282,10 @@ void SmtpClient::HandleReply(const Reply& r) {
       return;
     }
     case Phase::kDot:
-      for (auto& res : results_) {
-        if (res.code >= 200 && res.code < 300 && data_ok_) {
-          res = RcptResult{r.code, r.enhanced, r.text};
+      if (data_ok_) {
+        RcptResult final_result = ResultOf(r, "end of data");
+        for (auto& res : results_) {
+          if (Is2xx(res.code)) res = final_result;
         }
       }
       return FinishTransaction();
@@ -396,7 +418,9 @@ void SmtpClient::FinishTransaction() {
   bool any_ok = false;
   for (auto& res : results_) {
     if (res.code == 0) res = RcptResult{451, "4.4.0", "No reply for this recipient"};
-    any_ok |= res.code >= 200 && res.code < 300;
+    // Without a 354 the body was never sent: an accepted RCPT is not a delivery.
+    if (!data_ok_ && Is2xx(res.code)) res = RcptResult{451, "4.5.0", "Message data not transferred"};
+    any_ok |= Is2xx(res.code);
   }
   failed |= !any_ok;
   in_tx_ = false;

@@ -365,6 +365,70 @@ TEST_F(SmtpClientTest, DataRejectedAfterAcceptedRecipients) {
   EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");
 }
 
+// Fuzz finding client-result: a reply that is neither a success nor a
+// failure where one was due must never leave a recipient counted as
+// delivered (Classify() treats only 2xx as success).
+bool AnyDelivered(const std::vector<RcptResult>& rs) {
+  for (const auto& r : rs) {
+    if (r.code >= 200 && r.code < 300) return true;
+  }
+  return false;
+}
+
+TEST_F(SmtpClientTest, DataAnswered2xxInsteadOf354IsNotADelivery) {
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example", "carol@x.example"}));
+  client_->TakeOutput();
+  // One extra 2xx (MAIL answered twice): the DATA slot gets a 250.
+  client_->Feed("250 ok\r\n250 ok\r\n250 ok\r\n250 2.0.0 bogus\r\n");
+  ASSERT_EQ(host_.events, std::vector<std::string>{"OnTransactionDone"});
+  EXPECT_EQ(Codes(host_.done[0]), "451,451");
+  EXPECT_EQ(host_.done[0][0].enhanced, "4.5.0");
+  EXPECT_THAT(host_.done[0][0].text, HasSubstr("Unexpected reply to DATA"));
+  EXPECT_EQ(client_->TakeOutput(), "RSET\r\n");  // the body was never sent
+}
+
+TEST_F(SmtpClientTest, ThreeHundredRepliesToMailRcptOrDotAreTransient) {
+  struct Case {
+    const char* replies;
+    bool body_sent;   // whether the 354 may be answered with the body
+    const char* dot;  // the reply to what follows the 354
+  } cases[] = {
+      {"354 mail?\r\n250 ok\r\n354 go\r\n", false, "250 ok\r\n"},  // MAIL 3xx
+      {"250 ok\r\n334 rcpt?\r\n354 go\r\n", false, "250 ok\r\n"},  // RCPT 3xx: none accepted
+      {"250 ok\r\n250 ok\r\n354 go\r\n", true, "354 dot?\r\n"},     // dot 3xx
+  };
+  for (const auto& c : cases) {
+    host_ = FakeClientHost();
+    Connect(kEhloPipelining);
+    client_->Send(Msg({"bob@x.example"}));
+    client_->TakeOutput();
+    client_->Feed(c.replies);
+    // The body goes out only after a 2xx MAIL and RCPT; else just the dot.
+    EXPECT_EQ(client_->TakeOutput(), c.body_sent ? stuffed_ : std::string(".\r\n")) << c.replies;
+    client_->Feed(c.dot);
+    ASSERT_EQ(host_.done.size(), 1u) << c.replies;
+    EXPECT_EQ(Codes(host_.done[0]), "451") << c.replies;
+    EXPECT_EQ(host_.done[0][0].enhanced, "4.5.0") << c.replies;
+    EXPECT_FALSE(AnyDelivered(host_.done[0])) << c.replies;
+  }
+}
+
+TEST_F(SmtpClientTest, ThreeHundredRcptKeptThroughAFailedConnection) {
+  Connect(kEhloPipelining);
+  client_->Send(Msg({"bob@x.example", "carol@x.example"}));
+  client_->TakeOutput();
+  client_->Feed("250 ok\r\n250 ok\r\n");  // bob accepted, carol not answered yet
+  Reply why;
+  why.code = 421;
+  why.enhanced = "4.4.2";
+  why.text = "timeout";
+  client_->Abort(why);
+  ASSERT_EQ(host_.done.size(), 1u);
+  EXPECT_EQ(Codes(host_.done[0]), "421,421");
+  EXPECT_FALSE(AnyDelivered(host_.done[0]));
+}
+
 TEST_F(SmtpClientTest, TwoTransactionsOnOneSession) {
   Connect(kEhloPipelining);
   for (int i = 0; i < 2; ++i) {

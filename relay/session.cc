@@ -245,6 +245,12 @@ void Session::HandleCommand(std::string_view line) {
     ProtocolError(500, "5.5.2", "NUL character in command");
     return;
   }
+  // A CR is only valid as part of the CRLF that ended the line; one inside a
+  // command could be echoed (or smuggle a reply line) downstream.
+  if (line.find('\r') != std::string_view::npos) {
+    ProtocolError(500, "5.5.2", "Bare CR in command");
+    return;
+  }
   Command c = ParseCommand(line);
   cmd_ = CmdOf(c.verb);
   switch (c.verb) {

@@ -341,6 +341,8 @@ TEST_F(SessionTest, EhloUnderTlsOffersAuthAndNoStartTls) {
 TEST_F(SessionTest, EhloWithControlCharactersIsRefusedNotEchoed) {
   Open();
   std::string reply = Send("EHLO foo\rbar\x1b[2J\r\n");
+  EXPECT_EQ(reply, "500 5.5.2 Bare CR in command\r\n");  // a CR is refused before parsing
+  reply = Send("EHLO foobar\x1b[2J\r\n");
   EXPECT_EQ(reply.substr(0, 10), "501 5.5.4 ");
   EXPECT_EQ(reply.find('\x1b'), std::string::npos);
   EXPECT_EQ(Send("EHLO a b\r\n").substr(0, 4), "501 ");
@@ -1233,6 +1235,16 @@ TEST_F(SessionTest, NulInCommand) {
   EXPECT_EQ(Send(std::string("NOOP\0x\r\n", 8)), "500 5.5.2 NUL character in command\r\n");
   EXPECT_EQ(Send(std::string("\0\r\n", 3)), "500 5.5.2 NUL character in command\r\n");
   EXPECT_EQ(Send("NOOP\r\n"), kNoopOk);
+}
+
+// Fuzz finding param-echo-cr: a bare CR inside a command line is refused
+// before any part of it can be echoed into a reply.
+TEST_F(SessionTest, BareCrInCommand) {
+  Open(/*trusted=*/true);
+  Send(kEhlo);
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com> X\r250 2.0.0 injected\r\n"), "500 5.5.2 Bare CR in command\r\n");
+  EXPECT_EQ(Send("NOOP\rx\r\n"), "500 5.5.2 Bare CR in command\r\n");
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"), kSenderOk);
 }
 
 TEST_F(SessionTest, ParserErrorsPassedThrough) {

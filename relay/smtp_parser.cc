@@ -137,6 +137,9 @@ std::string CheckDomain(std::string_view d, bool* utf8) {
     std::string_view lit = d.substr(1, d.size() - 2);
     bool v6 = IStartsWith(lit, "IPv6:");
     if (v6) lit.remove_prefix(5);
+    // IpAddress::Parse accepts one pair of brackets around an address (as in
+    // a config file); inside a literal they are never valid ("[[1.2.3.4]]").
+    if (lit.find_first_of("[]") != std::string_view::npos) return "invalid address literal";
     auto ip = IpAddress::Parse(lit);
     if (!ip.ok() || ip->is_v4() == v6) return "invalid address literal";
     return "";
@@ -178,6 +181,28 @@ std::string CheckDomain(std::string_view d, bool* utf8) {
   return "";
 }
 
+// RFC 5321 4.1.2: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
+// Checked before a keyword is ever echoed in a reply (fuzz finding
+// param-echo-cr: a CR inside an unknown keyword reached the reply).
+bool IsEsmtpKeyword(std::string_view k) {
+  if (k.empty() || k.size() > 64) return false;
+  for (size_t i = 0; i < k.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(k[i]);
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || c != '-')) return false;
+  }
+  return true;
+}
+
+// esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 octets (RFC 6531 3.3).
+bool IsEsmtpValue(std::string_view v) {
+  if (v.empty()) return false;
+  for (unsigned char c : v) {
+    if (c < 33 || c == '=' || c == 127) return false;
+  }
+  return true;
+}
+
 // Parses " KEY=VALUE KEY" parameters. Returns false on syntax errors.
 bool SplitParams(std::string_view s, std::vector<std::pair<std::string_view, std::string_view>>* out) {
   while (!s.empty()) {
@@ -189,8 +214,11 @@ bool SplitParams(std::string_view s, std::vector<std::pair<std::string_view, std
     s = end == std::string_view::npos ? std::string_view() : s.substr(end);
     size_t eq = p.find('=');
     std::string_view k = p.substr(0, eq), v;
-    if (eq != std::string_view::npos) v = p.substr(eq + 1);
-    if (k.empty()) return false;
+    if (eq != std::string_view::npos) {
+      v = p.substr(eq + 1);
+      if (!IsEsmtpValue(v)) return false;
+    }
+    if (!IsEsmtpKeyword(k)) return false;
     out->emplace_back(k, v);
     if (out->size() > 16) return false;
   }

@@ -214,6 +214,30 @@ TEST(ParseMailFromTest, UnknownParameterIs555) {
   EXPECT_EQ(r.code, 555);
 }
 
+// Fuzz finding param-echo-cr: an unknown keyword was echoed verbatim, so a
+// CR (or any control byte) in it reached the reply ("555 ... X\r250 ...").
+TEST(ParseMailFromTest, ParameterSyntaxCheckedBeforeEcho) {
+  for (std::string arg : {std::string("FROM:<a@b.c> X\r250"), std::string("FROM:<a@b.c> X\r250=1"),
+                          std::string("FROM:<a@b.c> FOO=a\rb"), std::string("FROM:<a@b.c> -X=1"),
+                          std::string("FROM:<a@b.c> X_Y=1"), std::string("FROM:<a@b.c> X\x01"),
+                          std::string("FROM:<a@b.c> FOO="), std::string("FROM:<a@b.c> FOO=a\tb"),
+                          std::string("FROM:<a@b.c> ") + std::string(65, 'K'),
+                          std::string("FROM:<a@b.c> X=\x7f")}) {
+    auto r = ParseMailFrom(arg);
+    EXPECT_FALSE(r.ok) << arg;
+    EXPECT_EQ(r.code, 501) << arg;
+    EXPECT_EQ(r.enhanced, "5.5.4") << arg;
+    EXPECT_EQ(r.text.find_first_of("\r\n\x01\x7f"), std::string::npos) << arg;
+  }
+  // Valid keywords with hyphens, and UTF-8 values (RFC 6531), still reach the
+  // known/unknown check; an unknown one is echoed.
+  auto r = ParseMailFrom("FROM:<a@b.c> X-FOO-1=v");
+  EXPECT_EQ(r.code, 555);
+  EXPECT_THAT(r.text, HasSubstr("X-FOO-1"));
+  r = ParseMailFrom("FROM:<a@b.c> AUTH=<j\xc3\xb6rg@b.c>");
+  EXPECT_TRUE(r.ok) << r.text;
+}
+
 TEST(ParseRcptToTest, MailParametersAreUnknownOnRcpt) {
   for (const char* arg : {"TO:<a@b.c> SIZE=10", "TO:<a@b.c> BODY=8BITMIME", "TO:<a@b.c> SMTPUTF8",
                           "TO:<a@b.c> NOTIFY=NEVER"}) {
@@ -346,6 +370,12 @@ TEST(ParsePathTest, AddressLiterals) {
   EXPECT_FALSE(ParseRcptTo("TO:<a@[256.0.0.1]>").ok);
   EXPECT_FALSE(ParseRcptTo("TO:<a@[127.0.0.1>").ok);
   EXPECT_FALSE(ParseRcptTo("TO:<a@[example.com]>").ok);
+  // Fuzz finding ip-nul: brackets inside the literal and a NUL were accepted.
+  EXPECT_FALSE(ParseRcptTo("TO:<a@[[127.0.0.1]]>").ok);
+  EXPECT_FALSE(ParseRcptTo("TO:<a@[IPv6:[::1]]>").ok);
+  EXPECT_FALSE(ParseRcptTo(std::string("TO:<a@[127.0.0.1\0\x01]>", 23)).ok);
+  bool utf8 = false;
+  EXPECT_NE(CheckMailbox(std::string_view("a@[127.0.0.1\0]", 15), &utf8), "");
 }
 
 TEST(ParsePathTest, LocalPartLimit) {
