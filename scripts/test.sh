@@ -2,8 +2,10 @@
 # The one command that runs the whole test suite (CI calls exactly this):
 #  1. installs dependencies, builds everything and runs every test (unit,
 #     integration against the real binary, micro-benchmark smoke) with ctest;
-#  2. rebuilds with ASan+UBSan and runs unit + integration tests again;
-#  3. builds the threaded spool tests with TSan and runs them.
+#  2. builds the libFuzzer targets (clang, ASan+UBSan) and runs each one for
+#     a short smoke on its seed corpus, regression inputs included;
+#  3. rebuilds with ASan+UBSan and runs unit + integration tests again;
+#  4. builds the threaded spool tests with TSan and runs them.
 # Usage: scripts/test.sh [--quick]   (--quick: step 1 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,13 +24,16 @@ if [ "$quick" = 1 ]; then
   exit 0
 fi
 
-echo "=== [2/3] ASan+UBSan build + unit and integration tests"
+echo "=== [2/4] fuzz targets: build + smoke (fuzz/README.md)"
+SMOKE_SECONDS=${SMOKE_SECONDS:-10} ./scripts/fuzz.sh smoke
+
+echo "=== [3/4] ASan+UBSan build + unit and integration tests"
 ./scripts/build.sh asan
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure --timeout 900 -j1 -LE bench)
 
-echo "=== [3/3] TSan build + threaded unit tests"
+echo "=== [4/4] TSan build + threaded unit tests"
 ./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test
 for t in common/common_test queue/queue_test relay/relay_test relay/relay_server_test; do
   TSAN_OPTIONS=halt_on_error=1 "build-tsan/$t" --gtest_brief=1
