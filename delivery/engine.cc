@@ -1,3 +1,4 @@
+#include "common/thread_name.h"
 #include "delivery/engine.h"
 
 #include <netinet/in.h>
@@ -36,6 +37,9 @@ constexpr size_t kMaxActiveMessages = 20000;
 // Fresh messages keep their body in memory (sparing a spool read) while the
 // total stays under this budget; larger ones are read when a connection is ready.
 constexpr int64_t kBodyBudgetBytes = 256ll << 20;
+// Delivery bookkeeping rides with the next group commit; if none comes
+// within this long, it is written alone (unsynced either way).
+constexpr int64_t kBookkeepingFlushMs = 10;
 constexpr uint64_t kMaxInMemoryBody = 1ull << 20;
 constexpr size_t kRecvBuf = 16384;
 
@@ -55,7 +59,10 @@ struct IdHash {
 // Runs blocking spool calls off the loop; results are posted back by the caller's closures.
 class SpoolIo {
  public:
-  SpoolIo() : thread_([this] { Run(); }) {}
+  SpoolIo() : thread_([this] {
+    SetThreadName("mxr-spool-io");
+    Run();
+  }) {}
   ~SpoolIo() {
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -223,6 +230,9 @@ class EngineImpl {
   // Records the outcome in the spool (async) and reschedules or forgets the
   // message. bounce_committed=false: the DSN failed, bounced recipients stay pending.
   void Persist(Msg* m, bool bounce_committed);
+  // Asks the spool to write bookkeeping that no commit has taken within
+  // kBookkeepingFlushMs (see Spool::FlushAsync); one timer at a time.
+  void ScheduleBookkeepingFlush();
   void Log(const Msg& m, size_t rcpt, const RcptOutcome& o, const char* outcome);
   const RouteConfig* FindRoute(const std::string& domain) const;
 
@@ -245,6 +255,7 @@ class EngineImpl {
   std::list<std::unique_ptr<Conn>> conns_;
   size_t loading_ = 0;
   bool stopping_ = false;
+  bool flush_armed_ = false;
   std::atomic<int64_t> body_budget_{0};
   int64_t last_site_gc_ms_ = 0;
 
@@ -1401,7 +1412,17 @@ void EngineImpl::Persist(Msg* m, bool bounce_committed) {
     if (scheduled_.insert(meta.id).second) heap_.push({meta.next_attempt_us, meta.id});
     stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
   }
+  ScheduleBookkeepingFlush();
   PumpSchedule();
+}
+
+void EngineImpl::ScheduleBookkeepingFlush() {
+  if (flush_armed_) return;
+  flush_armed_ = true;
+  loop_->RunAfter(kBookkeepingFlushMs, [this] {
+    flush_armed_ = false;
+    deps_.spool->FlushAsync();
+  });
 }
 
 void EngineImpl::CloseAll() {
@@ -1425,6 +1446,7 @@ absl::Status DeliveryEngine::Start() {
   std::promise<absl::Status> started;
   auto f = started.get_future();
   thread_ = std::thread([this, &started] {
+    SetThreadName("mxr-delivery");
     auto impl = std::make_unique<EngineImpl>(deps_, &stats_);
     absl::Status st = impl->Init();
     if (!st.ok()) {

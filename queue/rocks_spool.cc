@@ -1,3 +1,4 @@
+#include "common/thread_name.h"
 #include "queue/rocks_spool.h"
 
 #include <sys/statvfs.h>
@@ -97,9 +98,13 @@ absl::StatusOr<std::unique_ptr<RocksSpool>> RocksSpool::Open(const RocksSpoolOpt
     // The iterator pins the state before the commit thread writes anything.
     std::unique_ptr<rocksdb::Iterator> it(s->db_->NewIterator(rocksdb::ReadOptions(), s->meta_));
     s->count_thread_ = std::thread([p = s.get(), it = std::move(it)]() mutable {
+      SetThreadName("mxr-spool-count");
       p->CountExisting(std::move(it));
     });
-    s->commit_thread_ = std::thread([p = s.get()] { p->CommitLoop(); });
+    s->commit_thread_ = std::thread([p = s.get()] {
+      SetThreadName("mxr-commit");
+      p->CommitLoop();
+    });
   }
   return s;
 }
@@ -153,13 +158,20 @@ void RocksSpool::Commit(NewMessage msg, CommitCallback done) {
 
 void RocksSpool::CommitLoop() {
   std::vector<Pending> batch;
-  std::vector<Op> ops;
+  // The bookkeeping being written: only this thread changes writing_ops_
+  // (under mu_), so it reads it here without the lock.
+  std::vector<Op>& ops = writing_ops_;
   for (;;) {
     {
       std::unique_lock<std::mutex> l(mu_);
       // While unhealthy, wake every second to try to resume.
-      cv_.wait_for(l, std::chrono::seconds(1),
-                   [&] { return stopping_ || !pending_.empty() || !ops_.empty(); });
+      // Bookkeeping alone waits for FlushAsync() (or a commit to ride with).
+      cv_.wait_for(l, std::chrono::seconds(1), [&] {
+        return stopping_ || !pending_.empty() || (flush_ops_ && !ops_.empty()) ||
+               ops_.size() >= kMaxQueuedOps;
+      });
+      flush_ops_ = false;
+      // (after the 1 s timeout, waiting bookkeeping is written as well)
       if (pending_.empty() && ops_.empty()) {
         if (stopping_) return;
         if (!healthy_.load()) {
@@ -173,28 +185,32 @@ void RocksSpool::CommitLoop() {
         continue;
       }
       batch.swap(pending_);
-      ops.swap(ops_);
+      writing_ops_.swap(ops_);
     }
     auto t0 = std::chrono::steady_clock::now();
     absl::Status st;
     if (!batch.empty() && LowOnSpace()) {
       st = LatchedStatus();  // new mail waits for space; bookkeeping below still goes
+      absl::Status bk;
       if (!ops.empty()) {
         std::vector<Pending> none;
-        absl::Status bk = WriteBatchOf(none, ops);
+        bk = WriteBatchOf(none, ops);
         if (!bk.ok()) spdlog::warn("event=spool_bookkeeping_failed error=\"{}\"", bk);
-        ops.clear();
       }
+      if (bk.ok()) ApplyQueueDelta(ops);
     } else {
       if (!healthy_.load() && !low_space_) TryResume();
       st = healthy_.load() ? WriteBatchOf(batch, ops) : LatchedStatus();
+      if (st.ok()) ApplyQueueDelta(ops);
+      if (!st.ok() && !ops.empty()) {
+        spdlog::warn("event=spool_bookkeeping_lost ops={} error=\"{}\" effect=\"messages may be "
+                     "delivered again\"", ops.size(), st);
+      }
     }
-    if (st.ok()) ApplyQueueDelta(ops);
-    if (!st.ok() && !ops.empty()) {
-      spdlog::warn("event=spool_bookkeeping_lost ops={} error=\"{}\" effect=\"messages may be "
-                   "delivered again\"", ops.size(), st);
+    if (!ops.empty()) {
+      std::lock_guard<std::mutex> l(mu_);
+      writing_ops_.clear();
     }
-    ops.clear();
     if (batch.empty()) continue;  // bookkeeping only
     uint64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
                       std::chrono::steady_clock::now() - t0)
@@ -280,17 +296,31 @@ void RocksSpool::CountExisting(std::unique_ptr<rocksdb::Iterator> it) {
 void RocksSpool::UpdateAsync(const MessageMeta& meta, int64_t old_next_attempt_us) {
   std::lock_guard<std::mutex> l(mu_);
   ops_.push_back(Op{false, meta, old_next_attempt_us});
-  cv_.notify_one();
+  if (ops_.size() >= kMaxQueuedOps) cv_.notify_one();
 }
 
 void RocksSpool::DeleteAsync(const MessageMeta& meta) {
   std::lock_guard<std::mutex> l(mu_);
   ops_.push_back(Op{true, meta, 0});
+  if (ops_.size() >= kMaxQueuedOps) cv_.notify_one();
+}
+
+void RocksSpool::FlushAsync() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (ops_.empty()) return;  // a commit took them already
+  flush_ops_ = true;
   cv_.notify_one();
 }
 
 absl::Status RocksSpool::WriteBatchOf(std::vector<Pending>& batch, std::vector<Op>& ops) {
-  rocksdb::WriteBatch wb;
+  // Reserved up front: growing the batch by doubling would copy every body
+  // again (20 x 100 KB messages = 2 MB per batch).
+  size_t reserve = 64 + ops.size() * 256;
+  for (const auto& p : batch) {
+    reserve += 256 + p.msg.header_prefix.size() + p.msg.body.size() +
+               p.msg.meta.recipients.size() * 64 + p.msg.meta.sender.size();
+  }
+  rocksdb::WriteBatch wb(reserve);
   // Bookkeeping first: it may concern messages committed in earlier batches only.
   for (const Op& op : ops) {
     rocksdb::Status st = AddOp(op, &wb);
@@ -478,6 +508,17 @@ absl::StatusOr<std::string> RocksSpool::ReadBody(const QueueId& id) {
 }
 
 absl::StatusOr<MessageMeta> RocksSpool::LoadMeta(const QueueId& id) {
+  {
+    // Bookkeeping not yet in RocksDB is the newest state (the last one wins).
+    std::lock_guard<std::mutex> l(mu_);
+    for (const std::vector<Op>* v : {&ops_, &writing_ops_}) {
+      for (auto it = v->rbegin(); it != v->rend(); ++it) {
+        if (!(it->meta.id == id)) continue;
+        if (it->is_delete) return absl::NotFoundError(Cat("record of ", id.ToString(), " deleted"));
+        return it->meta;
+      }
+    }
+  }
   auto key = id.Key();
   std::string value;
   rocksdb::Status st = db_->Get(rocksdb::ReadOptions(), meta_, KeySlice(key), &value);

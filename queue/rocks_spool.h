@@ -70,6 +70,7 @@ class RocksSpool final : public Spool {
   absl::Status Delete(const MessageMeta& meta) override;
   void UpdateAsync(const MessageMeta& meta, int64_t old_next_attempt_us) override;
   void DeleteAsync(const MessageMeta& meta) override;
+  void FlushAsync() override;
   absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) override;
 
   // RocksDB's view of stalls ("rocksdb.is-write-stopped" etc.), for metrics.
@@ -112,6 +113,10 @@ class RocksSpool final : public Spool {
   std::condition_variable cv_;
   std::vector<Pending> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<Op> ops_ ABSL_GUARDED_BY(mu_);
+  // The operations the commit thread is writing now (LoadMeta looks here
+  // and in ops_ before it reads RocksDB, so it never sees an older record).
+  std::vector<Op> writing_ops_ ABSL_GUARDED_BY(mu_);
+  bool flush_ops_ ABSL_GUARDED_BY(mu_) = false;  // FlushAsync() asked for a write
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status latched_ ABSL_GUARDED_BY(mu_);  // why we are unhealthy
   std::atomic<bool> healthy_{true};

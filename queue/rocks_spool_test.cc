@@ -266,6 +266,45 @@ SpoolStats CountedStats(const RocksSpool& s) {
   return s.Stats();
 }
 
+// Bookkeeping waits for a commit or FlushAsync(); LoadMeta sees it at once.
+TEST_F(RocksSpoolTest, AsyncBookkeepingVisibleAtOnceAndWrittenOnFlush) {
+  auto s = OpenSpool();
+  int64_t now = clock_.NowMicros();
+  NewMessage a = Make(1, now), b = Make(2, now);
+  MessageMeta ma = a.meta, mb = b.meta;
+  ASSERT_TRUE(CommitSync(*s, std::move(a)).ok());
+  ASSERT_TRUE(CommitSync(*s, std::move(b)).ok());
+  int64_t before = CountedStats(*s).queue_messages;
+
+  s->DeleteAsync(ma);
+  MessageMeta updated = mb;
+  updated.next_attempt_us = now + 60'000'000;
+  updated.attempts = 3;
+  s->UpdateAsync(updated, mb.next_attempt_us);
+  // Queued or being written: LoadMeta must never return the older record.
+  EXPECT_EQ(s->LoadMeta(ma.id).status().code(), absl::StatusCode::kNotFound);
+  auto got = s->LoadMeta(mb.id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->attempts, 3u);
+
+  s->FlushAsync();
+  // Written alone, without a commit: the schedule (read from RocksDB only)
+  // no longer offers either message, and the queue gauge counts the delete.
+  bool written = false;
+  for (int i = 0; i < 500 && !written; ++i) {  // at most 5 s
+    auto due = s->LoadDue(now, 100);
+    ASSERT_TRUE(due.ok());
+    written = due->empty() && s->Stats().queue_messages == before - 1;
+    if (!written) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(written);
+  got = s->LoadMeta(mb.id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->attempts, 3u);
+  EXPECT_EQ(s->LoadMeta(ma.id).status().code(), absl::StatusCode::kNotFound);
+  s->FlushAsync();  // nothing waiting: a no-op
+}
+
 TEST_F(RocksSpoolTest, QueueGaugesFollowCommitsAndDeletesAcrossReopen) {
   uint64_t size = 0;
   std::vector<MessageMeta> metas;

@@ -100,11 +100,20 @@ class Spool {
   virtual absl::Status Delete(const MessageMeta& meta) = 0;
   // Non-blocking forms of Update/Delete, safe to call from an event loop:
   // queued for the commit thread and written in the same WriteBatch as the
-  // next group commit (or alone, unsynced, when no message is pending).
-  // Order among async operations is kept. A failure is logged and latches
-  // the spool like a failed commit; the worst outcome is a redelivery.
+  // next group commit. They do not wake the commit thread (a wake-up and a
+  // WAL write of their own per delivered message cost more than the rest of
+  // the bookkeeping): call FlushAsync() some milliseconds later so that they
+  // are written, alone and unsynced, if no commit took them meanwhile. Past
+  // kMaxQueuedOps queued operations the commit thread is woken anyway.
+  // LoadMeta() sees queued operations. Order among async operations is
+  // kept. A failure is logged and latches the spool like a failed commit;
+  // the worst outcome is a redelivery.
   virtual void UpdateAsync(const MessageMeta& meta, int64_t old_next_attempt_us) = 0;
   virtual void DeleteAsync(const MessageMeta& meta) = 0;
+  // Wakes the commit thread if operations queued by UpdateAsync/DeleteAsync
+  // are still waiting. Cheap when there are none. Thread-safe.
+  virtual void FlushAsync() = 0;
+  static constexpr size_t kMaxQueuedOps = 1024;
   // Visits every message oldest first; stop early by returning false.
   virtual absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) = 0;
 };

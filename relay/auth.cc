@@ -1,3 +1,4 @@
+#include "common/thread_name.h"
 #include "relay/auth.h"
 
 #include <openssl/crypto.h>
@@ -16,7 +17,12 @@ Authenticator::Authenticator(std::shared_ptr<const UserDb> users, int threads, c
                              int64_t cache_ttl_ms)
     : clock_(clock), cache_ttl_ms_(cache_ttl_ms), users_(std::move(users)) {
   RAND_bytes(hmac_key_, sizeof hmac_key_);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] {
+      SetThreadName("mxr-auth");
+      Work();
+    });
+  }
 }
 
 Authenticator::~Authenticator() {

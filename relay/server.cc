@@ -1,3 +1,4 @@
+#include "common/thread_name.h"
 #include "relay/server.h"
 
 #include <arpa/inet.h>
@@ -615,6 +616,7 @@ void Worker::Tick() {
 }
 
 void Worker::Main(std::promise<absl::Status>* started) {
+  SetThreadName(Cat("mxr-ingress-", index_));
   auto loop = EventLoop::Create(4096);
   if (!loop.ok()) {
     started->set_value(loop.status());

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Relay CPU per message for one end-to-end point, optionally with a perf
+# profile: smtp-source -> mxrelay -> smtp-sink, the relay configured like
+# bench/peer-scripts/ours-up.sh (plain listener, loopback trusted, static
+# route to the sink, every 250 WAL-synced). CPU is utime+stime of the relay
+# process (all threads, /proc/PID/stat) over the whole run, from the first
+# connection to the last delivery; it is less noisy than msg/s on a shared
+# machine, and what the peer harness's msg/cpu-s measures with a cgroup.
+#
+# Usage: bench/cpu-per-msg.sh [--size BYTES] [--rcpts N] [--sessions N]
+#            [--messages N] [--runs N] [--perf FILE] [--bin PATH] [--threads N]
+# Example: bench/cpu-per-msg.sh --size 102400 --messages 2000 --perf /tmp/p.data
+# Everything on 127.0.0.1; every process is stopped by PID; bounded in time.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=$HERE/../build/main/mxrelay
+SIZE=1024 RCPTS=1 SESSIONS=20 MESSAGES=8000 RUNS=1 PERF="" THREADS=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) SIZE=$2; shift 2 ;;
+    --rcpts) RCPTS=$2; shift 2 ;;
+    --sessions) SESSIONS=$2; shift 2 ;;
+    --messages) MESSAGES=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --perf) PERF=$2; shift 2 ;;
+    --bin) BIN=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+command -v smtp-source >/dev/null || { echo "smtp-source missing: scripts/install-deps.sh" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "no relay binary at $BIN" >&2; exit 2; }
+WORK=$(mktemp -d -t mxr-cpu.XXXXXX)
+PORT=$((20000 + RANDOM % 20000)) SINK_PORT=$((PORT + 1))
+SINK_PID="" RELAY_PID=""
+cleanup() {
+  [ -n "$RELAY_PID" ] && kill -TERM "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null || true
+  [ -n "$SINK_PID" ] && kill -TERM "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() {  # PORT: bounded wait until something listens
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listening on $1" >&2; return 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# One line per thread: name ticks voluntary involuntary (context switches).
+thread_stats() {
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s %s %s\n' "$(cat "$t/comm")" \
+      "$(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}')" \
+      "$(awk '/^voluntary_ctxt/ {print $2}' "$t/status")" \
+      "$(awk '/^nonvoluntary_ctxt/ {print $2}' "$t/status")"
+  done | sort
+}
+# Messages the sink has received, from the relay's own delivery counter.
+delivered() {
+  curl -s "http://127.0.0.1:$((PORT + 2))/metrics" 2>/dev/null |
+    awk '/^mxrelay_delivery_attempts_total\{.*outcome="delivered"/ {s += $2} END {print s + 0}'
+}
+
+smtp-sink -4 -c $( [ "$(id -u)" = 0 ] && echo -u nobody ) "127.0.0.1:$SINK_PORT" 1000 >/dev/null 2>&1 &
+SINK_PID=$!
+cat >"$WORK/mxrelay.toml" <<CFG
+hostname = "relay.bench.invalid"
+data_dir = "$WORK/data"
+threads = $THREADS
+trusted_networks = ["127.0.0.0/8"]
+[log]
+level = "warn"
+[metrics]
+listen = "127.0.0.1:$((PORT + 2))"
+[limits]
+max_connections_per_ip = 100000
+[[listener]]
+address = "127.0.0.1"
+port = $PORT
+mode = "plain"
+[delivery]
+max_connections_per_site = 20
+[[route]]
+domain = "*"
+host = "127.0.0.1"
+port = $SINK_PORT
+tls = "none"
+CFG
+"$BIN" run -c "$WORK/mxrelay.toml" 2>"$WORK/relay.log" &
+RELAY_PID=$!
+wait_port "$SINK_PORT"
+wait_port "$PORT" || { tail -5 "$WORK/relay.log" >&2; exit 1; }
+hz=$(getconf CLK_TCK)
+total=0
+for run in $(seq 1 "$RUNS"); do
+  before=$(delivered)
+  c0=$(cpu_ticks "$RELAY_PID")
+  thread_stats "$RELAY_PID" >"$WORK/threads0"
+  t0=$(date +%s.%N)
+  if [ -n "$PERF" ] && [ "$run" = 1 ]; then
+    perf record -e cpu-clock -F ${PERF_FREQ:-2000} ${PERF_CALLGRAPH:--g} -p "$RELAY_PID" -o "$PERF" -q 2>/dev/null &
+    PERF_PID=$!
+  fi
+  timeout 300 smtp-source -c -N -s "$SESSIONS" -m "$MESSAGES" -r "$RCPTS" -l "$SIZE" \
+    -f sender@client.bench.invalid -t rcpt@sink.bench.invalid "127.0.0.1:$PORT" >/dev/null
+  want=$((before + MESSAGES * RCPTS))
+  for _ in $(seq 1 600); do  # at most 60 s for the queue to drain
+    [ "$(delivered)" -ge "$want" ] && break
+    sleep 0.1
+  done
+  t1=$(date +%s.%N)
+  c1=$(cpu_ticks "$RELAY_PID")
+  thread_stats "$RELAY_PID" >"$WORK/threads1"
+  if [ -n "${PERF_PID:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""; fi
+  got=$(( $(delivered) - before ))
+  awk -v c=$((c1 - c0)) -v hz="$hz" -v n="$MESSAGES" -v d="$got" -v t0="$t0" -v t1="$t1" \
+    -v size="$SIZE" -v r="$RCPTS" -v s="$SESSIONS" -v run="$run" 'BEGIN {
+      printf "run %d: size=%d rcpts=%d sessions=%d messages=%d delivered_rcpts=%d wall=%.2fs msg/s=%.0f relay_cpu=%.2fs cpu_per_msg=%.0fus\n",
+        run, size, r, s, n, d, t1 - t0, n / (t1 - t0), c / hz, c / hz / n * 1e6 }'
+  # Per thread (same name summed): CPU and context switches per message.
+  awk -v hz="$hz" -v n="$MESSAGES" 'NR == FNR {c[$1] -= $2; v[$1] -= $3; iv[$1] -= $4; next}
+    {c[$1] += $2; v[$1] += $3; iv[$1] += $4}
+    END {for (k in c) if (c[k] > 0 || v[k] > n / 100)
+      printf "  %-16s cpu/msg=%4.0fus  voluntary_cs/msg=%.2f  involuntary_cs/msg=%.2f\n",
+        k, c[k] / hz / n * 1e6, v[k] / n, iv[k] / n}' "$WORK/threads0" "$WORK/threads1" | sort
+done
