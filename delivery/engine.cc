@@ -698,6 +698,8 @@ class Conn final : public ClientHost {
       std::string o = client_->TakeOutput();
       if (tls_ && tls_handshake_done_) {
         tls_->WritePlain(o);
+      } else if (out_.empty()) {
+        out_.swap(o);  // a dot-stuffed body is not copied once more
       } else {
         out_ += o;
       }
@@ -1482,18 +1484,19 @@ void DeliveryEngine::Stop() {
   impl_->StopIo();
 }
 
-void DeliveryEngine::Enqueue(const queue::NewMessage& msg) {
+void DeliveryEngine::Enqueue(queue::NewMessage& msg) {
   if (!running_.load(std::memory_order_acquire)) return;
   EngineImpl* impl = impl_.get();
   auto m = std::make_unique<Msg>();
-  m->meta = msg.meta;
-  if (impl->ReserveBodyBudget(msg.meta.body_size)) {
-    std::string body;
-    body.reserve(msg.header_prefix.size() + msg.body.size());
-    body += msg.header_prefix;
-    body += msg.body;
+  m->meta = std::move(msg.meta);
+  if (impl->ReserveBodyBudget(m->meta.body_size)) {
+    // The client's body with our trace headers in front: an in-place move
+    // (no new allocation of a 100 KB string, no page faults) when its
+    // capacity allows, as it usually does after the reader's growth.
+    std::string body = std::move(msg.body);
+    body.insert(0, msg.header_prefix);
     m->body = std::move(body);
-    m->budgeted = msg.meta.body_size;
+    m->budgeted = m->meta.body_size;
   }
   impl->loop()->Post([impl, m = std::move(m)]() mutable { impl->Enqueue(std::move(m)); });
 }

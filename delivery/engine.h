@@ -13,7 +13,7 @@
 // Bodies are read from the spool only when a connection is ready for them.
 //
 //   DeliveryEngine engine(deps);
-//   spool->SetCommitListener([&](const NewMessage& m) { engine.Enqueue(m); });
+//   spool->SetCommitListener([&](NewMessage& m) { engine.Enqueue(m); });
 //   engine.Start();  ...  engine.Stop();
 #pragma once
 
@@ -105,7 +105,9 @@ class DeliveryEngine {
   // A message was committed: schedule it. A fresh message due now starts at
   // once with the record given here (no spool read); its body is kept in
   // memory too while the in-memory body budget allows. Thread-safe.
-  void Enqueue(const queue::NewMessage& msg);
+  // Takes the message's meta and (within the memory budget) its body: `msg`
+  // is left moved-from.
+  void Enqueue(queue::NewMessage& msg);
   // Reopens the event log (SIGHUP). Thread-safe.
   void ReopenEventLog();
   // Replaces the static routes (SIGHUP): they apply to routing decisions made

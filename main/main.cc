@@ -238,7 +238,7 @@ int Run(const std::string& config_path) {
     dd.ids = &ids;
     engine = std::make_unique<delivery::DeliveryEngine>(dd);
     delivery::DeliveryEngine* e = engine.get();
-    spool->SetCommitListener([e](const queue::NewMessage& m) { e->Enqueue(m); });
+    spool->SetCommitListener([e](queue::NewMessage& m) { e->Enqueue(m); });
     if (auto st = engine->Start(); !st.ok()) {
       spdlog::critical("event=startup_failed error=\"delivery: {}\"", st.message());
       return 1;

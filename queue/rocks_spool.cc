@@ -238,7 +238,7 @@ void RocksSpool::CommitLoop() {
       }
     }
     if (st.ok() && listener_) {
-      for (const auto& p : batch) listener_(p.msg);
+      for (auto& p : batch) listener_(p.msg);  // may move the message out
     }
     for (auto& p : batch) std::move(p.done)(st);
     batch.clear();

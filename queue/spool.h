@@ -70,9 +70,11 @@ class Spool {
   virtual void Commit(NewMessage msg, CommitCallback done) = 0;
 
   // Called on the commit thread for every message of a batch that was
-  // synced, before the batch's callbacks (the delivery engine's intake; it
-  // may copy the body to spare a read). Set once, before the first Commit().
-  using CommitListener = std::function<void(const NewMessage&)>;
+  // synced, before the batch's callbacks (the delivery engine's intake). The
+  // spool is done with the message: the listener may move its meta, header
+  // prefix and body out (sparing a copy and a later read). Set once, before
+  // the first Commit().
+  using CommitListener = std::function<void(NewMessage&)>;
   virtual void SetCommitListener(CommitListener listener) = 0;
 
   // Whether new messages can be accepted. Thread-safe, cheap (an atomic load

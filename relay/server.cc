@@ -517,6 +517,9 @@ absl::Status Worker::Bind(ListenerSlot* l) {
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  // Accepted sockets inherit TCP_NODELAY from the listener (no setsockopt
+  // per connection).
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), *len) < 0) {
     int e = errno;
@@ -582,8 +585,6 @@ void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
       stats.connections_accepted.fetch_add(1, std::memory_order_relaxed);
       stats.accepted_by_listener[l->index].fetch_add(1, std::memory_order_relaxed);
       stats.connections_current.fetch_add(1, std::memory_order_relaxed);
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       bool trusted = false;
       for (const auto& net : srv_->deps_.config->trusted_networks) {
         if (net.Contains(ip)) {
