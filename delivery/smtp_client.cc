@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "absl/strings/escaping.h"
 #include "common/strings.h"
 
@@ -116,12 +120,37 @@ ReplyParser::Result ReplyParser::Next(std::string_view* buf, Reply* out) {
   }
 }
 
+namespace {
+// The position of the next "\r\n." at or after `from`, or npos. Lines that
+// begin with a dot are rare: 16 bytes per step look for an LF followed by
+// a dot, then check the CR before it.
+size_t FindCrLfDot(std::string_view s, size_t from) {
+  size_t n = s.size(), i = from;
+#if defined(__SSE2__)
+  const __m128i vlf = _mm_set1_epi8('\n'), vdot = _mm_set1_epi8('.');
+  for (; i + 17 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i));
+    __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i + 1));
+    unsigned hits = static_cast<unsigned>(
+        _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(v, vlf), _mm_cmpeq_epi8(next, vdot))));
+    while (hits != 0) {
+      size_t lf = i + static_cast<size_t>(__builtin_ctz(hits));
+      if (lf > from && s[lf - 1] == '\r') return lf - 1;
+      hits &= hits - 1;
+    }
+  }
+  if (i > from) --i;  // a CR at the end of the last block may start the match
+#endif
+  return s.find("\r\n.", i);
+}
+}  // namespace
+
 void DotStuff(std::string_view body, std::string* out) {
   out->reserve(out->size() + body.size() + body.size() / 512 + 8);
   size_t pos = 0;
   if (!body.empty() && body[0] == '.') out->push_back('.');
   for (;;) {
-    size_t hit = body.find("\r\n.", pos);
+    size_t hit = FindCrLfDot(body, pos);
     if (hit == std::string_view::npos) break;
     out->append(body.substr(pos, hit + 2 - pos));
     out->push_back('.');  // the line's leading dot gets doubled

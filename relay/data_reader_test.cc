@@ -1,5 +1,7 @@
 #include "relay/data_reader.h"
 
+#include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -255,6 +257,77 @@ bool CheckOk(const std::vector<std::string_view>& pieces) {
   LineEndingCheck c;
   for (auto p : pieces) c.Feed(p);
   return c.ok_at_end();
+}
+
+// A byte-at-a-time reader written from RFC 5321 4.1.1.4 / 4.5.2, to check
+// the bulk path (16-byte blocks) against: ends at the first <CRLF>.<CRLF>
+// (the CRLF before DATA's payload counts), drops the first dot of a line,
+// flags any CR not followed by LF and any LF not preceded by CR.
+Outcome Reference(std::string_view in) {
+  Outcome o;
+  bool line_start = true;
+  for (size_t i = 0; i < in.size();) {
+    if (line_start && in.substr(i, 3) == ".\r\n") {
+      o.done = true;
+      o.consumed = i + 3;
+      break;
+    }
+    if (line_start && in[i] == '.') ++i;  // dot-unstuffing
+    line_start = false;
+    if (i >= in.size()) break;
+    char c = in[i];
+    if (c == '\r' && (i + 1 >= in.size() || in[i + 1] != '\n')) {
+      // A CR at the very end might be completed by more input: only the
+      // generator below never ends the input with one.
+      o.bare = true;
+    }
+    if (c == '\n' && (i == 0 || in[i - 1] != '\r')) o.bare = true;
+    if (c == '\n' && i > 0 && in[i - 1] == '\r') line_start = true;
+    o.out.push_back(c);
+    ++i;
+  }
+  if (!o.done) o.consumed = in.size();
+  o.size = o.out.size();
+  return o;
+}
+
+// Long messages (so the 16-byte bulk path runs) with every kind of line:
+// plain, empty, dot-stuffed, bare CR/LF at every offset, lines whose CRLF
+// straddles a 16-byte block, the end marker; fed whole and in random pieces.
+TEST(DataReaderTest, BulkPathMatchesByteAtATimeReference) {
+  std::mt19937 rng(7);
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string msg;
+    int lines = 1 + static_cast<int>(rng() % 40);
+    for (int l = 0; l < lines; ++l) {
+      int kind = static_cast<int>(rng() % 20);
+      size_t len = rng() % 70;
+      std::string line(len, 'a' + static_cast<char>(rng() % 26));
+      if (kind == 0) line.insert(0, ".");                       // stuffed dot
+      if (kind == 1) line.insert(0, "..");
+      if (kind == 2 && !line.empty()) line[rng() % line.size()] = '\r';  // bare CR
+      if (kind == 3 && !line.empty()) line[rng() % line.size()] = '\n';  // bare LF
+      if (kind == 4) line.clear();
+      msg += line;
+      msg += (kind == 5) ? "\n" : (kind == 6 ? "\r" : "\r\n");  // bare endings too
+    }
+    if (!msg.empty() && msg.back() == '\r') msg += "x\r\n";
+    if (rng() % 4 != 0) msg += ".\r\nMAIL FROM:<next@example.com>\r\n";
+    Outcome want = Reference(msg);
+    ASSERT_EQ(RunPieces({msg}), want) << testing::PrintToString(msg);
+    std::vector<std::string_view> pieces;
+    for (size_t at = 0; at < msg.size();) {
+      size_t n = std::min<size_t>(msg.size() - at, 1 + rng() % 40);
+      pieces.push_back(std::string_view(msg).substr(at, n));
+      at += n;
+    }
+    Outcome got = RunPieces(pieces);
+    // Pieces after the end are not fed: count what was consumed across them.
+    ASSERT_EQ(got.out, want.out) << testing::PrintToString(msg);
+    ASSERT_EQ(got.done, want.done);
+    ASSERT_EQ(got.bare, want.bare) << testing::PrintToString(msg);
+    ASSERT_EQ(got.size, want.size);
+  }
 }
 
 TEST(LineEndingCheckTest, CrlfOnly) {
