@@ -7,7 +7,8 @@
 # Everything started here is stopped by PID; nothing runs longer than
 # loadgen's --seconds + --drain-seconds + a few seconds.
 #
-# Usage: bench/loadgen-run.sh [--relay] [--build DIR] [--relay-bin FILE] -- LOADGEN-ARGS...
+# Usage: bench/loadgen-run.sh [--relay] [--build DIR] [--relay-bin FILE] [--threads N] -- LOADGEN-ARGS...
+#   (--threads: the relay's ingress event loops, default its own default)
 #   bench/loadgen-run.sh -- --sessions 20 --pipelining --seconds 10
 #   bench/loadgen-run.sh --relay -- --sessions 20 --pipelining --seconds 10
 # LOADGEN-ARGS must not contain --server (this script sets it). Loopback only.
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --relay) RELAY=1; shift ;;
     --build) BUILD=$2; shift 2 ;;
     --relay-bin) RELAY_BIN=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "usage: $0 [--relay] [--build DIR] [--relay-bin FILE] -- LOADGEN-ARGS..." >&2; exit 2 ;;
   esac
@@ -60,7 +62,7 @@ TARGET=$SINK_PORT
 if [ "$RELAY" = 1 ]; then
   TARGET=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   [ -n "$RELAY_BIN" ] && export MXRELAY_BIN=$RELAY_BIN
-  OUT=$("$HERE/peer-scripts/ours-up.sh" --port "$TARGET" --sink-port "$SINK_PORT")
+  OUT=$("$HERE/peer-scripts/ours-up.sh" --port "$TARGET" --sink-port "$SINK_PORT" --threads "${THREADS:-0}")
   RELAY_WORK=$(echo "$OUT" | sed -n 's/^WORKDIR=//p' | tail -1)
 fi
 
