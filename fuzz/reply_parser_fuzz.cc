@@ -308,7 +308,7 @@ void DriveClient(uint8_t b0, uint8_t b1, const std::vector<std::string_view>& pi
     for (const auto& r : results) {
       FUZZ_CHECK(r.code != 0);
       // The engine marks a recipient delivered when Classify() says success.
-      if (Classify(r.code) == ReplyClass::kSuccess && !fuzz::KnownBug("client-result")) {
+      if (Classify(r.code) == ReplyClass::kSuccess) {
         FUZZ_CHECK(r.code >= 200 && r.code < 300,
                    "recipient result " + std::to_string(r.code) + " counts as delivered");
         FUZZ_CHECK(body_written, "recipient reported delivered (" + std::to_string(r.code) +

@@ -31,10 +31,7 @@ using fuzz::Escape;
 
 // Control characters other than NUL: the session rejects a command line
 // holding a NUL before parsing it, so NUL itself is not checked here.
-// Known bug "ip-nul" (fuzz/README.md): IpAddress::Parse stops at a NUL, so an
-// address literal "[127.0.0.1\0<anything>]" is accepted; skipped when named.
 bool HasCtl(std::string_view s) {
-  if (s.find('\0') != std::string_view::npos && fuzz::KnownBug("ip-nul")) return false;
   for (char c : s) {
     unsigned char u = static_cast<unsigned char>(c);
     if ((u < 32 && u != 0) || u == 127) return true;
@@ -60,8 +57,7 @@ void CheckFailure(const PathResult& r, std::string_view arg) {
   // The text ends up in a reply line: a CR or LF in it would end the line
   // early (reply injection). (NUL cannot get here: the session rejects
   // command lines holding one before parsing them.)
-  bool known = fuzz::KnownBug("param-echo-cr") && r.text.rfind("Unsupported parameter ", 0) == 0;
-  FUZZ_CHECK(known || r.text.find_first_of("\r\n") == std::string::npos,
+  FUZZ_CHECK(r.text.find_first_of("\r\n") == std::string::npos,
              "reply text echoes CR/LF: \"" + Escape(r.text) + "\" for argument \"" +
                  Escape(arg) + "\"");
 }
