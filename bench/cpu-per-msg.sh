@@ -9,12 +9,13 @@
 #
 # Usage: bench/cpu-per-msg.sh [--size BYTES] [--rcpts N] [--sessions N]
 #            [--messages N] [--runs N] [--perf FILE] [--bin PATH] [--threads N]
+#            [--commit-delay-us N]   (spool.commit_delay_us; default: the relay's)
 # Example: bench/cpu-per-msg.sh --size 102400 --messages 2000 --perf /tmp/p.data
 # Everything on 127.0.0.1; every process is stopped by PID; bounded in time.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$HERE/../build/main/mxrelay
-SIZE=1024 RCPTS=1 SESSIONS=20 MESSAGES=8000 RUNS=1 PERF="" THREADS=0
+SIZE=1024 RCPTS=1 SESSIONS=20 MESSAGES=8000 RUNS=1 PERF="" THREADS=0 COMMIT_DELAY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE=$2; shift 2 ;;
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --perf) PERF=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
+    --commit-delay-us) COMMIT_DELAY=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -81,6 +83,7 @@ max_connections_per_ip = 100000
 address = "127.0.0.1"
 port = $PORT
 mode = "plain"
+$( [ -n "$COMMIT_DELAY" ] && printf '[spool]\ncommit_delay_us = %s\n' "$COMMIT_DELAY" )
 [delivery]
 max_connections_per_site = 20
 [[route]]

@@ -340,6 +340,7 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(s.Int("max_write_buffer_number", &x.max_write_buffer_number, 2, 16));
     MXR_RETURN_IF_ERROR(s.Int("max_total_wal_size", &x.max_total_wal_size, 1 << 20, int64_t{1} << 40));
     MXR_RETURN_IF_ERROR(s.Int("min_free_space", &x.min_free_space, 0, int64_t{1} << 44));
+    MXR_RETURN_IF_ERROR(s.Int("commit_delay_us", &x.commit_delay_us, 0, 10000));
     MXR_RETURN_IF_ERROR(s.Finish());
   }
   MXR_RETURN_IF_ERROR(st);

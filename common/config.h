@@ -74,6 +74,11 @@ struct SpoolConfig {
   // New mail is refused (452 4.3.1) while the spool's filesystem has less
   // free space than this, before RocksDB itself runs out (0 = no reserve).
   uint64_t min_free_space = 256ull << 20;
+  // Group-commit window: while messages arrive less than this far apart,
+  // a commit with fewer than 8 messages waits up to this long for more
+  // (fewer fsyncs per message; adds at most this to the time to 250).
+  // 0 = write at once.
+  int commit_delay_us = 200;
 };
 
 // Outbound TLS policy for a destination.

@@ -61,6 +61,7 @@ spool_write = 5
 path = "/s"
 write_buffer_size = 2097152
 max_write_buffer_number = 4
+commit_delay_us = 0
 max_total_wal_size = 4194304
 )",
                        "t.toml");
@@ -81,6 +82,9 @@ max_total_wal_size = 4194304
   EXPECT_EQ(c->SpoolPath(), "/s");
   EXPECT_EQ(c->UsersFile(), "/u");
   EXPECT_EQ(c->spool.max_write_buffer_number, 4);
+  EXPECT_EQ(c->spool.commit_delay_us, 0);
+  EXPECT_EQ(DefaultConfig().spool.commit_delay_us, 200);
+  EXPECT_FALSE(ParseConfig("[spool]\ncommit_delay_us = 20000\n", "x.toml").ok());
 }
 
 TEST(ConfigTest, ErrorsNameKeyAndLine) {

@@ -215,6 +215,7 @@ int Run(const std::string& config_path) {
   so.max_write_buffer_number = cfg.spool.max_write_buffer_number;
   so.max_total_wal_size = cfg.spool.max_total_wal_size;
   so.min_free_bytes = cfg.spool.min_free_space;
+  so.commit_delay_us = cfg.spool.commit_delay_us;
   so.write_deadline_ms = cfg.timeouts.spool_write * 1000;
   const Clock& clock = RealClock::Get();
   auto spool_or = queue::RocksSpool::Open(so, clock);

@@ -47,6 +47,13 @@ struct RocksSpoolOptions {
   // its WAL (Debian's build then aborts on an assertion at the next write).
   // Bookkeeping (updates, deletes) still goes through. 0 = no check.
   uint64_t min_free_bytes = 0;
+  // Group-commit window (config spool.commit_delay_us): when fewer than
+  // kCommitBatchTarget messages are waiting, the last batch held two or
+  // more (concurrent senders) and messages have been arriving less than 4x
+  // this many microseconds apart (moving average), the commit thread waits
+  // up to this long for more before writing. 0 = never waits.
+  int commit_delay_us = 0;
+  static constexpr size_t kCommitBatchTarget = 8;
 };
 
 class RocksSpool final : public Spool {
@@ -117,6 +124,15 @@ class RocksSpool final : public Spool {
   // and in ops_ before it reads RocksDB, so it never sees an older record).
   std::vector<Op> writing_ops_ ABSL_GUARDED_BY(mu_);
   bool flush_ops_ ABSL_GUARDED_BY(mu_) = false;  // FlushAsync() asked for a write
+  // Moving average (1/8 weight) of the gap between two Commit() calls, and
+  // the time of the last one (µs, monotonic): the group-commit window opens
+  // only while messages come this close together.
+  int64_t arrival_gap_us_ ABSL_GUARDED_BY(mu_) = 1'000'000;
+  int64_t last_arrival_us_ ABSL_GUARDED_BY(mu_) = 0;
+  bool window_open_ ABSL_GUARDED_BY(mu_) = false;
+  // Messages in the last synced batch: one at a time (a lone sender, who
+  // waits for each 250) never opens the window; concurrent senders do.
+  size_t last_batch_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status latched_ ABSL_GUARDED_BY(mu_);  // why we are unhealthy
   std::atomic<bool> healthy_{true};

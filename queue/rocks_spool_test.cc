@@ -21,10 +21,11 @@ class RocksSpoolTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  std::unique_ptr<RocksSpool> OpenSpool(bool read_only = false) {
+  std::unique_ptr<RocksSpool> OpenSpool(bool read_only = false, int commit_delay_us = 0) {
     RocksSpoolOptions o;
     o.path = dir_ + "/spool";
     o.read_only = read_only;
+    o.commit_delay_us = commit_delay_us;
     o.write_buffer_size = 4 << 20;
     auto s = RocksSpool::Open(o, clock_);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -164,6 +165,34 @@ TEST_F(RocksSpoolTest, AsyncBookkeepingAloneIsWrittenToo) {
   }  // the destructor drains queued operations
   auto s = OpenSpool();
   EXPECT_EQ(s->LoadMeta(m.id).status().code(), absl::StatusCode::kNotFound);
+}
+
+// The group-commit window: never for a lone sender (who waits for each
+// commit), used while several commit at once; every message still commits.
+TEST_F(RocksSpoolTest, CommitWindowOnlyForConcurrentSenders) {
+  auto s = OpenSpool(false, /*commit_delay_us=*/2000);
+  int64_t now = clock_.NowMicros();
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(CommitSync(*s, Make(i, now)).ok());
+  EXPECT_EQ(s->Stats().window_waits, 0u);
+  EXPECT_EQ(s->Stats().max_batch, 1u);
+
+  std::vector<std::thread> senders;
+  std::atomic<int> ok{0};
+  std::vector<NewMessage> msgs;
+  for (int i = 0; i < 200; ++i) msgs.push_back(Make(100 + i, now));
+  for (int t = 0; t < 8; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = t; i < 200; i += 8) ok += CommitSync(*s, std::move(msgs[i])).ok();
+    });
+  }
+  for (auto& t : senders) t.join();
+  EXPECT_EQ(ok.load(), 200);
+  SpoolStats st = s->Stats();
+  EXPECT_EQ(st.committed_messages, 220u);
+  EXPECT_GT(st.window_waits, 0u);  // 8 concurrent senders open the window
+  EXPECT_GE(st.max_batch, 2u);
+  size_t due = s->LoadDue(now, 1000)->size();
+  EXPECT_EQ(due, 220u);
 }
 
 TEST_F(RocksSpoolTest, CommitListenerSeesEveryCommittedMessage) {

@@ -50,6 +50,7 @@ struct SpoolStats {
   uint64_t max_batch = 0;         // largest batch so far
   uint64_t commit_micros_total = 0;
   uint64_t background_errors = 0; // times the spool was latched unhealthy
+  uint64_t window_waits = 0;      // commits that waited in the group-commit window
   HistogramSnapshot batch_messages;       // messages per synced commit
   HistogramSnapshot commit_micros;        // duration of each synced commit
   // Messages and body bytes held (committed and not yet deleted); gauges.
