@@ -4,6 +4,7 @@
 # smtp-source cannot AUTH) with a fresh spool in a work dir.
 #
 # Usage: ours-up.sh --port P --sink-port S [--workdir DIR] [--threads N]
+# (environment MXRELAY_COMMIT_DELAY_US sets spool.commit_delay_us for A/B runs)
 # Prints WORKDIR=<dir> last; stop with ours-down.sh --workdir DIR.
 #
 # Every message is delivered to 127.0.0.1:S through a static route (no DNS,
@@ -42,6 +43,7 @@ name = "bench"
 address = "127.0.0.1"
 port = $PORT
 mode = "plain"
+$( [ -n "${MXRELAY_COMMIT_DELAY_US:-}" ] && printf '[spool]\ncommit_delay_us = %s\n' "$MXRELAY_COMMIT_DELAY_US" )
 [delivery]
 max_connections_per_site = 20
 [[route]]
