@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Relay CPU per message for one end-to-end point, optionally with a perf
-# profile: smtp-source -> mxrelay -> smtp-sink, the relay configured like
-# bench/peer-scripts/ours-up.sh (plain listener, loopback trusted, static
-# route to the sink, every 250 WAL-synced). CPU is utime+stime of the relay
+# profile: smtp-source -> mxrelay -> smtp-sink, the relay started by
+# bench/peer-scripts/ours-up.sh as the peer harness does (plain listener,
+# loopback trusted, static route to the sink, every 250 WAL-synced). CPU is utime+stime of the relay
 # process (all threads, /proc/PID/stat) over the whole run, from the first
 # connection to the last delivery; it is less noisy than msg/s on a shared
 # machine, and what the peer harness's msg/cpu-s measures with a cgroup.
@@ -35,8 +35,9 @@ command -v smtp-source >/dev/null || { echo "smtp-source missing: scripts/instal
 WORK=$(mktemp -d -t mxr-cpu.XXXXXX)
 PORT=$((20000 + RANDOM % 20000)) SINK_PORT=$((PORT + 1))
 SINK_PID="" RELAY_PID=""
+RELAY_WORK=""
 cleanup() {
-  [ -n "$RELAY_PID" ] && kill -TERM "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null || true
+  [ -n "$RELAY_WORK" ] && MXRELAY_BIN=$BIN "$HERE/peer-scripts/ours-down.sh" --workdir "$RELAY_WORK" >/dev/null 2>&1 || true
   [ -n "$SINK_PID" ] && kill -TERM "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -68,34 +69,15 @@ delivered() {
 
 smtp-sink -4 -c $( [ "$(id -u)" = 0 ] && echo -u nobody ) "127.0.0.1:$SINK_PORT" 1000 >/dev/null 2>&1 &
 SINK_PID=$!
-cat >"$WORK/mxrelay.toml" <<CFG
-hostname = "relay.bench.invalid"
-data_dir = "$WORK/data"
-threads = $THREADS
-trusted_networks = ["127.0.0.0/8"]
-[log]
-level = "warn"
-[metrics]
-listen = "127.0.0.1:$((PORT + 2))"
-[limits]
-max_connections_per_ip = 100000
-[[listener]]
-address = "127.0.0.1"
-port = $PORT
-mode = "plain"
-$( [ -n "$COMMIT_DELAY" ] && printf '[spool]\ncommit_delay_us = %s\n' "$COMMIT_DELAY" )
-[delivery]
-max_connections_per_site = 20
-[[route]]
-domain = "*"
-host = "127.0.0.1"
-port = $SINK_PORT
-tls = "none"
-CFG
-"$BIN" run -c "$WORK/mxrelay.toml" 2>"$WORK/relay.log" &
-RELAY_PID=$!
 wait_port "$SINK_PORT"
-wait_port "$PORT" || { tail -5 "$WORK/relay.log" >&2; exit 1; }
+# The relay exactly as the peer harness runs it (bench/peer-scripts/ours-up.sh),
+# plus a metrics port of our own to count deliveries.
+[ -n "$COMMIT_DELAY" ] && export MXRELAY_COMMIT_DELAY_US=$COMMIT_DELAY
+OUT=$(MXRELAY_BIN=$BIN "$HERE/peer-scripts/ours-up.sh" --port "$PORT" --sink-port "$SINK_PORT" \
+  --threads "$THREADS" --metrics-listen "127.0.0.1:$((PORT + 2))" --workdir "$WORK/relay")
+RELAY_WORK=$(echo "$OUT" | sed -n 's/^WORKDIR=//p' | tail -1)
+RELAY_PID=$(pgrep -P "$(cat "$RELAY_WORK/relay.pid")" -n)  # the launcher's child
+[ -n "$RELAY_PID" ] || { echo "relay not running: $(tail -5 "$RELAY_WORK/relay.log")" >&2; exit 1; }
 hz=$(getconf CLK_TCK)
 total=0
 for run in $(seq 1 "$RUNS"); do

@@ -4,6 +4,7 @@
 # smtp-source cannot AUTH) with a fresh spool in a work dir.
 #
 # Usage: ours-up.sh --port P --sink-port S [--workdir DIR] [--threads N]
+#                   [--metrics-listen IP:PORT]   (default: the relay's, 127.0.0.1:9465)
 # (environment MXRELAY_COMMIT_DELAY_US sets spool.commit_delay_us for A/B runs)
 # Prints WORKDIR=<dir> last; stop with ours-down.sh --workdir DIR.
 #
@@ -14,13 +15,14 @@ PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../../../shared/bench/peers" && pwd)}
 . "$PEERS/lib/common.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${MXRELAY_BIN:-$HERE/../../build/main/mxrelay}
-PORT=12525 SINK_PORT=12526 WORKDIR="" THREADS=0
+PORT=12525 SINK_PORT=12526 WORKDIR="" THREADS=0 METRICS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT=$2; shift 2 ;;
     --sink-port) SINK_PORT=$2; shift 2 ;;
     --workdir) WORKDIR=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
+    --metrics-listen) METRICS=$2; shift 2 ;;
     *) die "unknown option $1" ;;
   esac
 done
@@ -44,6 +46,7 @@ address = "127.0.0.1"
 port = $PORT
 mode = "plain"
 $( [ -n "${MXRELAY_COMMIT_DELAY_US:-}" ] && printf '[spool]\ncommit_delay_us = %s\n' "$MXRELAY_COMMIT_DELAY_US" )
+$( [ -n "$METRICS" ] && printf '[metrics]\nlisten = "%s"\n' "$METRICS" )
 [delivery]
 max_connections_per_site = 20
 [[route]]
