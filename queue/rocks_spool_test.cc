@@ -52,6 +52,15 @@ class RocksSpoolTest : public ::testing::Test {
     return f.get();
   }
 
+  // Commits messages 1 and 2 (due at `now`) and returns their records.
+  void CommitTwo(Spool& s, int64_t now, MessageMeta* ma, MessageMeta* mb) {
+    NewMessage a = Make(1, now), b = Make(2, now);
+    *ma = a.meta;
+    *mb = b.meta;
+    ASSERT_TRUE(CommitSync(s, std::move(a)).ok());
+    ASSERT_TRUE(CommitSync(s, std::move(b)).ok());
+  }
+
   ManualClock clock_;
   QueueIdGenerator gen_{clock_};
   std::string dir_;
@@ -120,10 +129,8 @@ TEST_F(RocksSpoolTest, LoadDueHonoursScheduleAndUpdateReschedules) {
 TEST_F(RocksSpoolTest, AsyncBookkeepingIsAppliedInOrderWithTheNextCommit) {
   auto s = OpenSpool();
   int64_t now = clock_.NowMicros();
-  NewMessage a = Make(1, now), b = Make(2, now);
-  MessageMeta ma = a.meta, mb = b.meta;
-  ASSERT_TRUE(CommitSync(*s, std::move(a)).ok());
-  ASSERT_TRUE(CommitSync(*s, std::move(b)).ok());
+  MessageMeta ma, mb;
+  ASSERT_NO_FATAL_FAILURE(CommitTwo(*s, now, &ma, &mb));
 
   s->DeleteAsync(ma);
   MessageMeta updated = mb;
@@ -299,10 +306,8 @@ SpoolStats CountedStats(const RocksSpool& s) {
 TEST_F(RocksSpoolTest, AsyncBookkeepingVisibleAtOnceAndWrittenOnFlush) {
   auto s = OpenSpool();
   int64_t now = clock_.NowMicros();
-  NewMessage a = Make(1, now), b = Make(2, now);
-  MessageMeta ma = a.meta, mb = b.meta;
-  ASSERT_TRUE(CommitSync(*s, std::move(a)).ok());
-  ASSERT_TRUE(CommitSync(*s, std::move(b)).ok());
+  MessageMeta ma, mb;
+  ASSERT_NO_FATAL_FAILURE(CommitTwo(*s, now, &ma, &mb));
   int64_t before = CountedStats(*s).queue_messages;
 
   s->DeleteAsync(ma);
