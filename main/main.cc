@@ -310,8 +310,11 @@ int Run(const std::string& config_path) {
   if (engine) engine->Stop();  // before the spool: it reads and writes it
   spool.reset();   // drains pending commits (their callbacks post to the stopped loops)
   engine.reset();
-  server.reset();
+  // The password checker's thread posts its answers to the ingress loops:
+  // join it before the loops go (TSan: its Post wrote to an eventfd the
+  // server's destructor had closed, a use after free at shutdown).
   auth.reset();
+  server.reset();
   spdlog::info("event=shutdown_complete");
   return 0;
 }
