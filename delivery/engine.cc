@@ -967,6 +967,7 @@ void EngineImpl::PublishSnapshot(int64_t now_ms) {
   snap.dns_nullmx = rs.nullmx;
   snap.dns_tempfail = rs.tempfail;
   snap.dns_cache_hits = rs.cache_hits;
+  snap.dns_coalesced = rs.coalesced;
   snap.dns_micros = std::move(rs.micros);
   stats_->Publish(std::move(snap));
 }

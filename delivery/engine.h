@@ -45,6 +45,7 @@ struct SiteFigures {
 struct DeliverySnapshot {
   std::vector<SiteFigures> sites;  // labelled sites, then "other" last
   uint64_t dns_ok = 0, dns_nxdomain = 0, dns_nullmx = 0, dns_tempfail = 0, dns_cache_hits = 0;
+  uint64_t dns_coalesced = 0;
   HistogramSnapshot dns_micros;    // lookups that went to the server
 };
 

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "common/strings.h"
+#include "delivery/dns_cache.h"
 #include "spdlog/spdlog.h"
 
 namespace mxr::delivery {
@@ -106,15 +107,18 @@ class CaresResolver final : public Resolver {
 
   void ResolveMx(const std::string& domain, std::function<void(const MxAnswer&)> done) override {
     stats_.lookups++;
-    auto it = mx_cache_.find(domain);
-    if (it != mx_cache_.end() && it->second.expires_ms > loop_->now_ms()) {
+    if (const MxCacheEntry* e = mx_cache_.Find(domain, loop_->now_ms())) {
       stats_.cache_hits++;
-      MxAnswer a = it->second.answer;
-      if (a.outcome == DnsOutcome::kOk && !a.implicit) a.hosts = Reshuffle(it->second.records);
+      MxAnswer a = e->answer;
+      if (a.outcome == DnsOutcome::kOk && !a.implicit) a.hosts = Reshuffle(e->records);
       loop_->Post([done = std::move(done), a] { done(a); });
       return;
     }
-    auto* q = new MxQuery{this, domain, std::move(done), std::chrono::steady_clock::now()};
+    if (!mx_inflight_.Join(domain, std::move(done))) {
+      stats_.coalesced++;
+      return;
+    }
+    auto* q = new MxQuery{this, domain, std::chrono::steady_clock::now()};
     ares_query(channel_, domain.c_str(), ns_c_in, ns_t_mx, &OnMx, q);
   }
 
@@ -127,14 +131,16 @@ class CaresResolver final : public Resolver {
       loop_->Post([done = std::move(done), a] { done(a); });
       return;
     }
-    auto it = addr_cache_.find(host);
-    if (it != addr_cache_.end() && it->second.expires_ms > loop_->now_ms()) {
+    if (const AddrAnswer* cached = addr_cache_.Find(host, loop_->now_ms())) {
       stats_.cache_hits++;
-      AddrAnswer a = it->second.answer;
-      loop_->Post([done = std::move(done), a] { done(a); });
+      loop_->Post([done = std::move(done), a = *cached] { done(a); });
       return;
     }
-    auto* q = new AddrQuery{this, host, std::move(done), std::chrono::steady_clock::now()};
+    if (!addr_inflight_.Join(host, std::move(done))) {
+      stats_.coalesced++;
+      return;
+    }
+    auto* q = new AddrQuery{this, host, std::chrono::steady_clock::now()};
     ares_addrinfo_hints hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_flags = ARES_AI_NOSORT;
@@ -152,16 +158,15 @@ class CaresResolver final : public Resolver {
   }
 
  private:
+  // One query on the wire; its askers wait in mx_inflight_ / addr_inflight_.
   struct MxQuery {
     CaresResolver* self;
     std::string domain;
-    std::function<void(const MxAnswer&)> done;
     std::chrono::steady_clock::time_point start;
   };
   struct AddrQuery {
     CaresResolver* self;
     std::string host;
-    std::function<void(const AddrAnswer&)> done;
     std::chrono::steady_clock::time_point start;
   };
   struct Poll : IoOp {
@@ -174,12 +179,7 @@ class CaresResolver final : public Resolver {
   };
   struct MxCacheEntry {
     MxAnswer answer;
-    std::vector<MxRecord> records;
-    int64_t expires_ms = 0;
-  };
-  struct AddrCacheEntry {
-    AddrAnswer answer;
-    int64_t expires_ms = 0;
+    std::vector<MxRecord> records;  // reshuffled for every asker
   };
 
   std::vector<std::string> Reshuffle(const std::vector<MxRecord>& recs) {
@@ -243,10 +243,15 @@ class CaresResolver final : public Resolver {
       }
     }
     if (a.outcome != DnsOutcome::kTemporary) {
-      self->mx_cache_[q->domain] = MxCacheEntry{a, recs, self->Expiry(ttl)};
-      if (self->mx_cache_.size() > 100000) self->mx_cache_.clear();
+      self->mx_cache_.Put(q->domain, MxCacheEntry{a, recs}, self->Expiry(ttl));
     }
-    q->done(a);
+    bool first = true;
+    for (auto& done : self->mx_inflight_.Take(q->domain)) {
+      // Every asker gets its own shuffle of equal-preference hosts, as from the cache.
+      if (!first && a.outcome == DnsOutcome::kOk && !a.implicit) a.hosts = self->Reshuffle(recs);
+      first = false;
+      done(a);
+    }
   }
 
   static void OnAddr(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
@@ -283,11 +288,8 @@ class CaresResolver final : public Resolver {
       a.outcome = DnsOutcome::kTemporary;
       a.error = Cat("DNS lookup of ", q->host, " failed: ", ares_strerror(status));
     }
-    if (a.outcome != DnsOutcome::kTemporary) {
-      self->addr_cache_[q->host] = AddrCacheEntry{a, self->Expiry(ttl)};
-      if (self->addr_cache_.size() > 100000) self->addr_cache_.clear();
-    }
-    q->done(a);
+    if (a.outcome != DnsOutcome::kTemporary) self->addr_cache_.Put(q->host, a, self->Expiry(ttl));
+    for (auto& done : self->addr_inflight_.Take(q->host)) done(a);
   }
 
   // c-ares tells us which sockets it wants watched; we watch them with
@@ -361,8 +363,10 @@ class CaresResolver final : public Resolver {
   std::unordered_map<uint64_t, std::unique_ptr<Poll>> polls_;
   std::vector<std::unique_ptr<Poll>> orphans_;
   uint64_t next_poll_id_ = 0;
-  std::unordered_map<std::string, MxCacheEntry> mx_cache_;
-  std::unordered_map<std::string, AddrCacheEntry> addr_cache_;
+  TtlCache<MxCacheEntry> mx_cache_;
+  TtlCache<AddrAnswer> addr_cache_;
+  Inflight<MxAnswer> mx_inflight_;
+  Inflight<AddrAnswer> addr_inflight_;
   Stats stats_;
   Histogram latency_{buckets::LatencyUs()};
 };

@@ -47,6 +47,7 @@ class Resolver {
   virtual void Tick() {}
   struct Stats {
     uint64_t lookups = 0, cache_hits = 0, ok = 0, nxdomain = 0, nullmx = 0, tempfail = 0;
+    uint64_t coalesced = 0;  // joined a lookup already on the wire for the same name
     HistogramSnapshot micros;  // duration of lookups that went to the server
   };
   virtual Stats stats() const { return {}; }

@@ -179,6 +179,7 @@ void RenderDelivery(const Sources& src, Families& f) {
   Families::AddCounter(dns, static_cast<double>(snap.dns_nullmx), {{"result", "nullmx"}});
   Families::AddCounter(dns, static_cast<double>(snap.dns_tempfail), {{"result", "tempfail"}});
   Families::AddCounter(dns, static_cast<double>(snap.dns_cache_hits), {{"result", "cache_hit"}});
+  Families::AddCounter(dns, static_cast<double>(snap.dns_coalesced), {{"result", "coalesced"}});
   f.Histogram("mxrelay_dns_lookup_duration_seconds", "Duration of DNS lookups that went to the server.",
               snap.dns_micros, 1e-6);
 

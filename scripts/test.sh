@@ -16,7 +16,7 @@ quick=0
 ./scripts/install-deps.sh
 start=$(date +%s)
 
-echo "=== [1/3] release build + all tests"
+echo "=== [1/4] release build + all tests"
 ./scripts/build.sh release
 (cd build && ctest --output-on-failure --timeout 600 -j1)
 

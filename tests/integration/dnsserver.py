@@ -22,6 +22,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 from relayctl import HOST, free_port
@@ -185,3 +186,103 @@ class DnsServer:
 
     def query(self, name, qtype):
         return query((HOST, self.port), name, qtype)
+
+
+class HoldingProxy:
+    """A UDP DNS proxy in front of a DnsServer that counts the queries it sees
+    and can hold the answers to one query type until release().
+
+        proxy = HoldingProxy(dns, hold_qtype="MX").start()
+        ... delivery.resolver = proxy.resolver ...
+        proxy.queries("alpha.test", "MX")   # how many reached the server side
+        proxy.release()                     # answer the held ones, pass later ones through
+        proxy.stop()
+
+    One thread serves it; every wait is bounded (a held query is answered at
+    the latest by stop(), and the thread ends by itself after `lifetime`).
+    """
+
+    def __init__(self, upstream, hold_qtype="MX", lifetime=120.0):
+        self.upstream = (HOST, upstream.port)
+        self.hold_qtype = QTYPE[hold_qtype]
+        self.lifetime = lifetime
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.port = self.sock.getsockname()[1]
+        self._lock = threading.Lock()
+        self._seen = []          # (name lowercased, qtype) in arrival order
+        self._held = []          # (packet, client address)
+        self._holding = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="dns-proxy", daemon=True)
+
+    @property
+    def resolver(self):
+        return "%s:%d" % (HOST, self.port)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def queries(self, name, qtype):
+        with self._lock:
+            return sum(1 for n, t in self._seen if n == name.lower() and t == QTYPE[qtype])
+
+    def held(self):
+        with self._lock:
+            return len(self._held)
+
+    def release(self):
+        with self._lock:
+            self._holding = False
+
+    def stop(self):
+        self.release()
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.sock.close()
+
+    def _forward(self, pkt, client):
+        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            up.settimeout(2.0)
+            up.sendto(pkt, self.upstream)
+            answer, _ = up.recvfrom(4096)
+            self.sock.sendto(answer, client)
+        except OSError:
+            pass  # no answer: the relay's own timeout handles it
+        finally:
+            up.close()
+
+    def _serve(self):
+        deadline = time.monotonic() + self.lifetime
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                due = [] if self._holding else self._held
+                if due:
+                    self._held = []
+            for pkt, client in due:
+                self._forward(pkt, client)
+            try:
+                pkt, client = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            try:
+                name = _read_name(pkt, 12).lower()
+                qtype = struct.unpack(">H", pkt[_skip_name(pkt, 12):][:2])[0]
+            except (IndexError, ValueError, struct.error):
+                continue
+            with self._lock:
+                self._seen.append((name, qtype))
+                hold = self._holding and qtype == self.hold_qtype
+                if hold:
+                    self._held.append((pkt, client))
+            if not hold:
+                self._forward(pkt, client)
+        with self._lock:
+            due, self._held = self._held, []
+        for pkt, client in due:
+            self._forward(pkt, client)

@@ -20,7 +20,7 @@ import tempfile
 import time
 import unittest
 
-from dnsserver import DnsServer, RCODE_NXDOMAIN
+from dnsserver import DnsServer, HoldingProxy, RCODE_NXDOMAIN
 from relayctl import (Listener, RelayTestCase, free_port, make_message, stop_process, submit,
                       submit_many)
 from sink import seq, start_sinks
@@ -246,6 +246,39 @@ class DeliveryTest(RelayTestCase):
         e = relay.wait_events(lambda e: e["recipient"] == "h@hang.test")[0]
         self.assertEqual((e["outcome"], e["mx_host"], e["attempt"]), ("delivered", "mx2.hang.test", 1))
         relay.wait_queue_empty()
+
+    def test_burst_to_an_uncached_domain_sends_one_mx_query(self):
+        # Ten messages to alpha.test are queued while the first MX query is
+        # held unanswered: the other nine wait for that answer instead of
+        # sending nine more queries, and all ten are delivered once it comes.
+        n = 10
+        port, (alpha,) = self.sinks((ALPHA, {}))
+        proxy = HoldingProxy(self.dns, hold_qtype="MX").start()
+        self.addCleanup(proxy.stop)
+        relay = self.relay(port, resolver=proxy.resolver, dns_timeout_ms=20000)
+        items = [(SENDER, ["burst%d@alpha.test" % i],
+                  make_message(SENDER, ["burst%d@alpha.test" % i], "b%d" % i, "burst-%d" % i))
+                 for i in range(n)]
+        submit_many(relay.port("plain"), items)
+        # Every message reached the resolver (bounded wait on the metric).
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            m = relay.scrape()
+            if m.get('mxrelay_dns_lookups_total{result="coalesced"}', 0) >= n - 1:
+                break
+            time.sleep(0.1)
+        self.assertEqual(m.get('mxrelay_dns_lookups_total{result="coalesced"}'), n - 1, m)
+        self.assertEqual(proxy.queries("alpha.test", "MX"), 1)
+        self.assertEqual(proxy.held(), 1)
+        self.assertEqual(alpha.received(), [])
+        proxy.release()
+        alpha.wait_messages(n, WAIT)
+        relay.wait_queue_empty()
+        self.assertEqual(sorted(alpha.recipients()), sorted("burst%d@alpha.test" % i for i in range(n)))
+        self.assertEqual(proxy.queries("alpha.test", "MX"), 1, "the answer was not shared or cached")
+        self.assertEqual(len(relay.events()), n)
+        self.assertTrue(all(e["outcome"] == "delivered" and e["attempt"] == 1 for e in relay.events()),
+                        relay.events())
 
     # ------------------------------------------------------------ DNS failures
 
