@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "common/status.h"
 #include "common/strings.h"
 #include "queue/codec.h"
 #include "rocksdb/db.h"
@@ -589,6 +590,22 @@ absl::Status RocksSpool::Scan(const std::function<bool(const MessageMeta&)>& vis
     if (!visit(*m)) break;
   }
   return FromRocks(it->status(), "scanning spool");
+}
+
+absl::StatusOr<std::optional<QueueId>> RocksSpool::OldestFrom(const QueueId& from) {
+  auto lower = from.Key();
+  rocksdb::Slice lower_slice = KeySlice(lower);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lower_slice;  // tombstones before `from` are never visited
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, meta_));
+  it->Seek(lower_slice);
+  if (!it->Valid()) {
+    MXR_RETURN_IF_ERROR(FromRocks(it->status(), "finding the oldest message"));
+    return std::optional<QueueId>();
+  }
+  auto id = QueueId::FromKey(std::string_view(it->key().data(), it->key().size()));
+  if (!id) return absl::DataLossError("spool: malformed message key in meta");
+  return std::optional<QueueId>(*id);
 }
 
 }  // namespace mxr::queue

@@ -79,6 +79,7 @@ class RocksSpool final : public Spool {
   void DeleteAsync(const MessageMeta& meta) override;
   void FlushAsync() override;
   absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) override;
+  absl::StatusOr<std::optional<QueueId>> OldestFrom(const QueueId& from) override;
 
   // RocksDB's view of stalls ("rocksdb.is-write-stopped" etc.), for metrics.
   uint64_t IntProperty(const std::string& name) const;

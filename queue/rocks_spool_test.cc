@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -94,6 +95,50 @@ TEST_F(RocksSpoolTest, CommitRecoverDelete) {
   int n = 0;
   ASSERT_TRUE(s->Scan([&](const MessageMeta&) { return ++n < 100; }).ok());
   EXPECT_EQ(n, 4);
+}
+
+TEST_F(RocksSpoolTest, OldestFromSkipsDeletedMessagesAndRespectsTheLowerBound) {
+  auto s = OpenSpool();
+  auto none = s->OldestFrom(QueueId{});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());  // empty spool
+  std::vector<MessageMeta> metas;
+  for (int i = 0; i < 5; ++i) {
+    NewMessage m = Make(i, clock_.NowMicros());
+    metas.push_back(m.meta);
+    ASSERT_TRUE(CommitSync(*s, std::move(m)).ok());
+    clock_.AdvanceMicros(10);
+  }
+  auto first = s->OldestFrom(QueueId{});
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->has_value());
+  EXPECT_EQ(**first, metas[0].id);
+  // The two oldest delivered: the answer moves past their tombstones.
+  ASSERT_TRUE(s->Delete(metas[0]).ok());
+  ASSERT_TRUE(s->Delete(metas[1]).ok());
+  auto next = s->OldestFrom(metas[0].id);
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ(**next, metas[2].id);
+  // `from` is inclusive, and nothing before it is returned.
+  auto at = s->OldestFrom(metas[3].id);
+  ASSERT_TRUE(at.ok() && at->has_value());
+  EXPECT_EQ(**at, metas[3].id);
+  QueueId after{metas[4].id.time_us + 1, 0};
+  auto past = s->OldestFrom(after);
+  ASSERT_TRUE(past.ok());
+  EXPECT_FALSE(past->has_value());
+  // Asynchronous deletes count once they are written.
+  s->DeleteAsync(metas[2]);
+  s->FlushAsync();
+  for (int i = 0; i < 200; ++i) {
+    auto r = s->OldestFrom(metas[2].id);
+    ASSERT_TRUE(r.ok() && r->has_value());
+    if (**r == metas[3].id) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto moved = s->OldestFrom(metas[2].id);
+  ASSERT_TRUE(moved.ok() && moved->has_value());
+  EXPECT_EQ(**moved, metas[3].id);
 }
 
 TEST_F(RocksSpoolTest, LoadDueHonoursScheduleAndUpdateReschedules) {

@@ -163,6 +163,40 @@ class MetricsTest(RelayTestCase):
                      10, "5 queued after restart")
         self.assertEqual(m["mxrelay_queue_bytes"], bytes_before)
 
+    def test_oldest_message_age_follows_the_oldest_queued_message(self):
+        """mxrelay_queue_oldest_message_age_seconds (the alert rules' input) is the
+        age of the oldest message still queued: it grows while that message is
+        deferred, falls to the next one's age once it is delivered, and to 0
+        when the queue is empty."""
+        gauge = "mxrelay_queue_oldest_message_age_seconds"
+        accepted = set()  # recipients the sink takes; the others get 451
+        sink = self.sink(rcpt=lambda addr: None if addr.lower() in accepted else "451 4.3.0 Try again later")
+        relay = self.delivering_relay(sink)
+        port = relay.port("plain")
+        self.assertEqual(relay.scrape().get(gauge), 0)
+        t_old = time.time()
+        submit(port, SENDER, ["old@dest.test"], make_message(SENDER, ["old@dest.test"], "old"))
+        time.sleep(3)
+        t_young = time.time()
+        submit(port, SENDER, ["young@dest.test"], make_message(SENDER, ["young@dest.test"], "young"))
+        # Both deferred: the gauge is the older one's age, not the younger's.
+        m = wait_for(lambda: (lambda x: x if x.get(gauge, 0) >= 4 else None)(relay.scrape()),
+                     15, "oldest age >= 4 s")
+        self.assertLessEqual(m[gauge], time.time() - t_old + 1)
+        self.assertEqual(m["mxrelay_queue_messages"], 2)
+        # The old one delivered: the gauge drops to the young one's age.
+        accepted.add("old@dest.test")
+        sink.wait_messages(1, timeout=15)
+        m = wait_for(lambda: (lambda x: x if x.get("mxrelay_queue_messages") == 1 and
+                              x.get(gauge, 0) <= time.time() - t_young + 1 else None)(relay.scrape()),
+                     15, "gauge at the younger message's age")
+        self.assertGreater(m[gauge], 0)
+        self.assertLess(m[gauge], time.time() - t_old - 2)
+        # Both delivered: 0.
+        accepted.add("young@dest.test")
+        sink.wait_messages(2, timeout=15)
+        wait_for(lambda: relay.scrape().get(gauge) == 0, 15, "gauge 0 with the queue empty")
+
     @unittest.skipIf(PROMETHEUS is None, "the prometheus binary is not installed (scripts/install-deps.sh installs it)")
     def test_real_prometheus_scrapes_the_relay(self):
         sink = self.sink()
