@@ -96,6 +96,8 @@ class RocksSpool final : public Spool {
   };
   RocksSpool(const RocksSpoolOptions& opts, const Clock& clock);
   void CommitLoop();
+  // At a clean close: memtables to SST files, so the next open replays no WAL.
+  void FlushForRestart();
   // Counts messages and bytes present at open (on its own thread: a big
   // spool must not delay the start), from an iterator made before any write.
   void CountExisting(std::unique_ptr<rocksdb::Iterator> it);
