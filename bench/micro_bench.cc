@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <mutex>
 
@@ -288,13 +289,14 @@ struct FilledSpool {
 };
 std::unique_ptr<FilledSpool> g_scan_spool;
 
-queue::RocksSpool* ScanSpool(size_t count) {
-  if (g_scan_spool) return g_scan_spool->spool.get();
+// A fresh unsynced spool in a temporary directory holding `count` messages
+// made by make(i), committed with up to 4,096 in flight.
+std::unique_ptr<FilledSpool> MakeFilledSpool(const char* name, size_t count,
+                                             const std::function<queue::NewMessage(size_t)>& make) {
   static ManualClock clock;
-  static queue::QueueIdGenerator ids(clock);
   auto f = std::make_unique<FilledSpool>();
-  char tmpl[] = "/tmp/mxrelay-bench-scan-XXXXXX";
-  f->dir = mkdtemp(tmpl);
+  std::string tmpl = std::string("/tmp/mxrelay-bench-") + name + "-XXXXXX";
+  f->dir = mkdtemp(tmpl.data());
   queue::RocksSpoolOptions o;
   o.path = f->dir + "/spool";
   o.sync = false;
@@ -302,13 +304,29 @@ queue::RocksSpool* ScanSpool(size_t count) {
   std::mutex mu;
   std::condition_variable cv;
   size_t outstanding = 0;
-  std::string body(200, 'x');
   for (size_t i = 0; i < count; ++i) {
     {
       std::unique_lock<std::mutex> l(mu);
       cv.wait(l, [&] { return outstanding < 4096; });
       outstanding++;
     }
+    f->spool->Commit(make(i), [&](absl::Status) {
+      std::lock_guard<std::mutex> l(mu);
+      outstanding--;
+      cv.notify_one();
+    });
+  }
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return outstanding == 0; });
+  return f;
+}
+
+queue::RocksSpool* ScanSpool(size_t count) {
+  if (g_scan_spool) return g_scan_spool->spool.get();
+  static ManualClock clock;
+  static queue::QueueIdGenerator ids(clock);
+  std::string body(200, 'x');
+  g_scan_spool = MakeFilledSpool("scan", count, [&](size_t i) {
     queue::NewMessage m;
     m.meta.id = ids.Next();
     m.meta.received_us = 1'700'000'000'000'000;
@@ -318,15 +336,8 @@ queue::RocksSpool* ScanSpool(size_t count) {
     m.meta.recipients = {{"c" + std::to_string(i) + "@d.test"}};
     m.body = body;
     m.meta.body_size = body.size();
-    f->spool->Commit(std::move(m), [&](absl::Status) {
-      std::lock_guard<std::mutex> l(mu);
-      outstanding--;
-      cv.notify_one();
-    });
-  }
-  std::unique_lock<std::mutex> l(mu);
-  cv.wait(l, [&] { return outstanding == 0; });
-  g_scan_spool = std::move(f);
+    return m;
+  });
   return g_scan_spool->spool.get();
 }
 
@@ -374,18 +385,8 @@ void BM_OldestFrom(benchmark::State& state) {
   if (!f) {
     static ManualClock clock;
     static queue::QueueIdGenerator ids(clock);
-    f = std::make_unique<FilledSpool>();
-    char tmpl[] = "/tmp/mxrelay-bench-oldest-XXXXXX";
-    f->dir = mkdtemp(tmpl);
-    queue::RocksSpoolOptions o;
-    o.path = f->dir + "/spool";
-    o.sync = false;
-    f->spool = std::move(*queue::RocksSpool::Open(o, clock));
     std::vector<queue::MessageMeta> metas;
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t outstanding = 0;
-    for (int i = 0; i < 20000; ++i) {
+    f = MakeFilledSpool("oldest", 20000, [&](size_t) {
       queue::NewMessage m;
       m.meta.id = ids.Next();
       m.meta.received_us = 1'700'000'000'000'000;
@@ -395,21 +396,8 @@ void BM_OldestFrom(benchmark::State& state) {
       m.body = "x";
       m.meta.body_size = 1;
       metas.push_back(m.meta);
-      {
-        std::unique_lock<std::mutex> l(mu);
-        cv.wait(l, [&] { return outstanding < 4096; });
-        outstanding++;
-      }
-      f->spool->Commit(std::move(m), [&](absl::Status) {
-        std::lock_guard<std::mutex> l(mu);
-        outstanding--;
-        cv.notify_all();
-      });
-    }
-    {
-      std::unique_lock<std::mutex> l(mu);
-      cv.wait(l, [&] { return outstanding == 0; });
-    }
+      return m;
+    });
     for (int i = 0; i < 10000; ++i) (void)f->spool->Delete(metas[i]);
     first_live = metas[10000].id;
   }
