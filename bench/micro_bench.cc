@@ -341,11 +341,11 @@ queue::RocksSpool* ScanSpool(size_t count) {
   return g_scan_spool->spool.get();
 }
 
-void CloseScanSpool() {
-  if (!g_scan_spool) return;
-  g_scan_spool->spool.reset();
-  std::filesystem::remove_all(g_scan_spool->dir);
-  g_scan_spool.reset();
+void CloseSpool(std::unique_ptr<FilledSpool>& f) {
+  if (!f) return;
+  f->spool.reset();
+  std::filesystem::remove_all(f->dir);
+  f.reset();
 }
 
 // Scheduler at start: the engine rebuilds its schedule by visiting every
@@ -379,8 +379,10 @@ BENCHMARK(BM_ScanSchedule)->Arg(100000)->Unit(benchmark::kMillisecond);
 // space (every tombstone skipped); arg 1: asked from the previous answer, as
 // the engine does (one seek). The walk this replaced visited every scheduled
 // message in a hash set on the delivery loop every 5 s.
+std::unique_ptr<FilledSpool> g_oldest_spool;  // built once, removed at exit
+
 void BM_OldestFrom(benchmark::State& state) {
-  static std::unique_ptr<FilledSpool> f;
+  std::unique_ptr<FilledSpool>& f = g_oldest_spool;
   static queue::QueueId first_live;
   if (!f) {
     static ManualClock clock;
@@ -409,11 +411,6 @@ void BM_OldestFrom(benchmark::State& state) {
       break;
     }
   }
-  if (state.range(0) == 1) {  // the last variant: remove the spool
-    f->spool.reset();
-    std::filesystem::remove_all(f->dir);
-    f.reset();
-  }
 }
 BENCHMARK(BM_OldestFrom)->Arg(0)->Arg(1);
 
@@ -425,7 +422,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
-  mxr::CloseScanSpool();
+  mxr::CloseSpool(mxr::g_scan_spool);
+  mxr::CloseSpool(mxr::g_oldest_spool);
   benchmark::Shutdown();
   return 0;
 }

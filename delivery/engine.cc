@@ -25,6 +25,7 @@
 #include "common/tls_endpoint.h"
 #include "delivery/dsn.h"
 #include "delivery/event_log.h"
+#include "delivery/oldest_tracker.h"
 #include "delivery/policy.h"
 #include "delivery/resolver.h"
 #include "delivery/smtp_client.h"
@@ -275,15 +276,13 @@ class EngineImpl {
   int64_t last_relabel_ms_ = 0;
   size_t unpinned_labels_ = 0;  // labelled_ entries that are not routes
   // Oldest-message gauge: the spool's smallest id, asked on the spool I/O
-  // thread once a second starting from the previous answer (a seek, not a
-  // walk of the queue). A message committed later with an id below that
-  // point (its id is taken at the end of DATA, its commit may lag) lowers it.
+  // thread once a second from the previous answer (a seek, not a walk of the
+  // queue); delivery/oldest_tracker.h keeps the start point right when ids
+  // are committed out of order.
   void RefreshOldest();
-  void NoteCommittedId(const queue::QueueId& id);
+  OldestTracker oldest_;
   int64_t last_oldest_ms_ = 0;
-  bool oldest_inflight_ = false;
-  queue::QueueId oldest_from_{};
-  std::optional<queue::QueueId> oldest_low_;  // committed below the query's start meanwhile
+  bool oldest_failing_ = false;  // log a failing query once, not every second
 
  public:
   // SIGHUP: new routes for new routing decisions; sites pick up their new
@@ -838,7 +837,7 @@ absl::Status EngineImpl::Init() {
 void EngineImpl::Enqueue(std::unique_ptr<Msg> m) {
   if (m->budgeted) m->budget = &body_budget_;
   const queue::QueueId id = m->meta.id;
-  NoteCommittedId(id);
+  oldest_.Committed(id);
   if (active_.count(id) || scheduled_.count(id)) return;
   if (m->meta.next_attempt_us <= deps_.clock->NowMicros() &&
       active_.size() + loading_ < kMaxActiveMessages) {
@@ -889,40 +888,33 @@ void EngineImpl::Tick() {
     last_relabel_ms_ = now;
     RelabelSites(now);
   }
-  if (now - last_oldest_ms_ >= 1'000 && !oldest_inflight_) {
+  if (now - last_oldest_ms_ >= 1'000 && !oldest_.in_flight()) {
     last_oldest_ms_ = now;
     RefreshOldest();
   }
   PublishSnapshot(now);
 }
 
-void EngineImpl::NoteCommittedId(const queue::QueueId& id) {
-  if (id < oldest_from_) oldest_from_ = id;
-  if (oldest_inflight_ && (!oldest_low_ || id < *oldest_low_)) oldest_low_ = id;
-}
-
 void EngineImpl::RefreshOldest() {
-  oldest_inflight_ = true;
-  oldest_low_.reset();
   queue::Spool* spool = deps_.spool;
   EventLoop* loop = loop_.get();
-  io_->Submit([this, spool, loop, from = oldest_from_] {
+  io_->Submit([this, spool, loop, from = oldest_.Begin()] {
     auto r = spool->OldestFrom(from);
-    loop->Post([this, from, r = std::move(r)]() mutable {
-      oldest_inflight_ = false;
+    loop->Post([this, r = std::move(r)]() mutable {
       if (!r.ok()) {
-        spdlog::warn("event=oldest_message_query_failed error=\"{}\"", r.status());
-        return;  // the gauge keeps its last value; asked again in a second
+        oldest_.OnFailure();  // the gauge keeps its last value; asked again in a second
+        if (!oldest_failing_) {
+          oldest_failing_ = true;
+          spdlog::warn("event=oldest_message_query_failed error=\"{}\" effect=\"{} stale\"",
+                       r.status(), "mxrelay_queue_oldest_message_age_seconds");
+        }
+        return;
       }
-      std::optional<queue::QueueId> oldest = *r;
-      if (oldest_low_ && (!oldest || *oldest_low_ < *oldest)) oldest = oldest_low_;
-      // Start the next query at the answer (or where this one started when
-      // the spool held nothing at or after it), unless a commit since then
-      // went lower.
-      queue::QueueId next = oldest ? *oldest : from;
-      if (oldest_from_ < from) next = std::min(next, oldest_from_);
-      oldest_from_ = next;
-      oldest_low_.reset();
+      if (oldest_failing_) {
+        oldest_failing_ = false;
+        spdlog::info("event=oldest_message_query_recovered");
+      }
+      std::optional<queue::QueueId> oldest = oldest_.OnAnswer(*r);
       stats_->oldest_message_us = oldest ? static_cast<int64_t>(oldest->time_us) : 0;
     });
   });

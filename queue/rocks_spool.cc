@@ -3,6 +3,7 @@
 
 #include <sys/statvfs.h>
 
+#include <atomic>
 #include <chrono>
 
 #include "common/status.h"
@@ -149,6 +150,20 @@ RocksSpool::~RocksSpool() {
 }
 
 void RocksSpool::FlushForRestart() {
+  // The memtables become SST files of about their size: never at the cost of
+  // the free-space reserve (the disk may have filled while no mail came, so
+  // healthy_ alone does not tell).
+  uint64_t memtables = 0;
+  db_->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
+  struct statvfs sv;
+  if (statvfs(opts_.path.c_str(), &sv) == 0) {
+    uint64_t free_bytes = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+    if (free_bytes < memtables + opts_.min_free_bytes) {
+      spdlog::info("event=spool_flush_skipped free_bytes={} memtable_bytes={} reason=low_space "
+                   "effect=\"the next start replays the WAL\"", free_bytes, memtables);
+      return;
+    }
+  }
   auto t0 = std::chrono::steady_clock::now();
   rocksdb::FlushOptions fo;
   fo.wait = true;
@@ -157,7 +172,7 @@ void RocksSpool::FlushForRestart() {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - t0).count();
   if (st.ok()) {
-    spdlog::info("event=spool_flushed ms={}", ms);
+    spdlog::info("event=spool_flushed ms={} memtable_bytes={}", ms, memtables);
   } else {
     spdlog::warn("event=spool_flush_failed ms={} error=\"{}\" effect=\"the next start replays the WAL "
                  "(slower start, nothing lost)\"", ms, st.ToString());
@@ -618,16 +633,21 @@ absl::StatusOr<std::optional<QueueId>> RocksSpool::OldestFrom(const QueueId& fro
   auto lower = from.Key();
   rocksdb::Slice lower_slice = KeySlice(lower);
   rocksdb::ReadOptions ro;
-  ro.iterate_lower_bound = &lower_slice;  // tombstones before `from` are never visited
+  ro.iterate_lower_bound = &lower_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, meta_));
-  it->Seek(lower_slice);
-  if (!it->Valid()) {
-    MXR_RETURN_IF_ERROR(FromRocks(it->status(), "finding the oldest message"));
-    return std::optional<QueueId>();
+  // The seek skips every entry (and tombstone) before `from`.
+  for (it->Seek(lower_slice); it->Valid(); it->Next()) {
+    auto id = QueueId::FromKey(std::string_view(it->key().data(), it->key().size()));
+    if (id) return std::optional<QueueId>(*id);
+    // Not one of ours (we never write such a key): skipped, said once.
+    static std::atomic<bool> said{false};
+    if (!said.exchange(true)) {
+      spdlog::warn("event=spool_bad_key cf=meta size={} effect=\"ignored by the oldest-message "
+                   "gauge\"", it->key().size());
+    }
   }
-  auto id = QueueId::FromKey(std::string_view(it->key().data(), it->key().size()));
-  if (!id) return absl::DataLossError("spool: malformed message key in meta");
-  return std::optional<QueueId>(*id);
+  MXR_RETURN_IF_ERROR(FromRocks(it->status(), "finding the oldest message"));
+  return std::optional<QueueId>();
 }
 
 }  // namespace mxr::queue

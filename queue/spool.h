@@ -121,8 +121,8 @@ class Spool {
   // Visits every message oldest first; stop early by returning false.
   virtual absl::Status Scan(const std::function<bool(const MessageMeta&)>& visit) = 0;
   // The smallest message id >= `from` in the spool (ids sort oldest first),
-  // or nullopt when there is none. Reads keys only; the cost is a seek plus
-  // the deleted entries between `from` and the answer, so a caller that asks
+  // or nullopt when there is none. One iterator seek on the meta records; the
+  // cost grows with the deleted entries between `from` and the answer, so a caller that asks
   // repeatedly passes its previous answer (the oldest message can only get
   // younger, except for messages committed later with an older id: see
   // delivery's oldest-message gauge).

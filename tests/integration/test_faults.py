@@ -132,6 +132,45 @@ class DiskFullTest(RelayTestCase):
         print("\n[diskfull] %d acknowledged, refusals %r, all %d found after restart"
               % (len(acked), sorted(codes), len(acked)))
 
+    def test_clean_stop_on_a_nearly_full_disk_skips_the_flush_and_loses_nothing(self):
+        """A clean stop writes the memtables out (the next start replays no
+        WAL), but not when the disk lacks the room: the disk filled while no
+        mail came (the spool still healthy), the flush is skipped, and the
+        WAL brings every message back."""
+        mnt = self.mount_tmpfs(64)
+        relay = self.new_relay(listeners=[Listener("plain", "plain")], trusted_networks=["127.0.0.0/8"],
+                               limits={"max_message_size": 4 << 20},
+                               spool={"path": os.path.join(mnt, "spool"), "write_buffer_size": 16 << 20,
+                                      "max_total_wal_size": 32 << 20, "min_free_space": RESERVE})
+        port = relay.port("plain")
+        body = "x" * 990 + "\r\n"
+        acked = []
+        for i in range(8):  # ~2 MB in the memtables
+            code, what = try_submit(port, "r@dest.test",
+                                    make_message(SENDER, ["r@dest.test"], "m%d" % i, body=body * 256))
+            self.assertEqual(code, 250, what)
+            acked.append(what)
+        # Leave the reserve plus 1 MB: too little for the memtables.
+        st = os.statvfs(mnt)
+        free = st.f_bavail * st.f_frsize
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            left = max(0, free - RESERVE - (1 << 20))
+            chunk = b"\0" * (1 << 20)
+            while left > 0:
+                f.write(chunk[:min(left, len(chunk))])
+                left -= min(left, len(chunk))
+        self.assertEqual(relay.stop(), 0)
+        self.assertRegex(relay.log_text(), r"event=spool_flush_skipped .*reason=low_space")
+        self.assertNotIn("event=spool_flushed", relay.log_text())
+        os.unlink(filler)
+        queued = {e["id"] for e in relay.queue_list()}
+        self.assertEqual([q for q in acked if q not in queued], [], "acknowledged messages missing")
+        # With room again, the next clean stop flushes.
+        relay.start()
+        self.assertEqual(relay.stop(), 0)
+        self.assertRegex(relay.log_text(since_start=True), r"event=spool_flushed ms=\d+")
+
 
 class RepeatedKillTest(RelayTestCase):
     ROUNDS = 20
