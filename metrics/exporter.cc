@@ -1,14 +1,20 @@
 #include "metrics/exporter.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <deque>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <thread>
 
 #include "CivetServer.h"
 #include "common/net.h"
@@ -320,7 +326,45 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Metric
 }
 
 MetricsServer::~MetricsServer() {
-  if (server_) server_->close();
+  if (!server_) return;
+  // civetweb's master thread sees the stop only when its poll() on the
+  // listening socket returns, after up to 2 s (SOCKET_TIMEOUT_QUANTUM in
+  // civetweb 1.15): every relay stop waited ~1 s for it. A connection wakes
+  // the poll at once, so knock (connect, close: the worker that may take it
+  // reads EOF) until close() has returned. Bounded: 2 s.
+  std::atomic<bool> closed{false};
+  std::thread knock([this, &closed] {
+    auto addr = ParseHostPort(address_);
+    if (!addr.ok()) return;
+    std::string host = addr->address;
+    if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+    if (host == "::") host = "::1";
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    if (host.find(':') == std::string::npos) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(addr->port);
+      if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) return;
+      len = sizeof *a;
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(addr->port);
+      if (inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) != 1) return;
+      len = sizeof *a;
+    }
+    for (int i = 0; i < 400 && !closed.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) return;
+      (void)connect(fd, reinterpret_cast<const sockaddr*>(&ss), len);
+      ::close(fd);
+    }
+  });
+  server_->close();
+  closed.store(true);
+  knock.join();
 }
 
 }  // namespace mxr::metrics

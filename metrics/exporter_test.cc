@@ -1,5 +1,6 @@
 #include "metrics/exporter.h"
 
+#include <chrono>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -152,6 +153,25 @@ TEST(Exporter, ServesMetricsHealthAndReadinessOverHttp) {
   bad.listen = (*srv)->address();  // taken
   auto again = MetricsServer::Start(bad, src);
   EXPECT_FALSE(again.ok());
+}
+
+// civetweb notices a stop only when its 2 s poll() on the listening socket
+// returns; the server wakes it, so a relay's stop does not wait for it.
+// (Without the wake-up this takes ~1.95 s: the poll began 50 ms before.)
+TEST(Exporter, StopsWithoutWaitingForCivetwebsPollTimeout) {
+  Config cfg = DefaultConfig();
+  MetricsConfig mc;
+  mc.listen = "127.0.0.1:0";
+  Sources src;
+  src.config = &cfg;
+  auto srv = MetricsServer::Start(mc, src);
+  ASSERT_TRUE(srv.ok()) << srv.status();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto t0 = std::chrono::steady_clock::now();
+  srv->reset();
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, std::chrono::milliseconds(1500))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
 }
 
 }  // namespace
