@@ -158,7 +158,7 @@ TEST(Exporter, ServesMetricsHealthAndReadinessOverHttp) {
 // civetweb notices a stop only when its 2 s poll() on the listening socket
 // returns; the server wakes it, so a relay's stop does not wait for it.
 // (Without the wake-up this takes ~1.95 s: the poll began 50 ms before.)
-TEST(Exporter, StopsWithoutWaitingForCivetwebsPollTimeout) {
+TEST(Exporter, HttpServerStopsWithoutWaitingForCivetwebsPollTimeout) {
   Config cfg = DefaultConfig();
   MetricsConfig mc;
   mc.listen = "127.0.0.1:0";
