@@ -140,13 +140,20 @@ TEST(Exporter, RenderWhileTheComponentsCount) {
   for (auto& w : writers) w.join();
 }
 
-TEST(Exporter, ServesMetricsHealthAndReadinessOverHttp) {
-  Config cfg = DefaultConfig();
+// A server on a free loopback port with only the config as source.
+absl::StatusOr<std::unique_ptr<MetricsServer>> StartOnLoopback(const Config& cfg) {
   MetricsConfig mc;
   mc.listen = "127.0.0.1:0";
   Sources src;
   src.config = &cfg;
-  auto srv = MetricsServer::Start(mc, src);
+  return MetricsServer::Start(mc, src);
+}
+
+TEST(Exporter, ServesMetricsHealthAndReadinessOverHttp) {
+  Config cfg = DefaultConfig();
+  Sources src;
+  src.config = &cfg;
+  auto srv = StartOnLoopback(cfg);
   ASSERT_TRUE(srv.ok()) << srv.status();
   EXPECT_NE((*srv)->address(), "127.0.0.1:0");  // the real port is reported
   MetricsConfig bad;
@@ -160,11 +167,7 @@ TEST(Exporter, ServesMetricsHealthAndReadinessOverHttp) {
 // (Without the wake-up this takes ~1.95 s: the poll began 50 ms before.)
 TEST(Exporter, HttpServerStopsWithoutWaitingForCivetwebsPollTimeout) {
   Config cfg = DefaultConfig();
-  MetricsConfig mc;
-  mc.listen = "127.0.0.1:0";
-  Sources src;
-  src.config = &cfg;
-  auto srv = MetricsServer::Start(mc, src);
+  auto srv = StartOnLoopback(cfg);
   ASSERT_TRUE(srv.ok()) << srv.status();
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto t0 = std::chrono::steady_clock::now();

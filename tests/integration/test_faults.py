@@ -63,6 +63,19 @@ class DiskFullTest(RelayTestCase):
         self.addCleanup(umount)
         return d
 
+    def fill(self, mnt, leave):
+        """Writes mnt/filler until about `leave` bytes stay free; returns its path."""
+        st = os.statvfs(mnt)
+        free = st.f_bavail * st.f_frsize
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            left = max(0, free - leave)
+            chunk = b"\0" * (1 << 20)
+            while left > 0:
+                f.write(chunk[:min(left, len(chunk))])
+                left -= min(left, len(chunk))
+        return filler
+
     def test_disk_full_refuses_with_452_loses_nothing_and_recovers_by_itself(self):
         mnt = self.mount_tmpfs(64)
         relay = self.new_relay(listeners=[Listener("plain", "plain")], trusted_networks=["127.0.0.0/8"],
@@ -76,15 +89,7 @@ class DiskFullTest(RelayTestCase):
         self.assertEqual(try_submit(port, "r@dest.test", big)[0], 250)
         # Leave the reserve plus about 3 MB free with a filler file, then keep
         # submitting: new mail is refused before RocksDB meets ENOSPC.
-        st = os.statvfs(mnt)
-        free = st.f_bavail * st.f_frsize
-        filler = os.path.join(mnt, "filler")
-        with open(filler, "wb") as f:
-            left = max(0, free - RESERVE - (3 << 20))
-            chunk = b"\0" * (1 << 20)
-            while left > 0:
-                f.write(chunk[:min(left, len(chunk))])
-                left -= min(left, len(chunk))
+        filler = self.fill(mnt, RESERVE + (3 << 20))
         acked, refusals = [], []
         for i in range(120):  # bounded: ~30 MB more than the free space
             msg = make_message(SENDER, ["r@dest.test"], "m%d" % i, token="diskfull-%d" % i, body=body * 256)
@@ -151,15 +156,7 @@ class DiskFullTest(RelayTestCase):
             self.assertEqual(code, 250, what)
             acked.append(what)
         # Leave the reserve plus 1 MB: too little for the memtables.
-        st = os.statvfs(mnt)
-        free = st.f_bavail * st.f_frsize
-        filler = os.path.join(mnt, "filler")
-        with open(filler, "wb") as f:
-            left = max(0, free - RESERVE - (1 << 20))
-            chunk = b"\0" * (1 << 20)
-            while left > 0:
-                f.write(chunk[:min(left, len(chunk))])
-                left -= min(left, len(chunk))
+        filler = self.fill(mnt, RESERVE + (1 << 20))
         self.assertEqual(relay.stop(), 0)
         self.assertRegex(relay.log_text(), r"event=spool_flush_skipped .*reason=low_space")
         self.assertNotIn("event=spool_flushed", relay.log_text())
