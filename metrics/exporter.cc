@@ -1,8 +1,6 @@
 #include "metrics/exporter.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -337,28 +335,16 @@ MetricsServer::~MetricsServer() {
     auto addr = ParseHostPort(address_);
     if (!addr.ok()) return;
     std::string host = addr->address;
-    if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+    if (host == "0.0.0.0") host = "127.0.0.1";  // a wildcard listener: knock on loopback
     if (host == "::") host = "::1";
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    if (host.find(':') == std::string::npos) {
-      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-      a->sin_family = AF_INET;
-      a->sin_port = htons(addr->port);
-      if (inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) return;
-      len = sizeof *a;
-    } else {
-      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-      a->sin6_family = AF_INET6;
-      a->sin6_port = htons(addr->port);
-      if (inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) != 1) return;
-      len = sizeof *a;
-    }
+    sockaddr_storage ss;
+    auto len = MakeSockaddr(host, addr->port, &ss);
+    if (!len.ok()) return;
     for (int i = 0; i < 400 && !closed.load(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
       if (fd < 0) return;
-      (void)connect(fd, reinterpret_cast<const sockaddr*>(&ss), len);
+      (void)connect(fd, reinterpret_cast<const sockaddr*>(&ss), *len);
       ::close(fd);
     }
   });

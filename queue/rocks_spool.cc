@@ -155,14 +155,11 @@ void RocksSpool::FlushForRestart() {
   // healthy_ alone does not tell).
   uint64_t memtables = 0;
   db_->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
-  struct statvfs sv;
-  if (statvfs(opts_.path.c_str(), &sv) == 0) {
-    uint64_t free_bytes = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
-    if (free_bytes < memtables + opts_.min_free_bytes) {
-      spdlog::info("event=spool_flush_skipped free_bytes={} memtable_bytes={} reason=low_space "
-                   "effect=\"the next start replays the WAL\"", free_bytes, memtables);
-      return;
-    }
+  std::optional<uint64_t> free_bytes = FreeBytes();
+  if (free_bytes && *free_bytes < memtables + opts_.min_free_bytes) {
+    spdlog::info("event=spool_flush_skipped free_bytes={} memtable_bytes={} reason=low_space "
+                 "effect=\"the next start replays the WAL\"", *free_bytes, memtables);
+    return;
   }
   auto t0 = std::chrono::steady_clock::now();
   rocksdb::FlushOptions fo;
@@ -446,11 +443,17 @@ void RocksSpool::Latch(const absl::Status& s) {
   }
 }
 
+std::optional<uint64_t> RocksSpool::FreeBytes() const {
+  struct statvfs sv;
+  if (statvfs(opts_.path.c_str(), &sv) != 0) return std::nullopt;
+  return static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+}
+
 bool RocksSpool::LowOnSpace() {
   if (opts_.min_free_bytes == 0) return false;
-  struct statvfs sv;
-  if (statvfs(opts_.path.c_str(), &sv) != 0) return false;  // cannot tell: let RocksDB decide
-  uint64_t free_bytes = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+  std::optional<uint64_t> free = FreeBytes();
+  if (!free) return false;  // cannot tell: let RocksDB decide
+  uint64_t free_bytes = *free;
   if (free_bytes < opts_.min_free_bytes) {
     if (!low_space_) {
       low_space_ = true;

@@ -98,6 +98,8 @@ class RocksSpool final : public Spool {
   void CommitLoop();
   // At a clean close: memtables to SST files, so the next open replays no WAL.
   void FlushForRestart();
+  // Free bytes for us on the spool's filesystem (nullopt: statvfs failed).
+  std::optional<uint64_t> FreeBytes() const;
   // Counts messages and bytes present at open (on its own thread: a big
   // spool must not delay the start), from an iterator made before any write.
   void CountExisting(std::unique_ptr<rocksdb::Iterator> it);
