@@ -209,6 +209,8 @@ absl::Status ParseDelivery(const toml::table& t, std::string_view source, Delive
   MXR_RETURN_IF_ERROR(r.Int("banner_timeout", &d->banner_timeout, 1, 3600));
   MXR_RETURN_IF_ERROR(r.Int("command_timeout", &d->command_timeout, 1, 3600));
   MXR_RETURN_IF_ERROR(r.Int("data_timeout", &d->data_timeout, 1, 3600));
+  MXR_RETURN_IF_ERROR(r.Int("drain_timeout", &d->drain_timeout, 0, 3600));
+  MXR_RETURN_IF_ERROR(r.Int("max_body_memory", &d->max_body_memory, 1 << 20, int64_t{1} << 40));
   if (d->initial_window > d->max_connections_per_site) d->initial_window = d->max_connections_per_site;
   if (d->retry_max < d->retry_initial) {
     return r.Error("retry_max", KeyOr(t, {"retry_max", "retry_initial"}), "must be >= retry_initial");

@@ -127,7 +127,16 @@ struct DeliveryConfig {
   int connect_timeout = 30;
   int banner_timeout = 300;
   int command_timeout = 300;       // EHLO, STARTTLS, AUTH, MAIL, RCPT, RSET
-  int data_timeout = 600;          // DATA initiation and the final dot
+  int data_timeout = 600;          // the body and the final dot's reply; restarts while bytes move
+  // SIGTERM: transactions in flight may finish (and are recorded) for this
+  // long before delivery stops (0 = stop at once: they are retried after
+  // the restart, which may duplicate them).
+  int drain_timeout = 30;
+  // Bodies read from the spool for transactions under way are held within
+  // this budget (a read that does not fit waits; one larger than the budget
+  // goes alone). Bodies stream to sockets in chunks, so no transaction holds
+  // a copy of its own.
+  uint64_t max_body_memory = 256ull << 20;
 };
 
 struct MetricsConfig {

@@ -28,6 +28,15 @@ std::string_view HeaderSection(std::string_view m) {
   return m.substr(0, end + 2);
 }
 
+std::string_view BoundedHeaderSection(std::string_view m, size_t max_bytes, bool* truncated) {
+  std::string_view h = HeaderSection(m);
+  *truncated = h.size() > max_bytes;
+  if (!*truncated) return h;
+  std::string_view cut = h.substr(0, max_bytes);
+  size_t eol = cut.rfind("\r\n");
+  return eol == std::string_view::npos || eol == 0 ? cut : cut.substr(0, eol + 2);
+}
+
 queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view original_body,
                            const std::vector<FailedRecipient>& failed,
                            const std::string& hostname, const queue::QueueId& id,
@@ -54,7 +63,15 @@ queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view 
   b += "Content-Description: Notification\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
   b += Cat("This is the mail system at host ", hostname, ".\r\n\r\n");
   b += "Your message could not be delivered to one or more recipients.\r\n";
-  b += "It is attached below (headers only).\r\n\r\n";
+  bool truncated = false;
+  std::string_view headers = BoundedHeaderSection(original_body, kDsnMaxHeaderBytes, &truncated);
+  if (original_body.empty()) {
+    b += "Its content could not be read from the queue, so none is attached.\r\n\r\n";
+  } else if (truncated) {
+    b += Cat("Its headers are attached below, cut at ", headers.size(), " bytes.\r\n\r\n");
+  } else {
+    b += "It is attached below (headers only).\r\n\r\n";
+  }
   for (const auto& f : failed) {
     b += Cat("<", f.address, ">: ");
     if (!f.remote_mta.empty()) b += Cat("host ", f.remote_mta, " said: ");
@@ -86,7 +103,8 @@ queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view 
   b += Cat("--", boundary, "\r\n");
   b += Cat("Content-Description: Undelivered Message Headers\r\nContent-Type: ",
            utf8 ? "message/global-headers" : "text/rfc822-headers", "\r\n\r\n");
-  b += HeaderSection(original_body);
+  b += headers;
+  if (!headers.empty() && !headers.ends_with("\r\n")) b += "\r\n";
   b += Cat("\r\n--", boundary, "--\r\n");
 
   queue::NewMessage m;

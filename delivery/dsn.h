@@ -26,7 +26,18 @@ queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view 
                            const std::string& hostname, const queue::QueueId& id,
                            int64_t now_us);
 
+// At most this much of the original's header section is returned in a DSN
+// (RET=FULL is not supported: a DSN never carries the original body). A
+// message without a blank line is all header section by RFC 5322, so without
+// this cap a 50 MB message without one came back whole.
+inline constexpr size_t kDsnMaxHeaderBytes = 64 * 1024;
+
 // The header section of a CRLF message (up to, not including, the blank line).
 std::string_view HeaderSection(std::string_view message);
+
+// HeaderSection() cut at the last line end within `max_bytes` (a single line
+// longer than that is cut at `max_bytes` and ended with CRLF by the caller).
+// *truncated tells whether anything was cut.
+std::string_view BoundedHeaderSection(std::string_view message, size_t max_bytes, bool* truncated);
 
 }  // namespace mxr::delivery

@@ -330,5 +330,47 @@ TEST(HeaderSectionTest, Table) {
   }
 }
 
+// A message without a blank line is all header section: the DSN returned it
+// whole (a 1 MiB message gave a 1 MiB DSN). It is capped now, cut at a line end.
+TEST(DsnTest, HeaderSectionWithoutSeparatorIsCapped) {
+  std::string original = "Subject: no separator\r\n";
+  while (original.size() < (1u << 20)) original += "X-Filler: 0123456789012345678901234567890123456789\r\n";
+  queue::NewMessage m = BuildDsn(Original(), original, TwoFailures(), "relay.test",
+                                 queue::QueueId{1, 1}, kNowUs);
+  EXPECT_LT(m.body.size(), kDsnMaxHeaderBytes + 8 * 1024);
+  Parsed p = ParseDsn(m.body);
+  ASSERT_EQ(p.parts.size(), 3u);
+  EXPECT_LE(p.parts[2].body.size(), kDsnMaxHeaderBytes + 2);
+  EXPECT_THAT(p.parts[2].body, StartsWith("Subject: no separator\r\n"));
+  EXPECT_THAT(p.parts[0].body, HasSubstr("cut at"));
+  ExpectOnlyCrlf(m.body);
+}
+
+TEST(DsnTest, OneHugeHeaderLineIsCutAndEnded) {
+  std::string original = "Subject: " + std::string(200000, 'a') + "\r\n\r\nbody\r\n";
+  queue::NewMessage m = BuildDsn(Original(), original, TwoFailures(), "relay.test",
+                                 queue::QueueId{1, 1}, kNowUs);
+  EXPECT_LT(m.body.size(), kDsnMaxHeaderBytes + 8 * 1024);
+  ExpectOnlyCrlf(m.body);
+}
+
+TEST(DsnTest, UnreadableOriginalSaysSo) {
+  queue::NewMessage m = BuildDsn(Original(), "", TwoFailures(), "relay.test", queue::QueueId{1, 1}, kNowUs);
+  Parsed p = ParseDsn(m.body);
+  ASSERT_EQ(p.parts.size(), 3u);
+  EXPECT_THAT(p.parts[0].body, HasSubstr("could not be read"));
+  EXPECT_EQ(p.parts[2].body, "");
+}
+
+TEST(BoundedHeaderSectionTest, Table) {
+  bool cut = false;
+  EXPECT_EQ(BoundedHeaderSection("A: 1\r\nB: 2\r\n\r\nb", 100, &cut), "A: 1\r\nB: 2\r\n");
+  EXPECT_FALSE(cut);
+  EXPECT_EQ(BoundedHeaderSection("A: 1\r\nB: 2\r\n\r\nb", 10, &cut), "A: 1\r\n");
+  EXPECT_TRUE(cut);
+  EXPECT_EQ(BoundedHeaderSection("AAAAAAAAAAAAAAAA\r\n", 5, &cut), "AAAAA");
+  EXPECT_TRUE(cut);
+}
+
 }  // namespace
 }  // namespace mxr::delivery

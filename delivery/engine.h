@@ -1,16 +1,17 @@
 // The delivery engine: takes committed messages from the spool and delivers
 // them to the recipients' mail servers (or configured routes).
 //
-// Data flow (all on one io_uring loop thread, plus a spool I/O thread for
-// blocking RocksDB calls):
-//   schedule heap (next attempt, id) --due--> load record --> group pending
-//   recipients by domain --> route or MX lookup --> site (MX host set) ready
-//   queue (round-robin between senders) --> site connection pool (adaptive
-//   window, dead-site backoff) --> SmtpClient transaction --> per-recipient
-//   results --> delivered / deferred (backoff) / bounced (DSN committed
-//   before the original is updated or deleted).
-//
-// Bodies are read from the spool only when a connection is ready for them.
+// The pipeline, one file per stage (all on one io_uring loop thread, plus a
+// spool I/O thread for blocking RocksDB calls):
+//   scheduled_queue   (next attempt, id), earliest first
+//   message           the active message, its jobs (one per domain)
+//   router            jobs -> site identity (destination + policy)
+//   site              ready queue (round-robin across senders), window
+//   outbound_connection  one SMTP session, one job at a time, body streamed
+//   body_loader       bodies read when a connection is ready, memory-bounded
+//   disposition       results -> delivered / deferred / bounced / expired
+//   bookkeeping       DSN committed first, then update or delete
+//   site_metrics      bounded per-site labels;  stats.h  what metrics/ reads
 //
 //   DeliveryEngine engine(deps);
 //   spool->SetCommitListener([&](NewMessage& m) { engine.Enqueue(m); });
@@ -27,62 +28,10 @@
 #include "absl/status/status.h"
 #include "common/clock.h"
 #include "common/config.h"
-#include "common/histogram.h"
+#include "delivery/stats.h"
 #include "queue/spool.h"
 
 namespace mxr::delivery {
-
-// Figures of one site label (or of `other`) for the per-site metrics.
-struct SiteFigures {
-  std::string label;
-  uint64_t attempts[4] = {0, 0, 0, 0};  // delivered, deferred, bounced, expired
-  int64_t connections = 0;
-  int64_t queued_jobs = 0;
-  bool backed_off = false;
-};
-
-// What the engine thread publishes once a second for the exporter.
-struct DeliverySnapshot {
-  std::vector<SiteFigures> sites;  // labelled sites, then "other" last
-  uint64_t dns_ok = 0, dns_nxdomain = 0, dns_nullmx = 0, dns_tempfail = 0, dns_cache_hits = 0;
-  uint64_t dns_coalesced = 0;
-  HistogramSnapshot dns_micros;    // lookups that went to the server
-};
-
-// Counters shared with the exporter (relaxed atomics), monotonic unless
-// marked as a gauge.
-struct DeliveryStats {
-  std::atomic<uint64_t> attempts_delivered{0};   // recipients
-  std::atomic<uint64_t> attempts_deferred{0};
-  std::atomic<uint64_t> attempts_bounced{0};
-  std::atomic<uint64_t> attempts_expired{0};
-  std::atomic<uint64_t> messages_completed{0};    // deleted from the spool
-  std::atomic<uint64_t> dsns_queued{0};
-  std::atomic<uint64_t> connections_opened{0};
-  std::atomic<uint64_t> connection_failures{0};   // failed or ended by an error
-  std::atomic<uint64_t> connections_ok{0};        // at close: reached a usable session
-  std::atomic<uint64_t> connections_failed{0};    // at close: never did
-  std::atomic<int64_t> connections_active{0};     // gauge
-  std::atomic<uint64_t> site_backoffs{0};         // times a site entered backoff
-  std::atomic<int64_t> sites_backed_off{0};       // gauge
-  std::atomic<int64_t> messages_active{0};        // gauge: loaded, being worked on
-  std::atomic<int64_t> messages_scheduled{0};     // gauge: waiting in the schedule
-  std::atomic<int64_t> oldest_message_us{0};      // gauge: id time of the oldest queued message, 0 = none
-  Histogram delivery_latency_us{buckets::QueueLatencyUs()};  // acceptance -> delivered
-
-  DeliverySnapshot Snapshot() const {
-    std::lock_guard<std::mutex> l(snapshot_mu);
-    return snapshot;
-  }
-  void Publish(DeliverySnapshot s) {
-    std::lock_guard<std::mutex> l(snapshot_mu);
-    snapshot = std::move(s);
-  }
-
- private:
-  mutable std::mutex snapshot_mu;
-  DeliverySnapshot snapshot;
-};
 
 class EngineImpl;
 
@@ -100,7 +49,10 @@ class DeliveryEngine {
 
   // Starts the delivery thread and rebuilds the schedule from the spool.
   absl::Status Start();
-  // Stops at once; attempts in flight are abandoned (retried after restart).
+  // Drains, then stops: no new transaction starts, those in flight finish
+  // and are recorded (up to delivery.drain_timeout); whatever is still in
+  // flight then is abandoned (retried after restart). Jobs not yet sent are
+  // rescheduled for right after the restart without an attempt charged.
   // Call before destroying the spool; destroy the engine after the spool.
   void Stop();
   // A message was committed: schedule it. A fresh message due now starts at

@@ -7,27 +7,16 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/escape.h"
 #include "common/strings.h"
 #include "spdlog/spdlog.h"
 
 namespace mxr::delivery {
 namespace {
 
-void Quote(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (u < 0x20) {
-      *out += fmt::format("\\u{:04x}", u);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
-}
+// Remote reply text can hold anything: quotes, CR/LF, bytes that are not
+// UTF-8. Every line stays one valid JSON object (common/escape.h).
+void Quote(std::string* out, std::string_view s) { AppendJsonString(out, s); }
 
 }  // namespace
 

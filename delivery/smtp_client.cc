@@ -1,5 +1,7 @@
 #include "delivery/smtp_client.h"
 
+#include <algorithm>
+
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -145,20 +147,36 @@ size_t FindCrLfDot(std::string_view s, size_t from) {
 }
 }  // namespace
 
-void DotStuff(std::string_view body, std::string* out) {
-  out->reserve(out->size() + body.size() + body.size() / 512 + 8);
-  size_t pos = 0;
-  if (!body.empty() && body[0] == '.') out->push_back('.');
-  for (;;) {
-    size_t hit = FindCrLfDot(body, pos);
+size_t DotStuffChunk(std::string_view body, size_t pos, size_t max_bytes, std::string* out) {
+  size_t end = std::min(body.size(), pos + max_bytes);
+  std::string_view upto = body.substr(0, end);
+  // A dot that begins a line right at the chunk's start (the search below
+  // only sees dots after a CRLF inside the chunk).
+  if (pos < end && body[pos] == '.' && (pos == 0 || (pos >= 2 && body[pos - 2] == '\r' && body[pos - 1] == '\n'))) {
+    out->push_back('.');
+  }
+  // Searching from pos - 1 also finds a CRLF split by the chunk boundary
+  // (CR in the previous chunk, LF and dot in this one).
+  for (size_t from = pos > 0 ? pos - 1 : 0;; from = pos) {
+    size_t hit = FindCrLfDot(upto, from);
     if (hit == std::string_view::npos) break;
     out->append(body.substr(pos, hit + 2 - pos));
     out->push_back('.');  // the line's leading dot gets doubled
     pos = hit + 2;
   }
-  out->append(body.substr(pos));
+  out->append(body.substr(pos, end - pos));
+  return end;
+}
+
+void DotStuffEnd(std::string_view body, std::string* out) {
   if (body.size() < 2 || body.substr(body.size() - 2) != "\r\n") out->append("\r\n");
   out->append(".\r\n");
+}
+
+void DotStuff(std::string_view body, std::string* out) {
+  out->reserve(out->size() + body.size() + body.size() / 512 + 8);
+  DotStuffChunk(body, 0, body.size(), out);
+  DotStuffEnd(body, out);
 }
 
 const char* SmtpClient::PhaseName() const {
@@ -181,6 +199,15 @@ const char* SmtpClient::PhaseName() const {
 }
 
 std::string SmtpClient::TakeOutput() {
+  if (streaming_) {
+    // The next piece of the body, dot-stuffed; then the terminating dot.
+    std::string_view body = body_ ? std::string_view(*body_) : std::string_view();
+    body_pos_ = DotStuffChunk(body, body_pos_, kBodyChunk, &out_);
+    if (body_pos_ >= body.size()) {
+      DotStuffEnd(body, &out_);
+      streaming_ = false;
+    }
+  }
   std::string o;
   o.swap(out_);
   return o;
@@ -222,8 +249,10 @@ void SmtpClient::Fail(const Reply& r) {
     }
     in_tx_ = false;
     body_ = nullptr;
+    streaming_ = false;
     host_->OnTransactionDone(std::move(results_));
   }
+  streaming_ = false;
   host_->OnFailed(r);
 }
 
@@ -311,6 +340,11 @@ void SmtpClient::HandleReply(const Reply& r) {
       return;
     }
     case Phase::kDot:
+      if (streaming_) {
+        // A reply while we still have body to send: no 2xx here can mean
+        // the message arrived whole. Stop; nothing counts as delivered.
+        return Fail(Synthetic(421, "4.5.0", Cat("Reply before the end of the message data: ", r.ToString())));
+      }
       if (data_ok_) {
         RcptResult final_result = ResultOf(r, "end of data");
         for (auto& res : results_) {
@@ -437,7 +471,13 @@ void SmtpClient::SendNextUnpipelined() {
   expect_.push_back(is_data ? Expect::kData : Expect::kRcpt);
 }
 
-void SmtpClient::AppendBody() { DotStuff(body_ ? std::string_view(*body_) : std::string_view(), &out_); }
+void SmtpClient::AppendBody() {
+  // Streamed by TakeOutput(), one chunk per call: the connection asks for
+  // more as its socket drains, so no transaction holds a stuffed copy of a
+  // whole body.
+  streaming_ = true;
+  body_pos_ = 0;
+}
 
 void SmtpClient::FinishTransaction() {
   bool failed = !mail_ok_ || accepted_ == 0 || !data_ok_;
@@ -454,6 +494,7 @@ void SmtpClient::FinishTransaction() {
   failed |= !any_ok;
   in_tx_ = false;
   body_ = nullptr;
+  streaming_ = false;
   expect_.clear();
   unsent_.clear();
   host_->OnTransactionDone(std::move(results_));

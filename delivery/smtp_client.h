@@ -86,8 +86,14 @@ class SmtpClient {
 
   void Feed(std::string_view data);
   void OnTlsDone(bool ok, const std::string& detail);
+  // What to send next. While the body is being sent, each call adds the
+  // next kBodyChunk bytes of it (dot-stuffed) and, after the last, the
+  // terminating dot: call again whenever the socket has room.
   std::string TakeOutput();
-  bool has_output() const { return !out_.empty(); }
+  bool has_output() const { return !out_.empty() || streaming_; }
+  // The body is being sent (between the 354 and the terminating dot).
+  bool streaming_body() const { return streaming_; }
+  static constexpr size_t kBodyChunk = 128 * 1024;
 
   // Whether this session can carry `msg`; if not, *why is the permanent
   // result for every recipient (no SMTPUTF8: 553 5.6.7; over SIZE: 552 5.3.4).
@@ -134,6 +140,8 @@ class SmtpClient {
   // Current transaction.
   bool in_tx_ = false;
   const std::string* body_ = nullptr;  // the message being sent; owned by the caller
+  bool streaming_ = false;             // body chunks still to hand out (TakeOutput)
+  size_t body_pos_ = 0;                // next body byte to stuff
   std::deque<Expect> expect_;
   std::vector<std::string> unsent_;  // commands not yet sent (no PIPELINING)
   size_t rcpt_index_ = 0;
@@ -147,5 +155,10 @@ class SmtpClient {
 // Dot-stuffs `body` (CRLF lines) into `out` and appends the terminating
 // "<CRLF>.<CRLF>" (adding a CRLF first if the body does not end with one).
 void DotStuff(std::string_view body, std::string* out);
+// The same in pieces: stuffs body[pos, pos + max_bytes) into `out` and
+// returns the next position; DotStuffEnd() appends the terminator once the
+// whole body is out. The pieces together equal DotStuff(body).
+size_t DotStuffChunk(std::string_view body, size_t pos, size_t max_bytes, std::string* out);
+void DotStuffEnd(std::string_view body, std::string* out);
 
 }  // namespace mxr::delivery

@@ -856,11 +856,11 @@ Transcript RunSession(const std::vector<std::string>& chunks, const std::string&
   bool sent = false;
   for (const auto& ch : chunks) {
     c.Feed(ch);
-    t.output += c.TakeOutput();
+    while (c.has_output()) t.output += c.TakeOutput();  // the body streams in pieces
     if (!sent && c.phase() == SmtpClient::Phase::kReady) {
       c.Send(m);
       sent = true;
-      t.output += c.TakeOutput();
+      while (c.has_output()) t.output += c.TakeOutput();
     }
   }
   t.events = host.events;
@@ -872,9 +872,11 @@ TEST_F(SmtpClientTest, ByteAtATimeFeedMatchesWholeFeed) {
   const std::string server = std::string(kBanner) + kEhloPipelining +
                              "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\n"
                              "354 go\r\n250 2.0.0 queued\r\n";
-  // One chunk per server turn vs. one byte per read.
+  // One chunk per server turn vs. one byte per read (the final reply comes
+  // after the body was sent, as a server gives it).
   const std::string rest = server.substr(strlen(kBanner) + strlen(kEhloPipelining));
-  Transcript whole = RunSession({kBanner, kEhloPipelining, rest}, body_);
+  size_t dot = rest.find("250 2.0.0 queued");
+  Transcript whole = RunSession({kBanner, kEhloPipelining, rest.substr(0, dot), rest.substr(dot)}, body_);
   std::vector<std::string> bytes;
   for (char ch : server) bytes.emplace_back(1, ch);
   Transcript split = RunSession(bytes, body_);
@@ -885,6 +887,76 @@ TEST_F(SmtpClientTest, ByteAtATimeFeedMatchesWholeFeed) {
   EXPECT_EQ(split.results, whole.results);
   EXPECT_EQ(split.output, whole.output);
   EXPECT_THAT(whole.output, HasSubstr(stuffed_));
+}
+
+// ---------------------------------------------------------------------------
+// The body streams in pieces (no whole stuffed copy per transaction).
+
+TEST(DotStuffChunkTest, PiecesOfAnySizeEqualTheWhole) {
+  std::string body = ".lead\r\nline\r\n..two\r\n.\r\nx\r\n.";
+  for (int i = 0; i < 300; ++i) body += (i % 7 == 0) ? ".dot line\r\n" : "plain line of text\r\n";
+  std::string whole;
+  DotStuff(body, &whole);
+  for (size_t piece : {1u, 2u, 3u, 5u, 16u, 17u, 100u, 4096u}) {
+    std::string out;
+    size_t pos = 0;
+    for (int guard = 0; pos < body.size() && guard < 100000; ++guard) pos = DotStuffChunk(body, pos, piece, &out);
+    DotStuffEnd(body, &out);
+    EXPECT_EQ(out, whole) << "piece " << piece;
+  }
+}
+
+TEST_F(SmtpClientTest, BodyIsHandedOutInChunksAsTheSocketAsks) {
+  std::string body;
+  while (body.size() < 3 * SmtpClient::kBodyChunk) body += ".a line that starts with a dot\r\n";
+  FakeClientHost host;
+  SmtpClient c(Opts(), &host);
+  c.Feed(std::string(kBanner) + kEhloPipelining);
+  c.TakeOutput();
+  OutboundMessage m;
+  m.sender = "a@b.example";
+  m.rcpts = {"x@y.example"};
+  m.body = &body;
+  c.Send(m);
+  c.TakeOutput();
+  c.Feed("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n");
+  EXPECT_TRUE(c.streaming_body());
+  std::string sent;
+  int calls = 0;
+  while (c.has_output() && calls < 100) {
+    std::string o = c.TakeOutput();
+    EXPECT_LE(o.size(), SmtpClient::kBodyChunk * 2 + 8);  // one piece (stuffing at most doubles it)
+    sent += o;
+    ++calls;
+  }
+  EXPECT_GE(calls, 3);
+  std::string want;
+  DotStuff(body, &want);
+  EXPECT_EQ(sent, want);
+  c.Feed("250 2.0.0 queued\r\n");
+  ASSERT_EQ(host.done.size(), 1u);
+  EXPECT_EQ(host.done[0][0].code, 250);
+}
+
+// A final reply before we handed out the whole body cannot be a delivery.
+TEST_F(SmtpClientTest, ReplyBeforeTheEndOfTheBodyIsNoDelivery) {
+  std::string body(3 * SmtpClient::kBodyChunk, 'x');
+  FakeClientHost host;
+  SmtpClient c(Opts(), &host);
+  c.Feed(std::string(kBanner) + kEhloPipelining);
+  c.TakeOutput();
+  OutboundMessage m;
+  m.sender = "a@b.example";
+  m.rcpts = {"x@y.example"};
+  m.body = &body;
+  c.Send(m);
+  c.TakeOutput();
+  c.Feed("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n");
+  c.TakeOutput();  // one piece only
+  c.Feed("250 2.0.0 queued\r\n");
+  ASSERT_EQ(host.done.size(), 1u);
+  EXPECT_NE(host.done[0][0].code, 250);
+  EXPECT_EQ(c.phase(), SmtpClient::Phase::kDone);
 }
 
 // ---------------------------------------------------------------------------

@@ -145,12 +145,11 @@ void RenderSpool(const Sources& src, Families& f) {
 
 void RenderDelivery(const Sources& src, Families& f) {
   const delivery::DeliveryStats& s = *src.delivery;
-  static const char* kOutcome[4] = {"delivered", "deferred", "bounced", "expired"};
   auto& att = f.Family("mxrelay_delivery_attempts_total", "Recipient delivery attempts, by outcome.",
                        MetricType::Counter);
-  const std::atomic<uint64_t>* counts[4] = {&s.attempts_delivered, &s.attempts_deferred, &s.attempts_bounced,
-                                            &s.attempts_expired};
-  for (int i = 0; i < 4; ++i) Families::AddCounter(att, Load(*counts[i]), {{"outcome", kOutcome[i]}});
+  for (delivery::Outcome o : delivery::kAllOutcomes) {
+    Families::AddCounter(att, static_cast<double>(s.Attempts(o)), {{"outcome", std::string(delivery::OutcomeName(o))}});
+  }
   f.Counter("mxrelay_delivery_messages_completed_total", "Messages removed from the spool (all recipients done).",
             Load(s.messages_completed));
   f.Counter("mxrelay_delivery_dsns_total", "DSN bounce messages queued.", Load(s.dsns_queued));
@@ -163,6 +162,13 @@ void RenderDelivery(const Sources& src, Families& f) {
   f.Gauge("mxrelay_delivery_sites_backed_off", "Sites in dead-site backoff now.", Load(s.sites_backed_off));
   f.Counter("mxrelay_delivery_site_backoffs_total", "Times a site entered backoff.", Load(s.site_backoffs));
   f.Gauge("mxrelay_delivery_messages_active", "Messages loaded and being worked on.", Load(s.messages_active));
+  f.Counter("mxrelay_delivery_body_read_failures_total",
+            "Message bodies that could not be read from the spool (their recipients deferred 4.3.0, nothing sent).",
+            Load(s.body_read_failures));
+  f.Gauge("mxrelay_delivery_body_bytes_loaded", "Bytes of message bodies read from the spool and held for transactions.",
+          Load(s.body_bytes_loaded));
+  f.Counter("mxrelay_delivery_body_budget_waits_total",
+            "Body reads that waited for the delivery.max_body_memory budget.", Load(s.body_waits));
   f.Histogram("mxrelay_delivery_latency_seconds", "From acceptance to the recipient's 250 at the destination.",
               s.delivery_latency_us.Snapshot(), 1e-6);
   int64_t oldest = s.oldest_message_us.load(std::memory_order_relaxed);
@@ -193,8 +199,9 @@ void RenderDelivery(const Sources& src, Families& f) {
                       MetricType::Gauge);
   auto& sb = f.Family("mxrelay_site_backed_off", "1 while the site is backed off.", MetricType::Gauge);
   for (const auto& site : snap.sites) {
-    for (int i = 0; i < 4; ++i) {
-      Families::AddCounter(sa, static_cast<double>(site.attempts[i]), {{"site", site.label}, {"outcome", kOutcome[i]}});
+    for (delivery::Outcome o : delivery::kAllOutcomes) {
+      Families::AddCounter(sa, static_cast<double>(site.attempts[o]),
+                           {{"site", site.label}, {"outcome", std::string(delivery::OutcomeName(o))}});
     }
     Families::AddGauge(sc, static_cast<double>(site.connections), {{"site", site.label}});
     Families::AddGauge(sq, static_cast<double>(site.queued_jobs), {{"site", site.label}});

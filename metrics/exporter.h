@@ -17,7 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
-#include "delivery/engine.h"
+#include "delivery/stats.h"
 #include "queue/spool.h"
 #include "relay/stats.h"
 

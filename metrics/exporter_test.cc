@@ -74,7 +74,7 @@ TEST(Exporter, EveryNameHasTheOnePrefixAndCountersEndInTotal) {
   delivery::DeliverySnapshot snap;
   delivery::SiteFigures site;
   site.label = "mx.example.test";
-  site.attempts[0] = 4;
+  site.attempts[delivery::Outcome::kDelivered] = 4;
   snap.sites.push_back(site);
   d.Publish(snap);
   Sources src;
@@ -122,7 +122,7 @@ TEST(Exporter, RenderWhileTheComponentsCount) {
         d.delivery_latency_us.Observe(static_cast<uint64_t>(i));
         if (i % 1000 == 0) {
           delivery::DeliverySnapshot s;
-          s.sites.push_back(delivery::SiteFigures{"x", {static_cast<uint64_t>(i), 0, 0, 0}, 1, 2, false});
+          s.sites.push_back(delivery::SiteFigures{"x", {{static_cast<uint64_t>(i), 0, 0, 0}}, 1, 2, false});
           d.Publish(std::move(s));
         }
       }

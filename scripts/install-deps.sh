@@ -13,7 +13,7 @@ PKGS=(
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
   # test peers and tools
-  python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dnsmasq-base whois prometheus procps iproute2 strace
+  python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dnsmasq-base whois prometheus procps iproute2 strace rocksdb-tools
 )
 
 SUDO=""

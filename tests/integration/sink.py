@@ -21,7 +21,10 @@ a line of garbage in a separate write and closes, "same_write" sends the
 garbage in the same write as the 220 (so it arrives in one read), "close"
 closes right after the 220. `drop_in_data=N` makes the first N DATA
 transfers fail: the sink reads the first line of the message and closes the
-connection (a destination dying mid-DATA).
+connection (a destination dying mid-DATA). `stall_in_data=True` answers 354
+and then never reads again (a destination that stalls mid-message; with
+`rcvbuf` set, the kernel takes only that much of the body); `data_read_rate`
+(bytes/s) reads the message slowly but steadily (progress without speed).
 
 It counts connections, the peak of concurrent connections and of concurrent
 transactions, and records every accepted message (envelope, data with the dots
@@ -144,6 +147,7 @@ class _Conn:
     def __init__(self, sock):
         self.sock = sock
         self.buf = b""
+        self.rate = None  # bytes/s: read slowly (data_read_rate)
 
     def send(self, text):
         self.sock.sendall(text.encode("utf-8") if isinstance(text, str) else text)
@@ -156,7 +160,11 @@ class _Conn:
                 return line
             if len(self.buf) > MAX_LINE:
                 raise _Closed("line too long")
-            chunk = self.sock.recv(65536)
+            if self.rate:
+                time.sleep(0.1)
+                chunk = self.sock.recv(max(1, min(65536, self.rate // 10)))
+            else:
+                chunk = self.sock.recv(65536)
             if not chunk:
                 raise _Closed("closed by peer")
             self.buf += chunk
@@ -173,7 +181,7 @@ class Sink:
                  starttls=False, starttls_broken=False, auth=None, hang=False, banner=None,
                  mail=None, rcpt=None,
                  default_rcpt="250 2.1.5 Ok", data=None, data_delay=0.0, hostname="sink.test",
-                 drop_in_data=0):
+                 drop_in_data=0, stall_in_data=False, rcvbuf=None, data_read_rate=None):
         assert addr.startswith("127."), "loopback only"
         self.addr = addr
         self.port = port
@@ -191,6 +199,10 @@ class Sink:
         self.data_delay = data_delay
         self.drop_in_data = drop_in_data  # DATA transfers still to cut off mid-message
         self.dropped_in_data = 0
+        self.stall_in_data = stall_in_data
+        self.stalled = 0              # connections stalled after 354 (stall_in_data)
+        self.rcvbuf = rcvbuf          # SO_RCVBUF of accepted connections (inherited from the listener)
+        self.data_read_rate = data_read_rate
         self.hostname = hostname
 
         self.lock = threading.Lock()
@@ -224,6 +236,8 @@ class Sink:
             self._ctx.load_cert_chain(cert, key)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         try:
             s.bind((self.addr, self.port))
         except OSError:
@@ -507,6 +521,13 @@ class Sink:
                 if drop:
                     conn.line()  # some of the message, then the connection dies
                     return
+                if self.stall_in_data:
+                    with self.lock:
+                        self.stalled += 1
+                    self._stop.wait(IO_TIMEOUT * 4)  # never reads again (bounded by stop())
+                    return
+                if self.data_read_rate:
+                    conn.rate = self.data_read_rate
                 chunks, size = [], 0
                 for _ in range(10 ** 7):
                     l = conn.line()
@@ -518,6 +539,7 @@ class Sink:
                     if size > MAX_DATA:
                         raise _Closed("message too large")
                     chunks.append(l)
+                conn.rate = None
                 msg = Message(conn_id, helo, sender, mail_params, list(rcpts), b"".join(chunks),
                               tls, authed)
                 with self.lock:

@@ -1,0 +1,116 @@
+#include "delivery/bookkeeping.h"
+
+#include "common/check.h"
+#include "common/escape.h"
+#include "common/strings.h"
+#include "delivery/dsn.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr::delivery {
+
+Bookkeeping::Bookkeeping(Deps deps, Done done)
+    : deps_(std::move(deps)), done_(std::move(done)), rng_(std::random_device{}()) {}
+
+void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d) {
+  const RcptOutcome& o = d.shown;
+  DeliveryEvent e;
+  e.time_us = deps_.clock->NowMicros();
+  e.queue_id = m.meta.id.ToString();
+  e.sender = m.meta.sender;
+  e.recipient = m.meta.recipients[d.rcpt].address;
+  e.outcome = std::string(OutcomeName(d.outcome));
+  e.site = o.site;
+  e.mx_host = o.mx_host;
+  e.ip = o.ip;
+  e.tls = o.tls;
+  e.code = o.code;
+  e.enhanced = o.enhanced;
+  e.response = o.text;
+  // Dispose() already counted this attempt in the record, unless the
+  // recipient was held back and stays pending.
+  bool counted = !(o.not_attempted && d.outcome == Outcome::kDeferred);
+  e.attempt = m.meta.recipients[d.rcpt].attempts + (counted ? 0 : 1);
+  e.queue_seconds = static_cast<double>(e.time_us - m.meta.received_us) / 1e6;
+  deps_.event_log->Write(e);
+}
+
+void Bookkeeping::Finish(ActiveMessage* m) {
+  MXR_DCHECK(m->pending_jobs == 0, "bookkeeping with a job still pending");
+  int64_t now_us = deps_.clock->NowMicros();
+  Disposition disp = Dispose(*deps_.cfg, &m->meta, &m->outcomes, now_us);
+  int64_t now_ms = deps_.loop->now_ms();
+  for (const RcptDecision& d : disp.decisions) {
+    Log(*m, d);
+    deps_.stats->CountAttempt(d.outcome);
+    deps_.site_metrics->Count(d.shown.site_label, d.outcome, now_ms);
+    if (d.outcome == Outcome::kDelivered) {
+      deps_.stats->delivery_latency_us.Observe(
+          static_cast<uint64_t>(std::max<int64_t>(0, now_us - m->meta.received_us)));
+    }
+  }
+  if (disp.bounces.empty() || m->meta.sender.empty()) {
+    if (!disp.bounces.empty()) {
+      spdlog::info("event=bounce_discarded id={} reason=null_sender recipients={}", m->meta.id.ToString(),
+                   disp.bounces.size());
+    }
+    return Record(m, true);
+  }
+  // The DSN returns the original's headers: read the body if no attempt
+  // holds it. An unreadable body still gives a DSN (saying so): otherwise a
+  // message whose body was lost could never leave the queue.
+  queue::QueueId id = m->meta.id;
+  deps_.bodies->Get(
+      m,
+      [this, id, bounces = std::move(disp.bounces)](const absl::Status& st, BodyRef body) mutable {
+        ActiveMessage* msg = deps_.find(id);
+        if (msg == nullptr) return;
+        std::string_view original = st.ok() && body ? std::string_view(*body) : std::string_view();
+        queue::NewMessage dsn = BuildDsn(msg->meta, original, bounces, deps_.hostname, deps_.ids->Next(),
+                                         deps_.clock->NowMicros());
+        std::string dsn_id = dsn.meta.id.ToString();
+        EventLoop* loop = deps_.loop;
+        deps_.spool->Commit(std::move(dsn), [this, loop, id, dsn_id](absl::Status cst) {
+          loop->Post([this, id, cst, dsn_id] {
+            ActiveMessage* m2 = deps_.find(id);
+            if (m2 == nullptr) return;
+            if (cst.ok()) {
+              deps_.stats->dsns_queued++;
+              spdlog::info("event=dsn_queued id={} dsn_id={}", id.ToString(), dsn_id);
+            } else {
+              spdlog::error("event=dsn_commit_failed id={} error=\"{}\" action=\"kept the recipients pending\"",
+                            id.ToString(), LogEscape(cst.ToString()));
+            }
+            Record(m2, cst.ok());
+          });
+        });
+      },
+      deps_.find);
+}
+
+void Bookkeeping::Record(ActiveMessage* m, bool bounce_committed) {
+  int64_t old_next = m->meta.next_attempt_us;
+  std::uniform_real_distribution<double> jitter(0.0, 1.0);
+  NextStep step = Reschedule(*deps_.cfg, &m->meta, m->outcomes, bounce_committed, deps_.clock->NowMicros(),
+                             jitter(rng_));
+  // Unsynced, riding the spool's next group commit: a crash can only mean a
+  // redelivery.
+  if (step.done) {
+    deps_.spool->DeleteAsync(m->meta);
+    deps_.stats->messages_completed++;
+  } else {
+    deps_.spool->UpdateAsync(m->meta, old_next);
+  }
+  ScheduleFlush();
+  done_(m, step);
+}
+
+void Bookkeeping::ScheduleFlush() {
+  if (flush_armed_) return;
+  flush_armed_ = true;
+  deps_.loop->RunAfter(kFlushMs, [this] {
+    flush_armed_ = false;
+    deps_.spool->FlushAsync();
+  });
+}
+
+}  // namespace mxr::delivery

@@ -1,0 +1,142 @@
+#include "delivery/disposition.h"
+
+#include "gtest/gtest.h"
+
+namespace mxr::delivery {
+namespace {
+
+constexpr int64_t kSec = 1'000'000;
+constexpr int64_t kT0 = 1'800'000'000 * kSec;
+
+DeliveryConfig Cfg() {
+  DeliveryConfig c;
+  c.retry_initial = 300;
+  c.retry_max = 14400;
+  c.max_age = 3600;
+  return c;
+}
+
+queue::MessageMeta Meta(int n, int64_t received = kT0) {
+  queue::MessageMeta m;
+  m.sender = "s@x.test";
+  m.received_us = received;
+  for (int i = 0; i < n; ++i) m.recipients.push_back(queue::Recipient{"r" + std::to_string(i) + "@y.test"});
+  return m;
+}
+
+RcptOutcome Reply(int code, const char* enh = "", const char* text = "t") {
+  return RcptOutcome::Local(code, enh, text);
+}
+
+TEST(Dispose, ReplyClassesPerRecipient) {
+  struct Row {
+    int code;
+    Outcome want;
+    queue::RcptState state;
+  } rows[] = {
+      {250, Outcome::kDelivered, queue::RcptState::kDelivered},
+      {251, Outcome::kDelivered, queue::RcptState::kDelivered},
+      {550, Outcome::kBounced, queue::RcptState::kBounced},
+      {554, Outcome::kBounced, queue::RcptState::kBounced},
+      {451, Outcome::kDeferred, queue::RcptState::kPending},
+      {421, Outcome::kDeferred, queue::RcptState::kPending},
+      {354, Outcome::kDeferred, queue::RcptState::kPending},  // never a delivery
+      {0, Outcome::kDeferred, queue::RcptState::kPending},
+  };
+  for (const auto& r : rows) {
+    DeliveryConfig cfg = Cfg();
+    queue::MessageMeta m = Meta(1);
+    std::vector<RcptOutcome> o = {Reply(r.code)};
+    Disposition d = Dispose(cfg, &m, &o, kT0 + kSec);
+    ASSERT_EQ(d.decisions.size(), 1u) << r.code;
+    EXPECT_EQ(d.decisions[0].outcome, r.want) << r.code;
+    EXPECT_EQ(m.recipients[0].state, r.state) << r.code;
+    EXPECT_EQ(m.recipients[0].attempts, 1u) << r.code;
+    EXPECT_EQ(m.recipients[0].last_code, static_cast<uint32_t>(r.code)) << r.code;
+    EXPECT_EQ(d.bounces.size(), r.want == Outcome::kBounced ? 1u : 0u) << r.code;
+  }
+}
+
+TEST(Dispose, PastMaxAgeATransientFailureExpiresAsABounce) {
+  DeliveryConfig cfg = Cfg();
+  queue::MessageMeta m = Meta(2);
+  std::vector<RcptOutcome> o = {Reply(451, "4.2.0", "busy"), Reply(250)};
+  Disposition d = Dispose(cfg, &m, &o, kT0 + 3601 * kSec);
+  ASSERT_EQ(d.decisions.size(), 2u);
+  EXPECT_EQ(d.decisions[0].outcome, Outcome::kExpired);
+  EXPECT_EQ(d.decisions[0].shown.enhanced, "4.4.7");
+  EXPECT_EQ(d.decisions[0].shown.text, "Delivery time expired; last error: 451 4.2.0 busy");
+  EXPECT_EQ(d.decisions[1].outcome, Outcome::kDelivered);
+  ASSERT_EQ(d.bounces.size(), 1u);
+  EXPECT_EQ(d.bounces[0].enhanced, "4.4.7");
+  EXPECT_EQ(m.recipients[0].state, queue::RcptState::kBounced);
+}
+
+TEST(Dispose, OnlyPendingRecipientsAreDecidedAndUnsetOnesKeepTheirLastReply) {
+  DeliveryConfig cfg = Cfg();
+  queue::MessageMeta m = Meta(3);
+  m.recipients[0].state = queue::RcptState::kDelivered;
+  m.recipients[2].last_code = 452;
+  m.recipients[2].last_response = "4.2.2 mailbox full";
+  std::vector<RcptOutcome> o(3);
+  o[1] = Reply(250);
+  Disposition d = Dispose(cfg, &m, &o, kT0 + kSec);
+  ASSERT_EQ(d.decisions.size(), 2u);
+  EXPECT_EQ(d.decisions[0].rcpt, 1u);
+  EXPECT_EQ(d.decisions[1].rcpt, 2u);
+  EXPECT_EQ(d.decisions[1].outcome, Outcome::kDeferred);
+  EXPECT_EQ(d.decisions[1].shown.code, 452);
+  EXPECT_EQ(d.decisions[1].shown.text, "4.2.2 mailbox full");
+}
+
+TEST(Dispose, HeldRecipientsAreNotCharged) {
+  DeliveryConfig cfg = Cfg();
+  queue::MessageMeta m = Meta(1);
+  std::vector<RcptOutcome> o = {RcptOutcome::Held(kT0 + 60 * kSec, 451, "4.4.1", "backed off")};
+  Disposition d = Dispose(cfg, &m, &o, kT0 + kSec);
+  EXPECT_EQ(d.decisions[0].outcome, Outcome::kDeferred);
+  EXPECT_EQ(m.recipients[0].attempts, 0u);
+  EXPECT_EQ(m.recipients[0].last_code, 0u);
+}
+
+TEST(Reschedule, Table) {
+  struct Row {
+    const char* name;
+    std::vector<RcptOutcome> outcomes;
+    bool bounce_committed;
+    bool done;
+    bool charged;
+    int64_t next_min, next_max;  // relative to now
+  } rows[] = {
+      {"all delivered", {Reply(250), Reply(250)}, true, true, false, 0, 0},
+      {"bounced, DSN durable", {Reply(550), Reply(250)}, true, true, false, 0, 0},
+      {"bounced, DSN failed: pending again, retried", {Reply(550), Reply(250)}, false, false, true, 270 * kSec,
+       330 * kSec},
+      {"one deferred: backoff", {Reply(451), Reply(250)}, true, false, true, 270 * kSec, 330 * kSec},
+      {"all held: at the hold time, uncharged",
+       {RcptOutcome::Held(kT0 + 90 * kSec, 451, "4.4.1", "held"), Reply(250)}, true, false, false, 89 * kSec,
+       89 * kSec},
+      {"held in the past: now", {RcptOutcome::Held(kT0 - kSec, 451, "4.3.2", "stop"), Reply(250)}, true, false,
+       false, 0, 0},
+      {"held and deferred: charged", {RcptOutcome::Held(kT0 + 90 * kSec, 451, "", "held"), Reply(451)}, true,
+       false, true, 270 * kSec, 330 * kSec},
+  };
+  for (auto& r : rows) {
+    DeliveryConfig cfg = Cfg();
+    queue::MessageMeta m = Meta(2);
+    int64_t now = kT0 + kSec;
+    Dispose(cfg, &m, &r.outcomes, now);
+    NextStep s = Reschedule(cfg, &m, r.outcomes, r.bounce_committed, now, 0.5);
+    EXPECT_EQ(s.done, r.done) << r.name;
+    EXPECT_EQ(s.charged, r.charged) << r.name;
+    EXPECT_EQ(m.attempts, r.charged ? 1u : 0u) << r.name;
+    if (!s.done) {
+      EXPECT_GE(s.next_attempt_us - now, r.next_min) << r.name;
+      EXPECT_LE(s.next_attempt_us - now, r.next_max) << r.name;
+      EXPECT_EQ(m.next_attempt_us, s.next_attempt_us) << r.name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mxr::delivery

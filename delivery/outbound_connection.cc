@@ -1,0 +1,549 @@
+#include "delivery/outbound_connection.h"
+
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/check.h"
+#include "common/escape.h"
+#include "common/strings.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr::delivery {
+
+const char* OutboundConnection::StateName(State s) {
+  switch (s) {
+    case State::kResolving: return "resolving";
+    case State::kConnecting: return "connecting";
+    case State::kSetup: return "setup";
+    case State::kIdle: return "idle";
+    case State::kAwaitingBody: return "awaiting_body";
+    case State::kSending: return "sending";
+    case State::kQuitting: return "quitting";
+    case State::kClosed: return "closed";
+  }
+  return "?";
+}
+
+OutboundConnection::OutboundConnection(ConnectionOwner* owner, Site* site) : owner_(owner), site_(site) {
+  recv_op_.c = this;
+  recv_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnRecv(cqe); };
+  send_op_.c = this;
+  send_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnSend(cqe); };
+  conn_op_.c = this;
+  conn_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnConnect(cqe); };
+  cancel_op_.c = this;
+  cancel_op_.fn = [](IoOp* op, const io_uring_cqe*) {
+    OutboundConnection* c = static_cast<Op*>(op)->c;
+    c->inflight_--;
+    c->MaybeFree();
+  };
+}
+
+OutboundConnection::~OutboundConnection() {
+  // Checked on the normal path only: at shutdown the engine drops whatever is left.
+  MXR_DCHECK(!freed_ || inflight_ == 0, "a connection freed with io_uring operations in flight");
+  MXR_DCHECK(!freed_ || job_ == nullptr, "a connection freed holding a job");
+  if (fd_ >= 0) ::close(fd_);
+  for (int fd : old_fds_) ::close(fd);
+}
+
+void OutboundConnection::Touch(int secs) { deadline_ms_ = owner_->loop()->now_ms() + secs * 1000LL; }
+
+int OutboundConnection::PhaseTimeout() const {
+  const DeliveryConfig& cfg = owner_->cfg();
+  if (!client_) return cfg.connect_timeout;
+  switch (client_->phase()) {
+    case SmtpClient::Phase::kBanner: return cfg.banner_timeout;
+    case SmtpClient::Phase::kData:
+    case SmtpClient::Phase::kDot: return cfg.data_timeout;  // the body and the final reply
+    case SmtpClient::Phase::kReady: return state_ == State::kIdle ? cfg.idle_timeout : cfg.command_timeout;
+    case SmtpClient::Phase::kQuit: return 10;
+    default: return cfg.command_timeout;
+  }
+}
+
+// ----------------------------------------------------------- entry points
+
+void OutboundConnection::Begin() {
+  owner_->stats()->connections_opened++;
+  owner_->stats()->connections_active++;
+  Touch(owner_->cfg().connect_timeout);
+  NextHost();
+  MaybeFree();
+}
+
+void OutboundConnection::Take(Job* j) {
+  MXR_DCHECK(state_ == State::kIdle && job_ == nullptr, "a job given to a busy connection");
+  MXR_DCHECK(!j->on_connection && !j->queued, "a job on two connections");
+  job_ = j;
+  j->on_connection = true;
+  state_ = State::kAwaitingBody;
+  inflight_++;  // alive until the body arrives
+  Touch(owner_->cfg().command_timeout);
+  take_depth_++;
+  owner_->GetBody(j, [this, j](const absl::Status& st, BodyRef body) {
+    inflight_--;
+    SendJob(j, st, std::move(body));
+    // Take() may run inside a client callback: only a later (posted) answer
+    // is a top-level entry point that may free the connection.
+    if (take_depth_ == 0) MaybeFree();
+  });
+  take_depth_--;
+  // No MaybeFree() here: the caller may be inside client_. A connection
+  // closed meanwhile is freed by the next CheckTimeout() tick.
+}
+
+void OutboundConnection::SendJob(Job* j, const absl::Status& st, BodyRef body) {
+  if (state_ != State::kAwaitingBody || !client_ || client_->phase() != SmtpClient::Phase::kReady) {
+    // Closed meanwhile: nothing was sent, the job goes back to its site.
+    job_ = nullptr;
+    j->on_connection = false;
+    owner_->Requeue(j);
+    return;
+  }
+  if (!st.ok()) {
+    // Never send an empty or partial body: the recipients are deferred with
+    // a local error and the session stays usable for other jobs.
+    job_ = nullptr;
+    j->on_connection = false;
+    state_ = State::kIdle;
+    std::vector<RcptResult> res(j->rcpts.size(),
+                                RcptResult{451, "4.3.0", Cat("Local error: the message body could not be read from "
+                                                             "the queue (", st.message(), ")")});
+    owner_->OnJobDone(this, j, res);
+    if (state_ == State::kIdle) {
+      Touch(owner_->cfg().idle_timeout);
+      owner_->OnConnReady(this);
+    }
+    return;
+  }
+  j->body = std::move(body);
+  ActiveMessage* m = j->msg;
+  j->out.sender = m->meta.sender;
+  j->out.rcpts.clear();
+  for (size_t i : j->rcpts) j->out.rcpts.push_back(m->meta.recipients[i].address);
+  j->out.smtputf8 = m->meta.smtputf8;
+  j->out.body_8bit = m->meta.body_8bit;
+  j->out.body = j->body.get();
+  RcptResult why;
+  if (!client_->CanSend(j->out, &why)) {
+    job_ = nullptr;
+    j->on_connection = false;
+    j->body.reset();
+    state_ = State::kIdle;
+    std::vector<RcptResult> res(j->rcpts.size(), why);
+    owner_->OnJobDone(this, j, res);
+    if (state_ == State::kIdle) {
+      Touch(owner_->cfg().idle_timeout);
+      owner_->OnConnReady(this);
+    }
+    return;
+  }
+  state_ = State::kSending;
+  client_->Send(j->out);
+  Touch(owner_->cfg().command_timeout);
+  Flush();
+  AfterClient();
+}
+
+void OutboundConnection::Quit() {
+  if (state_ == State::kClosed || state_ == State::kQuitting) return;
+  if (!client_ || state_ != State::kIdle) return Close();
+  state_ = State::kQuitting;
+  client_->Quit();
+  Flush();
+  Touch(10);
+}
+
+void OutboundConnection::CheckTimeout(int64_t now) {
+  if (state_ == State::kClosed || now < deadline_ms_) return MaybeFree();
+  switch (state_) {
+    case State::kIdle:
+      Quit();  // idle timeout
+      break;
+    case State::kQuitting:
+      Finish(Reply{221, "2.0.0", "closed after QUIT (no answer)", {}});
+      break;
+    case State::kConnecting: {
+      // Cancel the connect; OnConnect moves on to the next address.
+      io_uring_sqe* sqe = owner_->loop()->GetSqe();
+      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&conn_op_), 0);
+      io_uring_sqe_set_data(sqe, &cancel_op_);
+      inflight_++;
+      Touch(owner_->cfg().connect_timeout);
+      break;
+    }
+    case State::kResolving:
+      Touch(owner_->cfg().connect_timeout);  // the resolver has its own timeout
+      break;
+    case State::kAwaitingBody:
+      // The body waits for the memory budget: the session is not at fault.
+      Touch(owner_->cfg().command_timeout);
+      break;
+    case State::kSetup:
+    case State::kSending:
+      if (client_) {
+        client_->Abort(Reply{421, "4.4.2", Cat("Timeout in phase ", client_->PhaseName(), " with ", host_), {}});
+        AfterClient();
+      }
+      break;
+    case State::kClosed:
+      break;
+  }
+  MaybeFree();
+}
+
+void OutboundConnection::ForceClose() {
+  if (client_ && state_ == State::kSending) {
+    client_->Abort(Reply{421, "4.3.2", "Relay shutting down", {}});
+    failed_ = false;
+  }
+  if (state_ == State::kAwaitingBody) {
+    state_ = State::kClosed;  // the body callback requeues the job
+  }
+  if (!gone_reported_) {
+    gone_reported_ = true;
+    owner_->OnConnGone(this, ever_ready_, Reply{221, "2.0.0", "shutdown", {}});
+  }
+  Close();
+  MaybeFree();
+}
+
+// ---------------------------------------------------------- ClientHost
+
+void OutboundConnection::StartTls() {
+  bool verify = site_->settings().tls == TlsPolicy::kRequiredVerify;
+  tls_ = std::make_unique<TlsEndpoint>(owner_->tls_ctx(verify), host_, verify);
+  Touch(owner_->cfg().command_timeout);
+  DriveTls();
+}
+
+void OutboundConnection::OnReady() {
+  ever_ready_ = true;
+  state_ = State::kIdle;
+  MXR_DCHECK(job_ == nullptr, "ready with a job still held");
+  Touch(owner_->cfg().idle_timeout);
+  owner_->OnConnReady(this);
+}
+
+void OutboundConnection::OnTransactionDone(std::vector<RcptResult> results) {
+  Job* j = job_;
+  job_ = nullptr;
+  messages_++;
+  // Not idle until OnReady (after an RSET when the transaction failed).
+  if (state_ == State::kSending) state_ = State::kSetup;
+  if (j != nullptr) {
+    j->on_connection = false;
+    j->body.reset();
+    owner_->OnJobDone(this, j, results);
+  }
+}
+
+void OutboundConnection::OnFailed(const Reply& why) {
+  // Called from inside client_: acted on once control is back in our own
+  // code (AfterClient), never while the client is on the stack.
+  last_error_ = why;
+  failed_ = true;
+}
+
+// After any call into client_ returned: handle a reported failure. Before
+// the session was ever usable, a failure (connection refused, 421/4xx/5xx
+// greeting, TLS failure...) moves on to the next MX address or host.
+void OutboundConnection::AfterClient() {
+  if (!failed_) return;
+  failed_ = false;
+  if (!ever_ready_ && state_ != State::kClosed) {
+    ResetSocket();
+    NextAddress();
+    return;
+  }
+  Finish(last_error_);
+}
+
+void OutboundConnection::Finish(const Reply& why) {
+  if (!gone_reported_) {
+    gone_reported_ = true;
+    owner_->OnConnGone(this, ever_ready_, why);
+  }
+  Close();
+}
+
+void OutboundConnection::Close() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  if (recv_armed_) {
+    io_uring_sqe* sqe = owner_->loop()->GetSqe();
+    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
+    io_uring_sqe_set_data(sqe, &cancel_op_);
+    inflight_++;
+  }
+}
+
+// ------------------------------------------------------- hosts and sockets
+
+void OutboundConnection::NextHost() {
+  if (host_index_ >= site_->hosts.size()) {
+    Finish(last_error_.code ? last_error_ : Reply{451, "4.4.1", "No MX host could be reached", {}});
+    return;
+  }
+  host_ = site_->hosts[host_index_++];
+  addrs_.clear();
+  addr_index_ = 0;
+  state_ = State::kResolving;
+  inflight_++;  // alive across the lookup
+  owner_->resolver()->ResolveHost(host_, [this](const AddrAnswer& a) {
+    inflight_--;
+    if (state_ == State::kClosed) return MaybeFree();
+    if (a.outcome != DnsOutcome::kOk) {
+      last_error_ = Reply{451, "4.4.3", a.error, {}};
+      NextHost();
+    } else {
+      addrs_ = a.addrs;
+      NextAddress();
+    }
+    MaybeFree();
+  });
+}
+
+void OutboundConnection::ResetSocket() {
+  if (fd_ >= 0 && !recv_armed_ && !send_inflight_ && !connect_inflight_) {
+    ::close(fd_);
+  } else if (fd_ >= 0) {
+    ::shutdown(fd_, SHUT_RDWR);
+    old_fds_.push_back(fd_);  // closed when its operations finish
+  }
+  fd_ = -1;
+  client_.reset();
+  tls_.reset();
+  out_.clear();
+  sending_.clear();
+  sending_off_ = 0;
+}
+
+void OutboundConnection::NextAddress() {
+  if (addr_index_ >= addrs_.size()) return NextHost();
+  ip_ = addrs_[addr_index_++];
+  const SiteSettings& s = site_->settings();
+  sockaddr_storage ss;
+  auto len = MakeSockaddr(ip_.ToString(), s.port, &ss);
+  if (!len.ok()) return NextAddress();
+  fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    last_error_ = Reply{451, "4.4.0", Cat("socket: ", strerror(errno)), {}};
+    return NextAddress();
+  }
+  const std::string& src = owner_->cfg().source_address;
+  if (!src.empty()) {
+    sockaddr_storage bs;
+    auto blen = MakeSockaddr(src, 0, &bs);
+    if (blen.ok() && bs.ss_family == ss.ss_family && ::bind(fd_, reinterpret_cast<sockaddr*>(&bs), *blen) != 0) {
+      spdlog::warn("event=source_bind_failed address={} error=\"{}\"", src, strerror(errno));
+    }
+  }
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  peer_ = ss;
+  peer_len_ = *len;
+  io_uring_sqe* sqe = owner_->loop()->GetSqe();
+  io_uring_prep_connect(sqe, fd_, reinterpret_cast<sockaddr*>(&peer_), peer_len_);
+  io_uring_sqe_set_data(sqe, &conn_op_);
+  inflight_++;
+  connect_inflight_ = true;
+  state_ = State::kConnecting;
+  Touch(owner_->cfg().connect_timeout);
+}
+
+void OutboundConnection::OnConnect(const io_uring_cqe* cqe) {
+  inflight_--;
+  connect_inflight_ = false;
+  if (state_ == State::kClosed) return MaybeFree();
+  const SiteSettings& s = site_->settings();
+  if (cqe->res < 0) {
+    last_error_ = Reply{451, "4.4.1", Cat("Connection to ", host_, " [", ip_.ToString(), "]:", s.port,
+                                         " failed: ", strerror(-cqe->res)), {}};
+    ::close(fd_);
+    fd_ = -1;
+    NextAddress();
+    return MaybeFree();
+  }
+  ClientOptions o;
+  o.helo = owner_->helo_name();
+  o.tls = s.tls;
+  if (o.tls == TlsPolicy::kOpportunistic && site_->tls_broken_until_ms > owner_->loop()->now_ms()) {
+    o.tls = TlsPolicy::kNone;  // its STARTTLS failed recently: deliver in clear
+  }
+  o.auth_user = s.auth_user;
+  o.auth_password = s.auth_password;
+  client_ = std::make_unique<SmtpClient>(o, this);
+  state_ = State::kSetup;
+  Touch(owner_->cfg().banner_timeout);
+  ArmRecv();
+  MaybeFree();
+}
+
+// ------------------------------------------------------------------ I/O
+
+void OutboundConnection::ArmRecv() {
+  if (recv_armed_ || state_ == State::kClosed || fd_ < 0) return;
+  io_uring_sqe* sqe = owner_->loop()->GetSqe();
+  io_uring_prep_recv(sqe, fd_, buf_, sizeof buf_, 0);
+  io_uring_sqe_set_data(sqe, &recv_op_);
+  recv_armed_ = true;
+  recv_fd_ = fd_;
+  inflight_++;
+}
+
+void OutboundConnection::OnRecv(const io_uring_cqe* cqe) {
+  inflight_--;
+  recv_armed_ = false;
+  CloseOld();
+  if (state_ != State::kClosed && recv_fd_ != fd_) {  // completion for a previous MX's socket
+    if (client_) ArmRecv();
+    return MaybeFree();
+  }
+  if (state_ == State::kClosed || !client_) return MaybeFree();
+  if (cqe->res <= 0) {
+    Reply r{421, "4.4.2", cqe->res == 0 ? Cat("Connection closed by ", host_)
+                                        : Cat("Connection error with ", host_, ": ", strerror(-cqe->res)), {}};
+    if (client_->phase() == SmtpClient::Phase::kQuit || client_->phase() == SmtpClient::Phase::kDone) {
+      Finish(Reply{221, "2.0.0", "closed after QUIT", {}});  // a normal end
+    } else if (tls_ && !tls_->handshake_done()) {
+      TlsHandshakeFailed(r.text);
+      AfterClient();
+    } else {
+      client_->Abort(r);
+      AfterClient();
+    }
+    return MaybeFree();
+  }
+  std::string_view data(buf_, static_cast<size_t>(cqe->res));
+  if (tls_) {
+    tls_->FeedCipher(data);
+    DriveTls();
+  } else {
+    client_->Feed(data);
+  }
+  AfterClient();
+  if (client_ && state_ != State::kClosed && client_->phase() == SmtpClient::Phase::kDone) {
+    Finish(Reply{221, "2.0.0", "closed after QUIT", {}});  // our QUIT was answered
+  }
+  if (client_ && state_ != State::kClosed) {
+    if (state_ != State::kIdle) Touch(PhaseTimeout());  // a reply: the server is alive
+    Flush();
+    ArmRecv();
+  }
+  MaybeFree();
+}
+
+// A STARTTLS that did not complete (bad handshake, or the server closed the
+// connection during it): remember the site so opportunistic delivery goes
+// in clear for an hour instead of failing the same way on every retry. The
+// site's identity includes its policy, so this never touches a site whose
+// policy requires TLS.
+void OutboundConnection::TlsHandshakeFailed(const std::string& detail) {
+  if (site_->settings().tls == TlsPolicy::kOpportunistic) {
+    site_->tls_broken_until_ms = owner_->loop()->now_ms() + 3600 * 1000LL;
+  }
+  client_->OnTlsDone(false, detail);
+}
+
+void OutboundConnection::DriveTls() {
+  if (!tls_->handshake_done()) {
+    auto r = tls_->Handshake();
+    if (r == TlsEndpoint::Result::kError) {
+      std::string detail = tls_->last_error();
+      if (site_->settings().tls == TlsPolicy::kRequiredVerify) {
+        detail += Cat(" (verify: ", tls_->verify_result(), ")");
+      }
+      return TlsHandshakeFailed(detail);
+    }
+    if (r == TlsEndpoint::Result::kWantMore) {
+      Flush();
+      return;
+    }
+    client_->OnTlsDone(true, "");
+  }
+  std::string plain;
+  auto r = tls_->ReadPlain(&plain);
+  if (!plain.empty()) client_->Feed(plain);
+  if (r != TlsEndpoint::Result::kOk && client_) {
+    client_->Abort(Reply{421, "4.4.2", Cat("TLS error with ", host_), {}});
+  }
+}
+
+void OutboundConnection::Flush() {
+  if (state_ == State::kClosed || fd_ < 0 || !client_) return;
+  // Pull output (a body chunk at a time) while the socket has room.
+  while (client_->has_output() && pending_bytes() < kSendWatermark) {
+    std::string o = client_->TakeOutput();
+    if (tls_ && tls_->handshake_done()) {
+      tls_->WritePlain(o);
+      tls_->TakeCipher(&out_);
+    } else if (out_.empty()) {
+      out_.swap(o);
+    } else {
+      out_ += o;
+    }
+  }
+  if (tls_) tls_->TakeCipher(&out_);  // handshake records
+  if (!send_inflight_ && sending_off_ >= sending_.size() && !out_.empty()) {
+    sending_.clear();
+    sending_off_ = 0;
+    sending_.swap(out_);
+  }
+  if (!send_inflight_ && sending_off_ < sending_.size()) {
+    io_uring_sqe* sqe = owner_->loop()->GetSqe();
+    io_uring_prep_send(sqe, fd_, sending_.data() + sending_off_, sending_.size() - sending_off_, MSG_NOSIGNAL);
+    io_uring_sqe_set_data(sqe, &send_op_);
+    send_inflight_ = true;
+    send_fd_ = fd_;
+    inflight_++;
+  }
+}
+
+void OutboundConnection::OnSend(const io_uring_cqe* cqe) {
+  inflight_--;
+  send_inflight_ = false;
+  CloseOld();
+  if (state_ != State::kClosed && send_fd_ != fd_) {  // completion for a previous MX's socket
+    if (client_) Flush();
+    return MaybeFree();
+  }
+  if (state_ == State::kClosed || !client_) return MaybeFree();
+  if (cqe->res < 0) {
+    client_->Abort(Reply{421, "4.4.2", Cat("Send to ", host_, " failed: ", strerror(-cqe->res)), {}});
+    AfterClient();
+    return MaybeFree();
+  }
+  sending_off_ += static_cast<size_t>(cqe->res);
+  if (sending_off_ >= sending_.size()) {
+    sending_.clear();
+    sending_off_ = 0;
+  }
+  // Bytes move: the data timeout starts again (a slow but steady reader is
+  // not a stalled one).
+  if (state_ == State::kSending) Touch(PhaseTimeout());
+  Flush();
+  MaybeFree();
+}
+
+void OutboundConnection::CloseOld() {
+  if (!old_fds_.empty() && !recv_armed_ && !send_inflight_ && !connect_inflight_) {
+    for (int fd : old_fds_) ::close(fd);
+    old_fds_.clear();
+  }
+}
+
+void OutboundConnection::MaybeFree() {
+  if (state_ != State::kClosed || inflight_ > 0 || freed_) return;
+  freed_ = true;
+  CloseOld();
+  owner_->stats()->connections_active--;
+  owner_->Freed(this);  // deletes this: must be last
+}
+
+}  // namespace mxr::delivery

@@ -1,0 +1,174 @@
+// One outbound SMTP connection of a site: tries the site's hosts in MX order
+// (each host's addresses in order) until a session is usable, then carries
+// one job (transaction) at a time until it is told to quit, times out or
+// fails. The SMTP dialogue itself is SmtpClient's (I/O-free); this class
+// does the socket I/O on the delivery loop's io_uring, TLS over memory BIOs
+// (TlsEndpoint), per-phase timeouts, and streams the body to the socket in
+// chunks as it drains (never a whole stuffed or encrypted copy).
+//
+// Lifetime: created and owned by the engine (ConnectionOwner), listed on its
+// site. It reports, exactly once each, OnConnReady when idle, OnJobDone per
+// job taken, OnConnGone when it will carry no more jobs; after the last
+// io_uring completion of a closed connection it calls Freed(), and the
+// owner deletes it. Delivery loop thread only.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/event_loop.h"
+#include "common/net.h"
+#include "common/tls_endpoint.h"
+#include "delivery/message.h"
+#include "delivery/resolver.h"
+#include "delivery/site.h"
+#include "delivery/smtp_client.h"
+#include "delivery/stats.h"
+
+namespace mxr::delivery {
+
+class OutboundConnection;
+
+// What a connection needs from the engine.
+class ConnectionOwner {
+ public:
+  virtual ~ConnectionOwner() = default;
+  virtual EventLoop* loop() = 0;
+  virtual Resolver* resolver() = 0;
+  virtual const DeliveryConfig& cfg() const = 0;
+  virtual const std::string& helo_name() const = 0;
+  virtual SSL_CTX* tls_ctx(bool verify) = 0;
+  virtual DeliveryStats* stats() = 0;
+  // The connection is idle: give it a job (Take) or let it wait or Quit.
+  virtual void OnConnReady(OutboundConnection* c) = 0;
+  // Results of a job the connection took (one per recipient of the job).
+  virtual void OnJobDone(OutboundConnection* c, Job* j, const std::vector<RcptResult>& results) = 0;
+  // The connection will take no more jobs. ever_ready: a session was usable.
+  virtual void OnConnGone(OutboundConnection* c, bool ever_ready, const Reply& why) = 0;
+  // The body of j's message, later or at once.
+  virtual void GetBody(Job* j, std::function<void(const absl::Status&, BodyRef)> then) = 0;
+  // A job taken but not sent (the connection closed first): queue it again.
+  virtual void Requeue(Job* j) = 0;
+  // Nothing of the connection is in flight any more: delete it.
+  virtual void Freed(OutboundConnection* c) = 0;
+};
+
+class OutboundConnection final : public ClientHost {
+ public:
+  enum class State {
+    kResolving,     // looking up the current host's addresses
+    kConnecting,    // TCP connect in flight
+    kSetup,         // greeting, EHLO, STARTTLS, AUTH (SmtpClient)
+    kIdle,          // session usable, no job
+    kAwaitingBody,  // a job taken, its body being read
+    kSending,       // a transaction under way
+    kQuitting,      // QUIT sent
+    kClosed,        // no more jobs; waiting for the last completions
+  };
+  static const char* StateName(State s);
+
+  OutboundConnection(ConnectionOwner* owner, Site* site);
+  ~OutboundConnection() override;
+  OutboundConnection(const OutboundConnection&) = delete;
+  OutboundConnection& operator=(const OutboundConnection&) = delete;
+
+  std::list<std::unique_ptr<OutboundConnection>>::iterator self;  // in the owner's list
+  std::list<OutboundConnection*>::iterator in_site;               // in site->conns
+
+  Site* site() const { return site_; }
+  State state() const { return state_; }
+  Job* job() const { return job_; }
+  bool idle() const { return state_ == State::kIdle; }
+  bool setting_up() const { return state_ <= State::kSetup; }
+  bool busy() const { return state_ == State::kAwaitingBody || state_ == State::kSending; }
+  int messages() const { return messages_; }
+  const std::string& host() const { return host_; }
+  std::string ip() const { return ip_.ToString(); }
+  std::string tls_version() const { return tls_ && tls_->handshake_done() ? tls_->version() : ""; }
+
+  // Entry points from the engine. Begin, CheckTimeout and ForceClose are
+  // top-level (they may free the connection); Take and Quit may be called
+  // from OnConnReady inside a client callback and never free it.
+  void Begin();
+  // REQUIRES: idle(). Takes `j`: reads its body, then sends it.
+  void Take(Job* j);
+  void Quit();
+  void CheckTimeout(int64_t now_ms);
+  // Shutdown: abandons any transaction (its results are reported but the
+  // engine does not record them) and closes.
+  void ForceClose();
+
+  // ClientHost (called from inside client_).
+  void StartTls() override;
+  void OnReady() override;
+  void OnTransactionDone(std::vector<RcptResult> results) override;
+  void OnFailed(const Reply& why) override;
+
+ private:
+  struct Op : IoOp {
+    OutboundConnection* c = nullptr;
+  };
+  static constexpr size_t kRecvBuf = 16384;
+  // Body chunks are pulled from the client while less than this is waiting
+  // for the socket (plaintext or ciphertext).
+  static constexpr size_t kSendWatermark = 256 * 1024;
+
+  void Touch(int secs);
+  int PhaseTimeout() const;
+  void AfterClient();
+  void Finish(const Reply& why);
+  void Close();
+  void NextHost();
+  void NextAddress();
+  void ResetSocket();
+  void SendJob(Job* j, const absl::Status& st, BodyRef body);
+  void ArmRecv();
+  void Flush();
+  void DriveTls();
+  void TlsHandshakeFailed(const std::string& detail);
+  void OnConnect(const io_uring_cqe* cqe);
+  void OnRecv(const io_uring_cqe* cqe);
+  void OnSend(const io_uring_cqe* cqe);
+  void CloseOld();
+  void MaybeFree();
+  size_t pending_bytes() const { return out_.size() + (sending_.size() - sending_off_); }
+
+  ConnectionOwner* owner_;
+  Site* site_;
+  State state_ = State::kResolving;
+  std::unique_ptr<SmtpClient> client_;
+  std::unique_ptr<TlsEndpoint> tls_;
+  Op recv_op_, send_op_, conn_op_, cancel_op_;
+  int fd_ = -1, recv_fd_ = -1, send_fd_ = -1;
+  std::vector<int> old_fds_;  // sockets of earlier addresses, closed once their ops end
+  sockaddr_storage peer_{};
+  socklen_t peer_len_ = 0;
+  // io_uring operations in flight (the connection lives until none is).
+  bool connect_inflight_ = false, recv_armed_ = false, send_inflight_ = false;
+  int inflight_ = 0;
+  bool ever_ready_ = false;     // a session was usable at least once
+  bool gone_reported_ = false;  // OnConnGone sent
+  bool failed_ = false;         // client_ reported OnFailed; see AfterClient()
+  bool freed_ = false;
+  int take_depth_ = 0;          // inside Take(): the body callback must not free us
+  int messages_ = 0;
+  Job* job_ = nullptr;
+  size_t host_index_ = 0, addr_index_ = 0;
+  std::vector<IpAddress> addrs_;
+  std::string host_;
+  IpAddress ip_;
+  Reply last_error_;
+  int64_t deadline_ms_ = 0;
+  std::string out_, sending_;
+  size_t sending_off_ = 0;
+  char buf_[kRecvBuf];
+};
+
+}  // namespace mxr::delivery

@@ -1,0 +1,49 @@
+// The scheduled queue: every message that waits for its next attempt, as
+// (next attempt time, queue id), earliest first. Holds ids only: records
+// and bodies stay in the spool until a message is due (a million deferred
+// messages cost ~40 bytes each here). An id is in it at most once.
+//
+// Owned by the engine; delivery loop thread only.
+//
+//   ScheduledQueue q;
+//   q.Add(when_us, id);
+//   while (auto id = q.PopDue(now_us)) Activate(*id);
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <queue>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "queue/types.h"
+
+namespace mxr::delivery {
+
+struct QueueIdHash {
+  size_t operator()(const queue::QueueId& id) const {
+    return std::hash<uint64_t>()(id.time_us * 1000003ULL ^ id.seq);
+  }
+};
+
+class ScheduledQueue {
+ public:
+  // Adds `id` due at `when_us`; false (and nothing changes) if it is
+  // already scheduled.
+  bool Add(int64_t when_us, const queue::QueueId& id);
+  // The earliest id due at or before `now_us`, removed; nullopt if none is due.
+  std::optional<queue::QueueId> PopDue(int64_t now_us);
+  bool Contains(const queue::QueueId& id) const { return ids_.count(id) > 0; }
+  size_t size() const { return ids_.size(); }
+  bool empty() const { return ids_.empty(); }
+  // When the earliest entry is due (nullopt when empty).
+  std::optional<int64_t> NextDue() const;
+
+ private:
+  using Entry = std::pair<int64_t, queue::QueueId>;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
+  std::unordered_set<queue::QueueId, QueueIdHash> ids_;  // exactly the ids in heap_
+};
+
+}  // namespace mxr::delivery

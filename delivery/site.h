@@ -1,0 +1,79 @@
+// A site: where a group of jobs goes and how (the qmgr "queue" of Postfix,
+// KumoMTA's ready queue). Its identity is its destination (the sorted MX
+// host set or a route's host, and the port) *and* its delivery policy (TLS
+// policy, AUTH credentials, connection limit): two domains that share MX
+// hosts but not a policy get two sites, so one can never downgrade the other.
+//
+// A site owns its ready queue (jobs waiting for a connection, taken
+// round-robin across envelope senders so one campaign cannot starve other
+// senders), its adaptive connection window and dead-site backoff
+// (policy.h), and the list of its open connections (owned by the engine).
+//
+// Delivery loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/config.h"
+#include "delivery/policy.h"
+#include "delivery/smtp_client.h"
+
+namespace mxr::delivery {
+
+struct Job;
+class OutboundConnection;
+
+// How mail for a site is sent: part of the site's identity.
+struct SiteSettings {
+  uint16_t port = 25;
+  TlsPolicy tls = TlsPolicy::kOpportunistic;
+  std::string auth_user, auth_password;
+  int max_conns = 20;
+};
+
+// Jobs waiting for a connection, round-robin across envelope senders.
+class ReadyQueue {
+ public:
+  // REQUIRES: `j` is on no ready queue.
+  void Push(Job* j);
+  Job* Pop();  // nullptr when empty
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  std::unordered_map<std::string, std::deque<Job*>> by_sender_;
+  std::deque<std::string> rr_;  // senders with queued jobs, in turn order
+  size_t size_ = 0;
+};
+
+class Site {
+ public:
+  Site(std::string identity, std::string name, std::string label, SiteSettings settings);
+
+  const std::string& identity() const { return identity_; }  // the sites map key
+  const std::string& name() const { return name_; }          // logs and event log ("mx:..." / "route:...")
+  const std::string& label() const { return label_; }        // metrics label (SiteMetrics)
+  const SiteSettings& settings() const { return settings_; }
+
+  std::vector<std::string> hosts;  // MX order of the latest lookup (shuffled within a preference)
+  ReadyQueue ready;
+  std::list<OutboundConnection*> conns;
+  SiteWindow window;
+  int64_t tls_broken_until_ms = 0;  // opportunistic only: STARTTLS failed, send in clear until then
+  int64_t last_used_ms = 0;
+  Reply last_error;  // why the last connection failed (shown for held jobs)
+
+  // Whether it may be forgotten (nothing queued or open, no backoff running).
+  bool Idle(int64_t now_ms, int64_t unused_ms) const;
+
+ private:
+  std::string identity_, name_, label_;
+  SiteSettings settings_;
+};
+
+}  // namespace mxr::delivery
