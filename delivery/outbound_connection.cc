@@ -1,6 +1,8 @@
 #include "delivery/outbound_connection.h"
 
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -183,8 +185,13 @@ void OutboundConnection::CheckTimeout(int64_t now) {
       // The body waits for the memory budget: the session is not at fault.
       Touch(owner_->cfg().command_timeout);
       break;
-    case State::kSetup:
     case State::kSending:
+      if (BodyStillMoving()) {
+        Touch(owner_->cfg().data_timeout);
+        break;
+      }
+      [[fallthrough]];
+    case State::kSetup:
       if (client_) {
         client_->Abort(Reply{421, "4.4.2", Cat("Timeout in phase ", client_->PhaseName(), " with ", host_), {}});
         AfterClient();
@@ -526,9 +533,26 @@ void OutboundConnection::OnSend(const io_uring_cqe* cqe) {
   }
   // Bytes move: the data timeout starts again (a slow but steady reader is
   // not a stalled one).
-  if (state_ == State::kSending) Touch(PhaseTimeout());
+  if (state_ == State::kSending) {
+    Touch(PhaseTimeout());
+    BodyStillMoving();  // note how much the kernel still holds
+  }
   Flush();
   MaybeFree();
+}
+
+// The last of a body sits in the kernel's send buffer (megabytes on a fast
+// link) with no completion to tell us it drains: ask the kernel. True when
+// fewer bytes are unsent than at the last look, in the body or dot phase.
+bool OutboundConnection::BodyStillMoving() {
+  if (!client_ || fd_ < 0) return false;
+  auto phase = client_->phase();
+  if (phase != SmtpClient::Phase::kData && phase != SmtpClient::Phase::kDot) return false;
+  int unsent = 0;
+  if (::ioctl(fd_, SIOCOUTQ, &unsent) != 0) return false;
+  bool moved = unsent > 0 && last_unsent_ >= 0 && unsent < last_unsent_;
+  last_unsent_ = unsent;
+  return moved;
 }
 
 void OutboundConnection::CloseOld() {

@@ -136,6 +136,7 @@ class OutboundConnection final : public ClientHost {
   void OnConnect(const io_uring_cqe* cqe);
   void OnRecv(const io_uring_cqe* cqe);
   void OnSend(const io_uring_cqe* cqe);
+  bool BodyStillMoving();
   void CloseOld();
   void MaybeFree();
   size_t pending_bytes() const { return out_.size() + (sending_.size() - sending_off_); }
@@ -166,6 +167,7 @@ class OutboundConnection final : public ClientHost {
   IpAddress ip_;
   Reply last_error_;
   int64_t deadline_ms_ = 0;
+  int last_unsent_ = -1;  // SIOCOUTQ at the last look (BodyStillMoving)
   std::string out_, sending_;
   size_t sending_off_ = 0;
   char buf_[kRecvBuf];
