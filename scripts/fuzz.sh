@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 mode=${1:-}
 dir=build-fuzz
-all_targets="smtp_command data_reader session reply_parser dns_answer config"
+all_targets="smtp_command data_reader session reply_parser dns_answer config escape"
 targets=${FUZZ_TARGETS:-$all_targets}
 
 usage() { echo "usage: $0 smoke | long SECONDS | build" >&2; exit 2; }
