@@ -1,8 +1,6 @@
 #include "delivery/outbound_connection.h"
 
-#include <linux/sockios.h>
 #include <netinet/tcp.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,27 +27,13 @@ const char* OutboundConnection::StateName(State s) {
   return "?";
 }
 
-OutboundConnection::OutboundConnection(ConnectionOwner* owner, Site* site) : owner_(owner), site_(site) {
-  recv_op_.c = this;
-  recv_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnRecv(cqe); };
-  send_op_.c = this;
-  send_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnSend(cqe); };
-  conn_op_.c = this;
-  conn_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnConnect(cqe); };
-  cancel_op_.c = this;
-  cancel_op_.fn = [](IoOp* op, const io_uring_cqe*) {
-    OutboundConnection* c = static_cast<Op*>(op)->c;
-    c->inflight_--;
-    c->MaybeFree();
-  };
-}
+OutboundConnection::OutboundConnection(ConnectionOwner* owner, Site* site) : owner_(owner), site_(site) {}
 
 OutboundConnection::~OutboundConnection() {
   // Checked on the normal path only: at shutdown the engine drops whatever is left.
-  MXR_DCHECK(!freed_ || inflight_ == 0, "a connection freed with io_uring operations in flight");
-  MXR_DCHECK(!freed_ || job_ == nullptr, "a connection freed holding a job");
-  if (fd_ >= 0) ::close(fd_);
-  for (int fd : old_fds_) ::close(fd);
+  MXR_DCHECK(!free_posted_ || (holds_ == 0 && !stream_ && old_streams_.empty()),
+             "a connection freed with work in flight");
+  MXR_DCHECK(!free_posted_ || job_ == nullptr, "a connection freed holding a job");
 }
 
 void OutboundConnection::Touch(int secs) { deadline_ms_ = owner_->loop()->now_ms() + secs * 1000LL; }
@@ -83,19 +67,13 @@ void OutboundConnection::Take(Job* j) {
   job_ = j;
   j->on_connection = true;
   state_ = State::kAwaitingBody;
-  inflight_++;  // alive until the body arrives
+  holds_++;  // alive until the body arrives
   Touch(owner_->cfg().command_timeout);
-  take_depth_++;
   owner_->GetBody(j, [this, j](const absl::Status& st, BodyRef body) {
-    inflight_--;
+    holds_--;
     SendJob(j, st, std::move(body));
-    // Take() may run inside a client callback: only a later (posted) answer
-    // is a top-level entry point that may free the connection.
-    if (take_depth_ == 0) MaybeFree();
+    MaybeFree();
   });
-  take_depth_--;
-  // No MaybeFree() here: the caller may be inside client_. A connection
-  // closed meanwhile is freed by the next CheckTimeout() tick.
 }
 
 void OutboundConnection::SendJob(Job* j, const absl::Status& st, BodyRef body) {
@@ -169,15 +147,12 @@ void OutboundConnection::CheckTimeout(int64_t now) {
     case State::kQuitting:
       Finish(Reply{221, "2.0.0", "closed after QUIT (no answer)", {}});
       break;
-    case State::kConnecting: {
-      // Cancel the connect; OnConnect moves on to the next address.
-      io_uring_sqe* sqe = owner_->loop()->GetSqe();
-      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&conn_op_), 0);
-      io_uring_sqe_set_data(sqe, &cancel_op_);
-      inflight_++;
-      Touch(owner_->cfg().connect_timeout);
+    case State::kConnecting:
+      last_error_ = Reply{451, "4.4.1", Cat("Connection to ", host_, " [", ip_.ToString(), "]:",
+                                           site_->settings().port, " timed out"), {}};
+      RetireStream();
+      NextAddress();
       break;
-    }
     case State::kResolving:
       Touch(owner_->cfg().connect_timeout);  // the resolver has its own timeout
       break;
@@ -208,24 +183,21 @@ void OutboundConnection::ForceClose() {
     client_->Abort(Reply{421, "4.3.2", "Relay shutting down", {}});
     failed_ = false;
   }
-  if (state_ == State::kAwaitingBody) {
-    state_ = State::kClosed;  // the body callback requeues the job
-  }
   if (!gone_reported_) {
     gone_reported_ = true;
     owner_->OnConnGone(this, ever_ready_, Reply{221, "2.0.0", "shutdown", {}});
   }
-  Close();
-  MaybeFree();
+  Close();  // a body still being read finds the connection closed and requeues its job
 }
 
 // ---------------------------------------------------------- ClientHost
 
 void OutboundConnection::StartTls() {
   bool verify = site_->settings().tls == TlsPolicy::kRequiredVerify;
-  tls_ = std::make_unique<TlsEndpoint>(owner_->tls_ctx(verify), host_, verify);
+  auto tls = std::make_unique<TlsEndpoint>(owner_->tls_ctx(verify), host_, verify);
+  tls->Handshake();  // the ClientHello
+  stream_->StartTls(std::move(tls));
   Touch(owner_->cfg().command_timeout);
-  DriveTls();
 }
 
 void OutboundConnection::OnReady() {
@@ -263,7 +235,7 @@ void OutboundConnection::AfterClient() {
   if (!failed_) return;
   failed_ = false;
   if (!ever_ready_ && state_ != State::kClosed) {
-    ResetSocket();
+    RetireStream();
     NextAddress();
     return;
   }
@@ -281,13 +253,8 @@ void OutboundConnection::Finish(const Reply& why) {
 void OutboundConnection::Close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
-  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
-  if (recv_armed_) {
-    io_uring_sqe* sqe = owner_->loop()->GetSqe();
-    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
-    io_uring_sqe_set_data(sqe, &cancel_op_);
-    inflight_++;
-  }
+  if (stream_) stream_->Close();
+  MaybeFree();
 }
 
 // ------------------------------------------------------- hosts and sockets
@@ -301,9 +268,9 @@ void OutboundConnection::NextHost() {
   addrs_.clear();
   addr_index_ = 0;
   state_ = State::kResolving;
-  inflight_++;  // alive across the lookup
+  holds_++;  // alive across the lookup
   owner_->resolver()->ResolveHost(host_, [this](const AddrAnswer& a) {
-    inflight_--;
+    holds_--;
     if (state_ == State::kClosed) return MaybeFree();
     if (a.outcome != DnsOutcome::kOk) {
       last_error_ = Reply{451, "4.4.3", a.error, {}};
@@ -316,19 +283,13 @@ void OutboundConnection::NextHost() {
   });
 }
 
-void OutboundConnection::ResetSocket() {
-  if (fd_ >= 0 && !recv_armed_ && !send_inflight_ && !connect_inflight_) {
-    ::close(fd_);
-  } else if (fd_ >= 0) {
-    ::shutdown(fd_, SHUT_RDWR);
-    old_fds_.push_back(fd_);  // closed when its operations finish
-  }
-  fd_ = -1;
+// The current socket failed before a session was usable: it closes on its
+// own (released later) while the next address is tried.
+void OutboundConnection::RetireStream() {
   client_.reset();
-  tls_.reset();
-  out_.clear();
-  sending_.clear();
-  sending_off_ = 0;
+  if (!stream_) return;
+  stream_->Close();
+  old_streams_.push_back(std::move(stream_));
 }
 
 void OutboundConnection::NextAddress() {
@@ -338,8 +299,8 @@ void OutboundConnection::NextAddress() {
   sockaddr_storage ss;
   auto len = MakeSockaddr(ip_.ToString(), s.port, &ss);
   if (!len.ok()) return NextAddress();
-  fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) {
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
     last_error_ = Reply{451, "4.4.0", Cat("socket: ", strerror(errno)), {}};
     return NextAddress();
   }
@@ -347,33 +308,27 @@ void OutboundConnection::NextAddress() {
   if (!src.empty()) {
     sockaddr_storage bs;
     auto blen = MakeSockaddr(src, 0, &bs);
-    if (blen.ok() && bs.ss_family == ss.ss_family && ::bind(fd_, reinterpret_cast<sockaddr*>(&bs), *blen) != 0) {
+    if (blen.ok() && bs.ss_family == ss.ss_family && ::bind(fd, reinterpret_cast<sockaddr*>(&bs), *blen) != 0) {
       spdlog::warn("event=source_bind_failed address={} error=\"{}\"", src, strerror(errno));
     }
   }
   int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   peer_ = ss;
-  peer_len_ = *len;
-  io_uring_sqe* sqe = owner_->loop()->GetSqe();
-  io_uring_prep_connect(sqe, fd_, reinterpret_cast<sockaddr*>(&peer_), peer_len_);
-  io_uring_sqe_set_data(sqe, &conn_op_);
-  inflight_++;
-  connect_inflight_ = true;
+  stream_ = std::make_unique<IoStream>(owner_->loop(), this, fd, IoStream::RecvMode::kOwnBuffer);
+  stream_->Connect(reinterpret_cast<sockaddr*>(&peer_), *len);
+  last_unsent_ = -1;
   state_ = State::kConnecting;
   Touch(owner_->cfg().connect_timeout);
 }
 
-void OutboundConnection::OnConnect(const io_uring_cqe* cqe) {
-  inflight_--;
-  connect_inflight_ = false;
-  if (state_ == State::kClosed) return MaybeFree();
+void OutboundConnection::OnStreamConnected(int res) {
+  if (state_ != State::kConnecting) return;
   const SiteSettings& s = site_->settings();
-  if (cqe->res < 0) {
+  if (res < 0) {
     last_error_ = Reply{451, "4.4.1", Cat("Connection to ", host_, " [", ip_.ToString(), "]:", s.port,
-                                         " failed: ", strerror(-cqe->res)), {}};
-    ::close(fd_);
-    fd_ = -1;
+                                         " failed: ", strerror(-res)), {}};
+    RetireStream();
     NextAddress();
     return MaybeFree();
   }
@@ -388,52 +343,14 @@ void OutboundConnection::OnConnect(const io_uring_cqe* cqe) {
   client_ = std::make_unique<SmtpClient>(o, this);
   state_ = State::kSetup;
   Touch(owner_->cfg().banner_timeout);
-  ArmRecv();
-  MaybeFree();
+  stream_->SetWantRecv(true);
 }
 
 // ------------------------------------------------------------------ I/O
 
-void OutboundConnection::ArmRecv() {
-  if (recv_armed_ || state_ == State::kClosed || fd_ < 0) return;
-  io_uring_sqe* sqe = owner_->loop()->GetSqe();
-  io_uring_prep_recv(sqe, fd_, buf_, sizeof buf_, 0);
-  io_uring_sqe_set_data(sqe, &recv_op_);
-  recv_armed_ = true;
-  recv_fd_ = fd_;
-  inflight_++;
-}
-
-void OutboundConnection::OnRecv(const io_uring_cqe* cqe) {
-  inflight_--;
-  recv_armed_ = false;
-  CloseOld();
-  if (state_ != State::kClosed && recv_fd_ != fd_) {  // completion for a previous MX's socket
-    if (client_) ArmRecv();
-    return MaybeFree();
-  }
-  if (state_ == State::kClosed || !client_) return MaybeFree();
-  if (cqe->res <= 0) {
-    Reply r{421, "4.4.2", cqe->res == 0 ? Cat("Connection closed by ", host_)
-                                        : Cat("Connection error with ", host_, ": ", strerror(-cqe->res)), {}};
-    if (client_->phase() == SmtpClient::Phase::kQuit || client_->phase() == SmtpClient::Phase::kDone) {
-      Finish(Reply{221, "2.0.0", "closed after QUIT", {}});  // a normal end
-    } else if (tls_ && !tls_->handshake_done()) {
-      TlsHandshakeFailed(r.text);
-      AfterClient();
-    } else {
-      client_->Abort(r);
-      AfterClient();
-    }
-    return MaybeFree();
-  }
-  std::string_view data(buf_, static_cast<size_t>(cqe->res));
-  if (tls_) {
-    tls_->FeedCipher(data);
-    DriveTls();
-  } else {
-    client_->Feed(data);
-  }
+void OutboundConnection::OnStreamData(std::string_view data) {
+  if (state_ == State::kClosed || !client_) return;
+  client_->Feed(data);
   AfterClient();
   if (client_ && state_ != State::kClosed && client_->phase() == SmtpClient::Phase::kDone) {
     Finish(Reply{221, "2.0.0", "closed after QUIT", {}});  // our QUIT was answered
@@ -441,9 +358,41 @@ void OutboundConnection::OnRecv(const io_uring_cqe* cqe) {
   if (client_ && state_ != State::kClosed) {
     if (state_ != State::kIdle) Touch(PhaseTimeout());  // a reply: the server is alive
     Flush();
-    ArmRecv();
   }
-  MaybeFree();
+}
+
+void OutboundConnection::OnStreamEnd(IoStream::End why, int res) {
+  if (state_ == State::kClosed || !client_) return;
+  if (why == IoStream::End::kTlsError) {
+    client_->Abort(Reply{421, "4.4.2", Cat("TLS error with ", host_), {}});
+    return AfterClient();
+  }
+  Reply r{421, "4.4.2", why == IoStream::End::kError ? Cat("Connection error with ", host_, ": ", strerror(-res))
+                                                     : Cat("Connection closed by ", host_), {}};
+  if (client_->phase() == SmtpClient::Phase::kQuit || client_->phase() == SmtpClient::Phase::kDone) {
+    Finish(Reply{221, "2.0.0", "closed after QUIT", {}});  // a normal end
+  } else if (stream_->tls() && !stream_->tls_up()) {
+    TlsHandshakeFailed(r.text);
+    AfterClient();
+  } else {
+    client_->Abort(r);
+    AfterClient();
+  }
+}
+
+void OutboundConnection::OnStreamTls(bool ok, const std::string& error) {
+  if (state_ == State::kClosed || !client_) return;
+  if (!ok) {
+    std::string detail = error;
+    if (site_->settings().tls == TlsPolicy::kRequiredVerify) {
+      detail += Cat(" (verify: ", stream_->tls()->verify_result(), ")");
+    }
+    TlsHandshakeFailed(detail);
+    return AfterClient();
+  }
+  client_->OnTlsDone(true, "");
+  AfterClient();
+  Flush();
 }
 
 // A STARTTLS that did not complete (bad handshake, or the server closed the
@@ -458,78 +407,19 @@ void OutboundConnection::TlsHandshakeFailed(const std::string& detail) {
   client_->OnTlsDone(false, detail);
 }
 
-void OutboundConnection::DriveTls() {
-  if (!tls_->handshake_done()) {
-    auto r = tls_->Handshake();
-    if (r == TlsEndpoint::Result::kError) {
-      std::string detail = tls_->last_error();
-      if (site_->settings().tls == TlsPolicy::kRequiredVerify) {
-        detail += Cat(" (verify: ", tls_->verify_result(), ")");
-      }
-      return TlsHandshakeFailed(detail);
-    }
-    if (r == TlsEndpoint::Result::kWantMore) {
-      Flush();
-      return;
-    }
-    client_->OnTlsDone(true, "");
-  }
-  std::string plain;
-  auto r = tls_->ReadPlain(&plain);
-  if (!plain.empty()) client_->Feed(plain);
-  if (r != TlsEndpoint::Result::kOk && client_) {
-    client_->Abort(Reply{421, "4.4.2", Cat("TLS error with ", host_), {}});
-  }
-}
-
 void OutboundConnection::Flush() {
-  if (state_ == State::kClosed || fd_ < 0 || !client_) return;
-  // Pull output (a body chunk at a time) while the socket has room.
-  while (client_->has_output() && pending_bytes() < kSendWatermark) {
-    std::string o = client_->TakeOutput();
-    if (tls_ && tls_->handshake_done()) {
-      tls_->WritePlain(o);
-      tls_->TakeCipher(&out_);
-    } else if (out_.empty()) {
-      out_.swap(o);
-    } else {
-      out_ += o;
-    }
-  }
-  if (tls_) tls_->TakeCipher(&out_);  // handshake records
-  if (!send_inflight_ && sending_off_ >= sending_.size() && !out_.empty()) {
-    sending_.clear();
-    sending_off_ = 0;
-    sending_.swap(out_);
-  }
-  if (!send_inflight_ && sending_off_ < sending_.size()) {
-    io_uring_sqe* sqe = owner_->loop()->GetSqe();
-    io_uring_prep_send(sqe, fd_, sending_.data() + sending_off_, sending_.size() - sending_off_, MSG_NOSIGNAL);
-    io_uring_sqe_set_data(sqe, &send_op_);
-    send_inflight_ = true;
-    send_fd_ = fd_;
-    inflight_++;
+  if (state_ == State::kClosed || !stream_ || !client_) return;
+  // Pull output (a body piece at a time) while the socket has room.
+  while (client_->has_output() && stream_->pending() < kSendWatermark) {
+    stream_->Write(client_->TakeOutput());
   }
 }
 
-void OutboundConnection::OnSend(const io_uring_cqe* cqe) {
-  inflight_--;
-  send_inflight_ = false;
-  CloseOld();
-  if (state_ != State::kClosed && send_fd_ != fd_) {  // completion for a previous MX's socket
-    if (client_) Flush();
-    return MaybeFree();
-  }
-  if (state_ == State::kClosed || !client_) return MaybeFree();
-  if (cqe->res < 0) {
-    client_->Abort(Reply{421, "4.4.2", Cat("Send to ", host_, " failed: ", strerror(-cqe->res)), {}});
-    AfterClient();
-    return MaybeFree();
-  }
-  sending_off_ += static_cast<size_t>(cqe->res);
-  if (sending_off_ >= sending_.size()) {
-    sending_.clear();
-    sending_off_ = 0;
+void OutboundConnection::OnStreamSent(int res) {
+  if (state_ == State::kClosed || !client_) return;
+  if (res < 0) {
+    client_->Abort(Reply{421, "4.4.2", Cat("Send to ", host_, " failed: ", strerror(-res)), {}});
+    return AfterClient();
   }
   // Bytes move: the data timeout starts again (a slow but steady reader is
   // not a stalled one).
@@ -538,6 +428,14 @@ void OutboundConnection::OnSend(const io_uring_cqe* cqe) {
     BodyStillMoving();  // note how much the kernel still holds
   }
   Flush();
+}
+
+void OutboundConnection::OnStreamReleased(IoStream* s) {
+  if (s == stream_.get()) {
+    stream_.reset();
+  } else {
+    std::erase_if(old_streams_, [s](const std::unique_ptr<IoStream>& p) { return p.get() == s; });
+  }
   MaybeFree();
 }
 
@@ -545,29 +443,25 @@ void OutboundConnection::OnSend(const io_uring_cqe* cqe) {
 // link) with no completion to tell us it drains: ask the kernel. True when
 // fewer bytes are unsent than at the last look, in the body or dot phase.
 bool OutboundConnection::BodyStillMoving() {
-  if (!client_ || fd_ < 0) return false;
+  if (!client_ || !stream_) return false;
   auto phase = client_->phase();
   if (phase != SmtpClient::Phase::kData && phase != SmtpClient::Phase::kDot) return false;
-  int unsent = 0;
-  if (::ioctl(fd_, SIOCOUTQ, &unsent) != 0) return false;
+  int unsent = stream_->KernelUnsent();
+  if (unsent < 0) return false;
   bool moved = unsent > 0 && last_unsent_ >= 0 && unsent < last_unsent_;
   last_unsent_ = unsent;
   return moved;
 }
 
-void OutboundConnection::CloseOld() {
-  if (!old_fds_.empty() && !recv_armed_ && !send_inflight_ && !connect_inflight_) {
-    for (int fd : old_fds_) ::close(fd);
-    old_fds_.clear();
-  }
-}
-
+// Closed, nothing held, every socket released: the engine deletes us, from
+// a posted task (the caller may be deep inside our own code).
 void OutboundConnection::MaybeFree() {
-  if (state_ != State::kClosed || inflight_ > 0 || freed_) return;
-  freed_ = true;
-  CloseOld();
-  owner_->stats()->connections_active--;
-  owner_->Freed(this);  // deletes this: must be last
+  if (state_ != State::kClosed || holds_ > 0 || stream_ || !old_streams_.empty() || free_posted_) return;
+  free_posted_ = true;
+  owner_->loop()->RunAfter(0, [this] {
+    owner_->stats()->connections_active--;
+    owner_->Freed(this);  // deletes this: must be last
+  });
 }
 
 }  // namespace mxr::delivery

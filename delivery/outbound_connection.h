@@ -1,16 +1,17 @@
 // One outbound SMTP connection of a site: tries the site's hosts in MX order
 // (each host's addresses in order) until a session is usable, then carries
 // one job (transaction) at a time until it is told to quit, times out or
-// fails. The SMTP dialogue itself is SmtpClient's (I/O-free); this class
-// does the socket I/O on the delivery loop's io_uring, TLS over memory BIOs
-// (TlsEndpoint), per-phase timeouts, and streams the body to the socket in
-// chunks as it drains (never a whole stuffed or encrypted copy).
+// fails. The SMTP dialogue itself is SmtpClient's (I/O-free); the socket,
+// its io_uring operations and TLS are common/io_stream.h's (the same code as
+// the relay's inbound connections); this class holds the states, per-phase
+// timeouts, MX fallback, and streams the body to the socket in chunks as it
+// drains (never a whole stuffed or encrypted copy).
 //
 // Lifetime: created and owned by the engine (ConnectionOwner), listed on its
 // site. It reports, exactly once each, OnConnReady when idle, OnJobDone per
-// job taken, OnConnGone when it will carry no more jobs; after the last
-// io_uring completion of a closed connection it calls Freed(), and the
-// owner deletes it. Delivery loop thread only.
+// job taken, OnConnGone when it will carry no more jobs; once closed with
+// every stream released and nothing held, it calls Freed() from a task
+// posted to the loop, and the owner deletes it. Delivery loop thread only.
 #pragma once
 
 #include <netinet/in.h>
@@ -24,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "common/event_loop.h"
+#include "common/io_stream.h"
 #include "common/net.h"
 #include "common/tls_endpoint.h"
 #include "delivery/message.h"
@@ -60,7 +62,7 @@ class ConnectionOwner {
   virtual void Freed(OutboundConnection* c) = 0;
 };
 
-class OutboundConnection final : public ClientHost {
+class OutboundConnection final : public ClientHost, public IoStream::Owner {
  public:
   enum class State {
     kResolving,     // looking up the current host's addresses
@@ -91,11 +93,10 @@ class OutboundConnection final : public ClientHost {
   int messages() const { return messages_; }
   const std::string& host() const { return host_; }
   std::string ip() const { return ip_.ToString(); }
-  std::string tls_version() const { return tls_ && tls_->handshake_done() ? tls_->version() : ""; }
+  std::string tls_version() const { return stream_ && stream_->tls_up() ? stream_->tls()->version() : ""; }
 
-  // Entry points from the engine. Begin, CheckTimeout and ForceClose are
-  // top-level (they may free the connection); Take and Quit may be called
-  // from OnConnReady inside a client callback and never free it.
+  // Entry points from the engine (any of them may be called from inside a
+  // callback: freeing is always deferred to a posted task).
   void Begin();
   // REQUIRES: idle(). Takes `j`: reads its body, then sends it.
   void Take(Job* j);
@@ -111,11 +112,15 @@ class OutboundConnection final : public ClientHost {
   void OnTransactionDone(std::vector<RcptResult> results) override;
   void OnFailed(const Reply& why) override;
 
+  // IoStream::Owner.
+  void OnStreamData(std::string_view data) override;
+  void OnStreamEnd(IoStream::End why, int res) override;
+  void OnStreamSent(int res) override;
+  void OnStreamTls(bool ok, const std::string& error) override;
+  void OnStreamConnected(int res) override;
+  void OnStreamReleased(IoStream* s) override;
+
  private:
-  struct Op : IoOp {
-    OutboundConnection* c = nullptr;
-  };
-  static constexpr size_t kRecvBuf = 16384;
   // Body chunks are pulled from the client while less than this is waiting
   // for the socket (plaintext or ciphertext).
   static constexpr size_t kSendWatermark = 256 * 1024;
@@ -127,38 +132,25 @@ class OutboundConnection final : public ClientHost {
   void Close();
   void NextHost();
   void NextAddress();
-  void ResetSocket();
+  void RetireStream();
   void SendJob(Job* j, const absl::Status& st, BodyRef body);
-  void ArmRecv();
   void Flush();
-  void DriveTls();
   void TlsHandshakeFailed(const std::string& detail);
-  void OnConnect(const io_uring_cqe* cqe);
-  void OnRecv(const io_uring_cqe* cqe);
-  void OnSend(const io_uring_cqe* cqe);
   bool BodyStillMoving();
-  void CloseOld();
   void MaybeFree();
-  size_t pending_bytes() const { return out_.size() + (sending_.size() - sending_off_); }
 
   ConnectionOwner* owner_;
   Site* site_;
   State state_ = State::kResolving;
   std::unique_ptr<SmtpClient> client_;
-  std::unique_ptr<TlsEndpoint> tls_;
-  Op recv_op_, send_op_, conn_op_, cancel_op_;
-  int fd_ = -1, recv_fd_ = -1, send_fd_ = -1;
-  std::vector<int> old_fds_;  // sockets of earlier addresses, closed once their ops end
+  std::unique_ptr<IoStream> stream_;                     // the current socket
+  std::vector<std::unique_ptr<IoStream>> old_streams_;  // earlier addresses' sockets, closing
   sockaddr_storage peer_{};
-  socklen_t peer_len_ = 0;
-  // io_uring operations in flight (the connection lives until none is).
-  bool connect_inflight_ = false, recv_armed_ = false, send_inflight_ = false;
-  int inflight_ = 0;
+  int holds_ = 0;               // our own async work in flight (DNS lookup, body read)
   bool ever_ready_ = false;     // a session was usable at least once
   bool gone_reported_ = false;  // OnConnGone sent
   bool failed_ = false;         // client_ reported OnFailed; see AfterClient()
-  bool freed_ = false;
-  int take_depth_ = 0;          // inside Take(): the body callback must not free us
+  bool free_posted_ = false;
   int messages_ = 0;
   Job* job_ = nullptr;
   size_t host_index_ = 0, addr_index_ = 0;
@@ -167,10 +159,7 @@ class OutboundConnection final : public ClientHost {
   IpAddress ip_;
   Reply last_error_;
   int64_t deadline_ms_ = 0;
-  int last_unsent_ = -1;  // SIOCOUTQ at the last look (BodyStillMoving)
-  std::string out_, sending_;
-  size_t sending_off_ = 0;
-  char buf_[kRecvBuf];
+  int last_unsent_ = -1;  // kernel's unsent bytes at the last look (BodyStillMoving)
 };
 
 }  // namespace mxr::delivery
