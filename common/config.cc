@@ -318,6 +318,8 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(s.Int("max_connections_per_ip", &l.max_connections_per_ip, 1, 1000000));
     MXR_RETURN_IF_ERROR(s.Int("max_line_length", &l.max_line_length, 512, 65536));
     MXR_RETURN_IF_ERROR(s.Int("max_errors", &l.max_errors, 1, 1000));
+    MXR_RETURN_IF_ERROR(s.Int("ipv6_prefix", &l.ipv6_prefix, 32, 128));
+    MXR_RETURN_IF_ERROR(s.Int("max_hops", &l.max_hops, 1, 1000));
     MXR_RETURN_IF_ERROR(s.Finish());
   }
   MXR_RETURN_IF_ERROR(st);

@@ -55,6 +55,12 @@ struct LimitsConfig {
   int max_connections_per_ip = 200;
   int max_line_length = 1000;  // command lines, including CRLF
   int max_errors = 20;         // protocol errors per session before 421
+  // IPv6 clients are counted per prefix of this length by the per-IP limits
+  // (max_connections_per_ip, auth.max_failures_per_ip): one host owns a /64.
+  int ipv6_prefix = 64;
+  // A message already carrying this many Received: headers is refused at
+  // the end of DATA/BDAT with 554 5.4.6 (a mail loop; Postfix's hopcount_limit).
+  int max_hops = 50;
 };
 
 struct TimeoutsConfig {  // seconds

@@ -19,6 +19,19 @@ TEST(ConfigTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(c->SpoolPath(), "./mxrelay-data/spool");
 }
 
+TEST(ConfigTest, Issue15LimitsDefaultsAndKeys) {
+  auto d = ParseConfig("", "t.toml");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->limits.ipv6_prefix, 64);
+  EXPECT_EQ(d->limits.max_hops, 50);
+  auto c = ParseConfig("[limits]\nipv6_prefix = 56\nmax_hops = 30\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.ipv6_prefix, 56);
+  EXPECT_EQ(c->limits.max_hops, 30);
+  EXPECT_FALSE(ParseConfig("[limits]\nipv6_prefix = 16\n", "t.toml").ok());
+  EXPECT_FALSE(ParseConfig("[limits]\nmax_hops = 0\n", "t.toml").ok());
+}
+
 TEST(ConfigTest, ParsesEverySection) {
   auto c = ParseConfig(R"(
 hostname = "mx.example"

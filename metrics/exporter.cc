@@ -100,6 +100,11 @@ void RenderIngress(const Sources& src, Families& f) {
   Families::AddCounter(auth, Load(s.auth_success), {{"result", "success"}});
   Families::AddCounter(auth, Load(s.auth_failure), {{"result", "failure"}});
   Families::AddCounter(auth, Load(s.auth_blocked), {{"result", "blocked"}});
+  Families::AddCounter(auth, Load(s.auth_busy), {{"result", "busy"}});
+  f.Counter("mxrelay_auth_password_checks_total",
+            "Passwords checked against the users file (crypt(3)); logins answered from the cache of recent "
+            "successes are not counted.",
+            Load(s.auth_password_checks));
   auto& rep = f.Family("mxrelay_smtp_replies_total", "SMTP replies sent, by the command answered and code class.",
                        MetricType::Counter);
   static const char* kClass[4] = {"2xx", "3xx", "4xx", "5xx"};
