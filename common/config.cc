@@ -263,6 +263,17 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
         return r.Error("trusted_networks", *root.get("trusted_networks"),
                        std::string(cidr.status().message()));
       }
+      // IPv4 clients are matched as ::ffff:a.b.c.d: an IPv6 prefix covering
+      // that range (::/0 ... ::/80) would silently trust every IPv4 client.
+      static const IpAddress kMappedV4Zero = *IpAddress::Parse("0.0.0.0");
+      if (!cidr->base.is_v4() && cidr->prefix_len <= 96 && cidr->Contains(kMappedV4Zero)) {
+        return r.Error("trusted_networks", *root.get("trusted_networks"),
+                       Cat("'", n, "' would trust every IPv4 client: IPv4 clients are matched as IPv4-mapped "
+                           "IPv6 addresses (::ffff:a.b.c.d), which this IPv6 prefix contains. List IPv4 "
+                           "networks in IPv4 notation (e.g. \"10.0.0.0/8\", or \"0.0.0.0/0\" to really "
+                           "trust all of IPv4) and IPv6 prefixes that do not cover ::ffff:0:0/96 "
+                           "(e.g. \"2001:db8::/32\")"));
+      }
       c->trusted_networks.push_back(*cidr);
     }
   }

@@ -32,6 +32,30 @@ TEST(ConfigTest, Issue15LimitsDefaultsAndKeys) {
   EXPECT_FALSE(ParseConfig("[limits]\nmax_hops = 0\n", "t.toml").ok());
 }
 
+// Issue 15, item 7: IPv4 clients are stored as ::ffff:a.b.c.d, so an IPv6
+// prefix such as ::/64 used to trust every IPv4 client without a word.
+TEST(ConfigTest, TrustedNetworksCoveringIpv4MappedSpaceRefused) {
+  for (const char* net : {"::/0", "::/64", "::/80", "0::/16"}) {
+    SCOPED_TRACE(net);
+    auto c = ParseConfig(Cat("trusted_networks = [\"10.0.0.0/8\", \"", net, "\"]\n"), "t.toml");
+    ASSERT_FALSE(c.ok());
+    EXPECT_THAT(std::string(c.status().message()),
+                ::testing::HasSubstr(Cat("t.toml:1: trusted_networks: '", net,
+                                         "' would trust every IPv4 client: IPv4 clients are matched as "
+                                         "IPv4-mapped IPv6 addresses (::ffff:a.b.c.d)")));
+  }
+  for (const char* net : {"::1", "::/96", "::/81", "2001:db8::/32", "fe80::/10", "0.0.0.0/0", "127.0.0.0/8",
+                          "::ffff:10.0.0.1"}) {
+    SCOPED_TRACE(net);
+    auto c = ParseConfig(Cat("trusted_networks = [\"", net, "\"]\n"), "t.toml");
+    EXPECT_TRUE(c.ok()) << c.status();
+  }
+  // What the accepted ones match: ::/81 and ::/96 hold no IPv4-mapped address.
+  auto c = ParseConfig("trusted_networks = [\"::/81\"]\n", "t.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->trusted_networks[0].Contains(*IpAddress::Parse("192.0.2.1")));
+}
+
 TEST(ConfigTest, ParsesEverySection) {
   auto c = ParseConfig(R"(
 hostname = "mx.example"
