@@ -233,15 +233,26 @@ absl::Status ParseRoute(const toml::table& t, std::string prefix, std::string_vi
   MXR_RETURN_IF_ERROR(r.Str("auth_user", &rt->auth_user));
   MXR_RETURN_IF_ERROR(r.Str("auth_password", &rt->auth_password));
   MXR_RETURN_IF_ERROR(r.Int("max_connections", &rt->max_connections, 1, 10000));
+  MXR_RETURN_IF_ERROR(r.Bool("auth_over_unverified_tls", &rt->auth_over_unverified_tls));
   if (!rt->auth_user.empty() && rt->host.empty()) {
     return r.Error("auth_user", KeyOr(t, {"auth_user"}), "needs 'host' (AUTH is only for smarthost routes)");
+  }
+  if (rt->auth_over_unverified_tls && rt->auth_user.empty()) {
+    return r.Error("auth_over_unverified_tls", KeyOr(t, {"auth_over_unverified_tls"}),
+                   "only applies to a route with auth_user");
   }
   if (!rt->auth_user.empty() && rt->tls_set && rt->tls != TlsPolicy::kRequired &&
       rt->tls != TlsPolicy::kRequiredVerify) {
     return r.Error("tls", KeyOr(t, {"tls"}), "must be 'required' or 'required_verify' when auth_user is set");
   }
+  if (!rt->auth_user.empty() && rt->tls == TlsPolicy::kRequired && !rt->auth_over_unverified_tls) {
+    return r.Error("tls", KeyOr(t, {"tls"}),
+                   "'required' does not verify the certificate, so whoever can intercept the connection "
+                   "receives the AUTH password: use 'required_verify', or set auth_over_unverified_tls = "
+                   "true to accept that risk");
+  }
   if (!rt->auth_user.empty() && !rt->tls_set) {
-    rt->tls = TlsPolicy::kRequired;  // never send a password in clear
+    rt->tls = TlsPolicy::kRequiredVerify;  // never send a password in clear or to an unverified peer
     rt->tls_set = true;
   }
   return r.Finish();

@@ -105,6 +105,10 @@ struct RouteConfig {
   bool tls_set = false;      // whether `tls` was given
   std::string auth_user;     // AUTH PLAIN to the route's host (requires TLS)
   std::string auth_password;
+  // AUTH is sent only over a verified certificate (tls = "required_verify",
+  // the default with auth_user) unless this is set, which allows "required"
+  // (encrypted, certificate not checked: an interceptor gets the password).
+  bool auth_over_unverified_tls = false;
   int max_connections = 0;   // 0 = delivery.max_connections_per_site
 };
 

@@ -316,10 +316,31 @@ auth_password = "p"
   EXPECT_EQ(r1.tls, TlsPolicy::kNone);
   EXPECT_TRUE(r1.tls_set);
   EXPECT_EQ(r1.max_connections, 0);
-  // AUTH without an explicit tls forces TLS: a password never goes in clear.
+  // AUTH without an explicit tls forces verified TLS: a password never goes
+  // in clear, nor to a peer whose certificate was not checked (issue 15).
   const RouteConfig& r2 = c->routes[2];
-  EXPECT_EQ(r2.tls, TlsPolicy::kRequired);
+  EXPECT_EQ(r2.tls, TlsPolicy::kRequiredVerify);
   EXPECT_TRUE(r2.tls_set);
+  EXPECT_FALSE(r2.auth_over_unverified_tls);
+}
+
+// Issue 15, item 4: a route with auth_user and tls = "required" sent the
+// password over TLS without checking the certificate; now that needs the
+// explicit auth_over_unverified_tls = true.
+TEST(ConfigTest, AuthOverUnverifiedTlsNeedsTheExplicitKey) {
+  const char* route = "[[route]]\ndomain = \"*\"\nhost = \"10.0.0.5\"\nauth_user = \"u\"\ntls = \"required\"\n";
+  auto bad = ParseConfig(route, "t.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("t.toml:5: route[0].tls: 'required' does not verify the certificate"));
+  auto ok = ParseConfig(Cat(route, "auth_over_unverified_tls = true\n"), "t.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->routes[0].tls, TlsPolicy::kRequired);
+  EXPECT_TRUE(ok->routes[0].auth_over_unverified_tls);
+  auto stray = ParseConfig("[[route]]\ndomain = \"*\"\nauth_over_unverified_tls = true\n", "t.toml");
+  ASSERT_FALSE(stray.ok());
+  EXPECT_THAT(std::string(stray.status().message()),
+              HasSubstr("route[0].auth_over_unverified_tls: only applies to a route with auth_user"));
 }
 
 TEST(ConfigTest, RouteWithoutTlsKeyIsNotSet) {

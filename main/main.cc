@@ -100,6 +100,20 @@ void PrintWelcome(const Config& cfg) {
              sub->address, sub->port, user, password, cfg.data_dir, cfg.UsersFile());
 }
 
+// Routes that send their AUTH password over TLS without checking the
+// certificate: allowed only with the explicit key, and said at every start
+// and reload.
+void WarnAboutRoutes(const Config& cfg) {
+  for (const auto& r : cfg.routes) {
+    if (!r.auth_user.empty() && r.tls != TlsPolicy::kRequiredVerify && r.auth_over_unverified_tls) {
+      spdlog::warn("event=route_auth_over_unverified_tls domain={} host={} tls={} note=\"the AUTH password "
+                   "goes to whoever can intercept the connection (the certificate is not checked); use "
+                   "tls = required_verify\"",
+                   r.domain, r.host, TlsPolicyName(r.tls));
+    }
+  }
+}
+
 // SIGHUP: users, certificate and routes from the (re-read) configuration;
 // anything else that changed needs a restart. Open sessions are untouched.
 void Reload(const std::string& config_path, const Config& cfg, const std::string& hostname,
@@ -135,6 +149,7 @@ void Reload(const std::string& config_path, const Config& cfg, const std::string
     }
   }
   if (engine) {
+    WarnAboutRoutes(next);
     engine->SetRoutes(next.routes);
     engine->ReopenEventLog();
   }
@@ -186,6 +201,7 @@ int Run(const std::string& config_path) {
   }
   spdlog::info("event=starting version={} config={} hostname={} data_dir={}",
                kVersion, config_path.empty() ? "<embedded defaults>" : config_path, hostname, cfg.data_dir);
+  WarnAboutRoutes(cfg);
   if (auto st = EnsureUsers(cfg, hostname); !st.ok()) {
     spdlog::critical("event=startup_failed error=\"{}\"", st.message());
     return 1;
