@@ -264,6 +264,7 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
   MXR_RETURN_IF_ERROR(r.Str("data_dir", &c->data_dir));
   MXR_RETURN_IF_ERROR(r.Int("threads", &c->threads, 0, 256));
   MXR_RETURN_IF_ERROR(r.Str("user", &c->user));
+  MXR_RETURN_IF_ERROR(r.Bool("allow_core_dumps", &c->allow_core_dumps));
   std::vector<std::string> nets;
   MXR_RETURN_IF_ERROR(r.StrList("trusted_networks", &nets));
   if (root.get("trusted_networks")) {

@@ -157,6 +157,10 @@ struct Config {
   // Started as root: switch to this user at start (keeping only the right to
   // bind ports below 1024). "" = stay who we are.
   std::string user;
+  // false: the process is made non-dumpable at start (no core files, no
+  // ptrace or /proc/<pid>/mem by the same user: they would hold passwords
+  // and mail). true keeps it dumpable, for debugging.
+  bool allow_core_dumps = false;
   std::string log_level = "info";
 
   std::vector<ListenerConfig> listeners;

@@ -5,9 +5,12 @@
 //   mxrelay hash-password               read a password on stdin, print a yescrypt hash
 //   mxrelay check-config -c FILE        validate a config file and exit
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -198,6 +201,16 @@ int Run(const std::string& config_path) {
   } else if (geteuid() == 0) {
     spdlog::warn("event=running_as_root note=\"set user = \\\"mxrelay\\\" (or run under the systemd unit in "
                  "deploy/systemd) to drop privileges\"");
+  }
+  // Core files and ptrace would expose passwords in flight and mail: not
+  // dumpable unless asked (after the uid change, which resets the flag).
+  if (prctl(PR_SET_DUMPABLE, cfg.allow_core_dumps ? 1 : 0) != 0) {
+    spdlog::critical("event=startup_failed error=\"prctl(PR_SET_DUMPABLE): {}\"", strerror(errno));
+    return 1;
+  }
+  if (cfg.allow_core_dumps) {
+    spdlog::warn("event=core_dumps_allowed note=\"allow_core_dumps = true: core files and ptrace by the same "
+                 "user can read passwords and mail; for debugging only\"");
   }
   spdlog::info("event=starting version={} config={} hostname={} data_dir={}",
                kVersion, config_path.empty() ? "<embedded defaults>" : config_path, hostname, cfg.data_dir);

@@ -7,6 +7,7 @@ import pwd
 import socket
 import unittest
 
+import relayctl
 from relayctl import Listener, RelayTestCase, make_message, submit
 
 CAP_NET_BIND_SERVICE = 1 << 10
@@ -66,6 +67,55 @@ class PrivilegeTest(RelayTestCase):
         with self.assertRaises(RuntimeError) as cm:
             relay.start()
         self.assertIn("no such user", str(cm.exception))
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root to start the relay as another user")
+class DumpableTest(RelayTestCase):
+    """Issue 15, item 6: a relay running as an ordinary user was dumpable: a
+    core file, or ptrace / /proc/<pid>/mem by any process of that user, held
+    AUTH passwords and mail. Now PR_SET_DUMPABLE is cleared at start
+    (allow_core_dumps = true keeps it, for debugging). The kernel shows it in
+    the owner of /proc/<pid>/*: root for a non-dumpable process, the process's
+    user otherwise. The relay is started directly as nobody (setpriv), as a
+    systemd unit with User= would, so no uid change resets the flag for us."""
+
+    def start_as_nobody(self, allow_core_dumps=None):
+        nobody = pwd.getpwnam("nobody")
+        relay = self.new_relay(start=False, listeners=[Listener("plain", "plain")],
+                               trusted_networks=["127.0.0.0/8"])
+        os.chmod(relay.workdir, 0o755)
+        os.chmod(relay.users_file, 0o644)
+        os.makedirs(relay.data_dir, exist_ok=True)
+        os.chown(relay.data_dir, nobody.pw_uid, nobody.pw_gid)
+        if allow_core_dumps is not None:
+            relay.extra_top_level = "allow_core_dumps = %s" % ("true" if allow_core_dumps else "false")
+        wrapper = os.path.join(relay.workdir, "as-nobody.sh")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\nexec setpriv --reuid=%d --regid=%d --clear-groups -- %s \"$@\"\n"
+                    % (nobody.pw_uid, nobody.pw_gid, relayctl.MXRELAY_BIN))
+        os.chmod(wrapper, 0o755)
+        real = relayctl.MXRELAY_BIN
+        relayctl.MXRELAY_BIN = wrapper
+        try:
+            relay.start()
+        finally:
+            relayctl.MXRELAY_BIN = real
+        self.assertEqual(proc_status(relay.pid)["Uid"].split()[0], str(nobody.pw_uid))
+        return relay, nobody
+
+    def test_not_dumpable_by_default(self):
+        relay, nobody = self.start_as_nobody()
+        self.assertEqual(os.stat("/proc/%d/status" % relay.pid).st_uid, 0,
+                         "dumpable: /proc/<pid> is owned by the relay's user")
+        submit(relay.port("plain"), "a@client.test", ["b@dest.test"],
+               make_message("a@client.test", ["b@dest.test"], "not dumpable"))
+        self.assertEqual(relay.stop(), 0)
+
+    def test_allow_core_dumps_keeps_it_dumpable(self):
+        relay, nobody = self.start_as_nobody(allow_core_dumps=True)
+        self.assertEqual(os.stat("/proc/%d/status" % relay.pid).st_uid, nobody.pw_uid)
+        relay.wait_log(r"event=core_dumps_allowed", timeout=5)
+        self.assertEqual(relay.stop(), 0)
 
 
 if __name__ == "__main__":
