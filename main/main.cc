@@ -5,6 +5,7 @@
 //   mxrelay hash-password               read a password on stdin, print a yescrypt hash
 //   mxrelay check-config -c FILE        validate a config file and exit
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -158,7 +159,28 @@ void Reload(const std::string& config_path, const Config& cfg, const std::string
   }
 }
 
+// An existing directory readable by others (created by a version that used
+// 0755, or by hand) is narrowed to its owner: it holds mail and credentials.
+// By descriptor, never through a symlink.
+void TightenDir(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;  // not there yet (created 0700 later), or not ours to change
+  struct stat st;
+  if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0 && st.st_uid == geteuid()) {
+    if (fchmod(fd, st.st_mode & 0700) == 0) {
+      spdlog::warn("event=permissions_tightened path={} from={:o} to={:o} note=\"other users could read "
+                   "the relay's data\"",
+                   path, st.st_mode & 0777, st.st_mode & 0700);
+    }
+  }
+  ::close(fd);
+}
+
 int Run(const std::string& config_path) {
+  // Everything the relay creates (data_dir, the spool and its files, the
+  // generated users file and certificate key, the event log) is for its
+  // owner only: 0700 directories, 0600 files.
+  umask(077);
   auto cfg_or = LoadConfig(config_path);
   if (!cfg_or.ok()) {
     fmt::print(stderr, "mxrelay: config error: {}\n", cfg_or.status().message());
@@ -202,6 +224,8 @@ int Run(const std::string& config_path) {
     spdlog::warn("event=running_as_root note=\"set user = \\\"mxrelay\\\" (or run under the systemd unit in "
                  "deploy/systemd) to drop privileges\"");
   }
+  TightenDir(cfg.data_dir);
+  TightenDir(cfg.SpoolPath());
   // Core files and ptrace would expose passwords in flight and mail: not
   // dumpable unless asked (after the uid change, which resets the flag).
   if (prctl(PR_SET_DUMPABLE, cfg.allow_core_dumps ? 1 : 0) != 0) {
