@@ -235,15 +235,26 @@ absl::Status ParseRoute(const toml::table& t, std::string prefix, std::string_vi
   MXR_RETURN_IF_ERROR(r.Str("auth_user", &rt->auth_user));
   MXR_RETURN_IF_ERROR(r.Str("auth_password", &rt->auth_password));
   MXR_RETURN_IF_ERROR(r.Int("max_connections", &rt->max_connections, 1, 10000));
+  MXR_RETURN_IF_ERROR(r.Bool("auth_over_unverified_tls", &rt->auth_over_unverified_tls));
   if (!rt->auth_user.empty() && rt->host.empty()) {
     return r.Error("auth_user", KeyOr(t, {"auth_user"}), "needs 'host' (AUTH is only for smarthost routes)");
+  }
+  if (rt->auth_over_unverified_tls && rt->auth_user.empty()) {
+    return r.Error("auth_over_unverified_tls", KeyOr(t, {"auth_over_unverified_tls"}),
+                   "only applies to a route with auth_user");
   }
   if (!rt->auth_user.empty() && rt->tls_set && rt->tls != TlsPolicy::kRequired &&
       rt->tls != TlsPolicy::kRequiredVerify) {
     return r.Error("tls", KeyOr(t, {"tls"}), "must be 'required' or 'required_verify' when auth_user is set");
   }
+  if (!rt->auth_user.empty() && rt->tls == TlsPolicy::kRequired && !rt->auth_over_unverified_tls) {
+    return r.Error("tls", KeyOr(t, {"tls"}),
+                   "'required' does not verify the certificate, so whoever can intercept the connection "
+                   "receives the AUTH password: use 'required_verify', or set auth_over_unverified_tls = "
+                   "true to accept that risk");
+  }
   if (!rt->auth_user.empty() && !rt->tls_set) {
-    rt->tls = TlsPolicy::kRequired;  // never send a password in clear
+    rt->tls = TlsPolicy::kRequiredVerify;  // never send a password in clear or to an unverified peer
     rt->tls_set = true;
   }
   return r.Finish();
@@ -255,6 +266,7 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
   MXR_RETURN_IF_ERROR(r.Str("data_dir", &c->data_dir));
   MXR_RETURN_IF_ERROR(r.Int("threads", &c->threads, 0, 256));
   MXR_RETURN_IF_ERROR(r.Str("user", &c->user));
+  MXR_RETURN_IF_ERROR(r.Bool("allow_core_dumps", &c->allow_core_dumps));
   std::vector<std::string> nets;
   MXR_RETURN_IF_ERROR(r.StrList("trusted_networks", &nets));
   if (root.get("trusted_networks")) {
@@ -264,6 +276,17 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
       if (!cidr.ok()) {
         return r.Error("trusted_networks", *root.get("trusted_networks"),
                        std::string(cidr.status().message()));
+      }
+      // IPv4 clients are matched as ::ffff:a.b.c.d: an IPv6 prefix covering
+      // that range (::/0 ... ::/80) would silently trust every IPv4 client.
+      static const IpAddress kMappedV4Zero = *IpAddress::Parse("0.0.0.0");
+      if (!cidr->base.is_v4() && cidr->prefix_len <= 96 && cidr->Contains(kMappedV4Zero)) {
+        return r.Error("trusted_networks", *root.get("trusted_networks"),
+                       Cat("'", n, "' would trust every IPv4 client: IPv4 clients are matched as IPv4-mapped "
+                           "IPv6 addresses (::ffff:a.b.c.d), which this IPv6 prefix contains. List IPv4 "
+                           "networks in IPv4 notation (e.g. \"10.0.0.0/8\", or \"0.0.0.0/0\" to really "
+                           "trust all of IPv4) and IPv6 prefixes that do not cover ::ffff:0:0/96 "
+                           "(e.g. \"2001:db8::/32\")"));
       }
       c->trusted_networks.push_back(*cidr);
     }
@@ -320,6 +343,8 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(s.Int("max_connections_per_ip", &l.max_connections_per_ip, 1, 1000000));
     MXR_RETURN_IF_ERROR(s.Int("max_line_length", &l.max_line_length, 512, 65536));
     MXR_RETURN_IF_ERROR(s.Int("max_errors", &l.max_errors, 1, 1000));
+    MXR_RETURN_IF_ERROR(s.Int("ipv6_prefix", &l.ipv6_prefix, 32, 128));
+    MXR_RETURN_IF_ERROR(s.Int("max_hops", &l.max_hops, 1, 1000));
     MXR_RETURN_IF_ERROR(s.Finish());
   }
   MXR_RETURN_IF_ERROR(st);

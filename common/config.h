@@ -55,6 +55,12 @@ struct LimitsConfig {
   int max_connections_per_ip = 200;
   int max_line_length = 1000;  // command lines, including CRLF
   int max_errors = 20;         // protocol errors per session before 421
+  // IPv6 clients are counted per prefix of this length by the per-IP limits
+  // (max_connections_per_ip, auth.max_failures_per_ip): one host owns a /64.
+  int ipv6_prefix = 64;
+  // A message already carrying this many Received: headers is refused at
+  // the end of DATA/BDAT with 554 5.4.6 (a mail loop; Postfix's hopcount_limit).
+  int max_hops = 50;
 };
 
 struct TimeoutsConfig {  // seconds
@@ -99,6 +105,10 @@ struct RouteConfig {
   bool tls_set = false;      // whether `tls` was given
   std::string auth_user;     // AUTH PLAIN to the route's host (requires TLS)
   std::string auth_password;
+  // AUTH is sent only over a verified certificate (tls = "required_verify",
+  // the default with auth_user) unless this is set, which allows "required"
+  // (encrypted, certificate not checked: an interceptor gets the password).
+  bool auth_over_unverified_tls = false;
   int max_connections = 0;   // 0 = delivery.max_connections_per_site
 };
 
@@ -156,6 +166,10 @@ struct Config {
   // Started as root: switch to this user at start (keeping only the right to
   // bind ports below 1024). "" = stay who we are.
   std::string user;
+  // false: the process is made non-dumpable at start (no core files, no
+  // ptrace or /proc/<pid>/mem by the same user: they would hold passwords
+  // and mail). true keeps it dumpable, for debugging.
+  bool allow_core_dumps = false;
   std::string log_level = "info";
 
   std::vector<ListenerConfig> listeners;

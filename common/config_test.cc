@@ -19,6 +19,43 @@ TEST(ConfigTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(c->SpoolPath(), "./mxrelay-data/spool");
 }
 
+TEST(ConfigTest, Issue15LimitsDefaultsAndKeys) {
+  auto d = ParseConfig("", "t.toml");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->limits.ipv6_prefix, 64);
+  EXPECT_EQ(d->limits.max_hops, 50);
+  auto c = ParseConfig("[limits]\nipv6_prefix = 56\nmax_hops = 30\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.ipv6_prefix, 56);
+  EXPECT_EQ(c->limits.max_hops, 30);
+  EXPECT_FALSE(ParseConfig("[limits]\nipv6_prefix = 16\n", "t.toml").ok());
+  EXPECT_FALSE(ParseConfig("[limits]\nmax_hops = 0\n", "t.toml").ok());
+}
+
+// Issue 15, item 7: IPv4 clients are stored as ::ffff:a.b.c.d, so an IPv6
+// prefix such as ::/64 used to trust every IPv4 client without a word.
+TEST(ConfigTest, TrustedNetworksCoveringIpv4MappedSpaceRefused) {
+  for (const char* net : {"::/0", "::/64", "::/80", "0::/16"}) {
+    SCOPED_TRACE(net);
+    auto c = ParseConfig(Cat("trusted_networks = [\"10.0.0.0/8\", \"", net, "\"]\n"), "t.toml");
+    ASSERT_FALSE(c.ok());
+    EXPECT_THAT(std::string(c.status().message()),
+                ::testing::HasSubstr(Cat("t.toml:1: trusted_networks: '", net,
+                                         "' would trust every IPv4 client: IPv4 clients are matched as "
+                                         "IPv4-mapped IPv6 addresses (::ffff:a.b.c.d)")));
+  }
+  for (const char* net : {"::1", "::/96", "::/81", "2001:db8::/32", "fe80::/10", "0.0.0.0/0", "127.0.0.0/8",
+                          "::ffff:10.0.0.1"}) {
+    SCOPED_TRACE(net);
+    auto c = ParseConfig(Cat("trusted_networks = [\"", net, "\"]\n"), "t.toml");
+    EXPECT_TRUE(c.ok()) << c.status();
+  }
+  // What the accepted ones match: ::/81 and ::/96 hold no IPv4-mapped address.
+  auto c = ParseConfig("trusted_networks = [\"::/81\"]\n", "t.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->trusted_networks[0].Contains(*IpAddress::Parse("192.0.2.1")));
+}
+
 TEST(ConfigTest, ParsesEverySection) {
   auto c = ParseConfig(R"(
 hostname = "mx.example"
@@ -279,10 +316,31 @@ auth_password = "p"
   EXPECT_EQ(r1.tls, TlsPolicy::kNone);
   EXPECT_TRUE(r1.tls_set);
   EXPECT_EQ(r1.max_connections, 0);
-  // AUTH without an explicit tls forces TLS: a password never goes in clear.
+  // AUTH without an explicit tls forces verified TLS: a password never goes
+  // in clear, nor to a peer whose certificate was not checked (issue 15).
   const RouteConfig& r2 = c->routes[2];
-  EXPECT_EQ(r2.tls, TlsPolicy::kRequired);
+  EXPECT_EQ(r2.tls, TlsPolicy::kRequiredVerify);
   EXPECT_TRUE(r2.tls_set);
+  EXPECT_FALSE(r2.auth_over_unverified_tls);
+}
+
+// Issue 15, item 4: a route with auth_user and tls = "required" sent the
+// password over TLS without checking the certificate; now that needs the
+// explicit auth_over_unverified_tls = true.
+TEST(ConfigTest, AuthOverUnverifiedTlsNeedsTheExplicitKey) {
+  const char* route = "[[route]]\ndomain = \"*\"\nhost = \"10.0.0.5\"\nauth_user = \"u\"\ntls = \"required\"\n";
+  auto bad = ParseConfig(route, "t.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("t.toml:5: route[0].tls: 'required' does not verify the certificate"));
+  auto ok = ParseConfig(Cat(route, "auth_over_unverified_tls = true\n"), "t.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->routes[0].tls, TlsPolicy::kRequired);
+  EXPECT_TRUE(ok->routes[0].auth_over_unverified_tls);
+  auto stray = ParseConfig("[[route]]\ndomain = \"*\"\nauth_over_unverified_tls = true\n", "t.toml");
+  ASSERT_FALSE(stray.ok());
+  EXPECT_THAT(std::string(stray.status().message()),
+              HasSubstr("route[0].auth_over_unverified_tls: only applies to a route with auth_user"));
 }
 
 TEST(ConfigTest, RouteWithoutTlsKeyIsNotSet) {

@@ -45,6 +45,16 @@ IpAddress IpAddress::FromSockaddr(const sockaddr* sa) {
   return ip;
 }
 
+IpAddress IpAddress::ClientKey(int v6_prefix_len) const {
+  if (is_v4() || v6_prefix_len >= 128) return *this;
+  IpAddress k = *this;
+  int len = v6_prefix_len < 0 ? 0 : v6_prefix_len;
+  int full = len / 8, rest = len % 8;
+  if (rest != 0) k.bytes[full++] &= static_cast<uint8_t>(0xff << (8 - rest));
+  for (int i = full; i < 16; ++i) k.bytes[i] = 0;
+  return k;
+}
+
 bool IpAddress::is_v4() const {
   static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   return std::memcmp(bytes.data(), kPrefix, 12) == 0;

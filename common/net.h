@@ -23,6 +23,10 @@ struct IpAddress {
   static IpAddress FromSockaddr(const sockaddr* sa);
   bool is_v4() const;
   std::string ToString() const;
+  // The key per-client limits count under: an IPv4 address as is, an IPv6
+  // address cut to its first `v6_prefix_len` bits (one /64 is one site or
+  // one host's privacy addresses, so it is counted as one client).
+  IpAddress ClientKey(int v6_prefix_len) const;
   bool operator==(const IpAddress&) const = default;
   template <typename H>
   friend H AbslHashValue(H h, const IpAddress& a) {

@@ -37,5 +37,18 @@ TEST(NetTest, CidrMatching) {
   EXPECT_FALSE(Cidr::Parse("10.0.0.0/x").ok());
 }
 
+TEST(NetTest, ClientKeyAggregatesIpv6ByPrefixAndKeepsIpv4) {
+  auto ip = [](const char* s) { return *IpAddress::Parse(s); };
+  EXPECT_EQ(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd").ClientKey(64).ToString(), "2001:db8:1:2::");
+  EXPECT_EQ(ip("2001:db8:1:2::1").ClientKey(64), ip("2001:db8:1:2:ffff::9").ClientKey(64));
+  EXPECT_NE(ip("2001:db8:1:2::1").ClientKey(64), ip("2001:db8:1:3::1").ClientKey(64));
+  EXPECT_EQ(ip("2001:db8:1:ff::1").ClientKey(56).ToString(), "2001:db8:1::");
+  EXPECT_EQ(ip("2001:db8::7").ClientKey(63).ToString(), "2001:db8::");
+  EXPECT_EQ(ip("2001:db8::7").ClientKey(128), ip("2001:db8::7"));
+  // IPv4 (stored as ::ffff:a.b.c.d) is never cut: a /64 would merge all of IPv4.
+  EXPECT_EQ(ip("192.0.2.7").ClientKey(64), ip("192.0.2.7"));
+  EXPECT_NE(ip("192.0.2.7").ClientKey(64), ip("192.0.2.8").ClientKey(64));
+}
+
 }  // namespace
 }  // namespace mxr

@@ -6,6 +6,7 @@
 //   spdlog::info("event=x error=\"{}\"", status);  // absl::Status prints
 #pragma once
 
+#include <string.h>
 #include <time.h>
 
 #include <cstdint>
@@ -65,6 +66,15 @@ inline std::string Rfc5322Date(int64_t unix_us) {
   char buf[64];
   strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
   return buf;
+}
+
+// Overwrites every byte `s` owns (its whole capacity, so also a password a
+// move left behind in the small-string buffer) and empties it. For secrets:
+// explicit_bzero is never optimised away.
+inline void WipeString(std::string& s) {
+  s.resize(s.capacity());
+  explicit_bzero(s.data(), s.size());
+  s.clear();
 }
 
 // absl::Status's message as a std::string_view.

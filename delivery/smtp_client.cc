@@ -395,6 +395,12 @@ void SmtpClient::AfterEhlo(const Reply& r) {
   }
   if (!opts_.auth_user.empty()) {
     if (!tls_) return Fail(Synthetic(451, "4.7.0", "Refusing to AUTH without TLS"));
+    // Opportunistic TLS checked no certificate: whoever intercepted the
+    // connection would get the password. (Config admits AUTH routes only with
+    // required_verify, or required plus auth_over_unverified_tls = true.)
+    if (!tls_required) {
+      return Fail(Synthetic(451, "4.7.0", "Refusing to AUTH over TLS the route does not require"));
+    }
     if (!auth_plain_) return Fail(Synthetic(451, "4.7.0", "Server does not offer AUTH PLAIN"));
     std::string raw;
     raw.push_back('\0');
@@ -403,7 +409,9 @@ void SmtpClient::AfterEhlo(const Reply& r) {
     raw += opts_.auth_password;
     std::string b64;
     absl::Base64Escape(absl::string_view(raw.data(), raw.size()), &b64);
+    WipeString(raw);
     out_ += Cat("AUTH PLAIN ", b64, "\r\n");
+    WipeString(b64);
     phase_ = Phase::kAuth;
     return;
   }

@@ -665,6 +665,19 @@ TEST_F(SmtpClientTest, AuthWithoutPlainOfferedFails) {
   EXPECT_EQ(host_.failed[0].enhanced, "4.7.0");
 }
 
+// Issue 15, item 4: TLS negotiated opportunistically verified nothing: the
+// credentials are not sent over it (before, AUTH PLAIN followed the handshake).
+TEST_F(SmtpClientTest, NeverAuthOverOpportunisticTls) {
+  ClientOptions o = AuthOpts();
+  o.tls = TlsPolicy::kOpportunistic;
+  SmtpClient c(o, &host_);
+  ToPostTlsEhlo(c, "250-mx\r\n250 AUTH PLAIN\r\n");
+  EXPECT_EQ(c.TakeOutput(), "");
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnFailed"}));
+  EXPECT_EQ(host_.failed[0].code, 451);
+  EXPECT_EQ(host_.failed[0].enhanced, "4.7.0");
+}
+
 TEST_F(SmtpClientTest, NeverAuthInPlaintext) {
   ClientOptions o = AuthOpts();
   o.tls = TlsPolicy::kOpportunistic;

@@ -65,10 +65,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (char ch : r.domain) FUZZ_CHECK(!(ch >= 'A' && ch <= 'Z'), fuzz::Escape(r.domain));
     if (!r.auth_user.empty()) {
       FUZZ_CHECK(!r.host.empty());
-      FUZZ_CHECK(r.tls == TlsPolicy::kRequired || r.tls == TlsPolicy::kRequiredVerify,
-                 "route AUTH without required TLS");
+      FUZZ_CHECK(r.tls == TlsPolicy::kRequiredVerify ||
+                     (r.tls == TlsPolicy::kRequired && r.auth_over_unverified_tls),
+                 "route AUTH without verified TLS (and without the explicit opt-in)");
     }
+    FUZZ_CHECK(!r.auth_over_unverified_tls || !r.auth_user.empty());
   }
+  for (const auto& n : cfg.trusted_networks) {
+    FUZZ_CHECK(n.base.is_v4() || !n.Contains(*IpAddress::Parse("0.0.0.0")),
+               "an IPv6 trusted network that trusts every IPv4 client");
+  }
+  FUZZ_CHECK(cfg.limits.ipv6_prefix >= 32 && cfg.limits.ipv6_prefix <= 128);
+  FUZZ_CHECK(cfg.limits.max_hops >= 1);
   FUZZ_CHECK(cfg.metrics.site_labels >= 0 && cfg.metrics.site_labels <= 1000);
   return 0;
 }

@@ -5,9 +5,13 @@
 //   mxrelay hash-password               read a password on stdin, print a yescrypt hash
 //   mxrelay check-config -c FILE        validate a config file and exit
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -100,6 +104,20 @@ void PrintWelcome(const Config& cfg) {
              sub->address, sub->port, user, password, cfg.data_dir, cfg.UsersFile());
 }
 
+// Routes that send their AUTH password over TLS without checking the
+// certificate: allowed only with the explicit key, and said at every start
+// and reload.
+void WarnAboutRoutes(const Config& cfg) {
+  for (const auto& r : cfg.routes) {
+    if (!r.auth_user.empty() && r.tls != TlsPolicy::kRequiredVerify && r.auth_over_unverified_tls) {
+      spdlog::warn("event=route_auth_over_unverified_tls domain={} host={} tls={} note=\"the AUTH password "
+                   "goes to whoever can intercept the connection (the certificate is not checked); use "
+                   "tls = required_verify\"",
+                   r.domain, r.host, TlsPolicyName(r.tls));
+    }
+  }
+}
+
 // SIGHUP: users, certificate and routes from the (re-read) configuration;
 // anything else that changed needs a restart. Open sessions are untouched.
 void Reload(const std::string& config_path, const Config& cfg, const std::string& hostname,
@@ -135,12 +153,34 @@ void Reload(const std::string& config_path, const Config& cfg, const std::string
     }
   }
   if (engine) {
+    WarnAboutRoutes(next);
     engine->SetRoutes(next.routes);
     engine->ReopenEventLog();
   }
 }
 
+// An existing directory readable by others (created by a version that used
+// 0755, or by hand) is narrowed to its owner: it holds mail and credentials.
+// By descriptor, never through a symlink.
+void TightenDir(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;  // not there yet (created 0700 later), or not ours to change
+  struct stat st;
+  if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0 && st.st_uid == geteuid()) {
+    if (fchmod(fd, st.st_mode & 0700) == 0) {
+      spdlog::warn("event=permissions_tightened path={} from={:o} to={:o} note=\"other users could read "
+                   "the relay's data\"",
+                   path, st.st_mode & 0777, st.st_mode & 0700);
+    }
+  }
+  ::close(fd);
+}
+
 int Run(const std::string& config_path) {
+  // Everything the relay creates (data_dir, the spool and its files, the
+  // generated users file and certificate key, the event log) is for its
+  // owner only: 0700 directories, 0600 files.
+  umask(077);
   auto cfg_or = LoadConfig(config_path);
   if (!cfg_or.ok()) {
     fmt::print(stderr, "mxrelay: config error: {}\n", cfg_or.status().message());
@@ -184,8 +224,21 @@ int Run(const std::string& config_path) {
     spdlog::warn("event=running_as_root note=\"set user = \\\"mxrelay\\\" (or run under the systemd unit in "
                  "deploy/systemd) to drop privileges\"");
   }
+  TightenDir(cfg.data_dir);
+  TightenDir(cfg.SpoolPath());
+  // Core files and ptrace would expose passwords in flight and mail: not
+  // dumpable unless asked (after the uid change, which resets the flag).
+  if (prctl(PR_SET_DUMPABLE, cfg.allow_core_dumps ? 1 : 0) != 0) {
+    spdlog::critical("event=startup_failed error=\"prctl(PR_SET_DUMPABLE): {}\"", strerror(errno));
+    return 1;
+  }
+  if (cfg.allow_core_dumps) {
+    spdlog::warn("event=core_dumps_allowed note=\"allow_core_dumps = true: core files and ptrace by the same "
+                 "user can read passwords and mail; for debugging only\"");
+  }
   spdlog::info("event=starting version={} config={} hostname={} data_dir={}",
                kVersion, config_path.empty() ? "<embedded defaults>" : config_path, hostname, cfg.data_dir);
+  WarnAboutRoutes(cfg);
   if (auto st = EnsureUsers(cfg, hostname); !st.ok()) {
     spdlog::critical("event=startup_failed error=\"{}\"", st.message());
     return 1;

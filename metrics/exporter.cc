@@ -100,6 +100,11 @@ void RenderIngress(const Sources& src, Families& f) {
   Families::AddCounter(auth, Load(s.auth_success), {{"result", "success"}});
   Families::AddCounter(auth, Load(s.auth_failure), {{"result", "failure"}});
   Families::AddCounter(auth, Load(s.auth_blocked), {{"result", "blocked"}});
+  Families::AddCounter(auth, Load(s.auth_busy), {{"result", "busy"}});
+  f.Counter("mxrelay_auth_password_checks_total",
+            "Passwords checked against the users file (crypt(3)); logins answered from the cache of recent "
+            "successes are not counted.",
+            Load(s.auth_password_checks));
   auto& rep = f.Family("mxrelay_smtp_replies_total", "SMTP replies sent, by the command answered and code class.",
                        MetricType::Counter);
   static const char* kClass[4] = {"2xx", "3xx", "4xx", "5xx"};
@@ -310,7 +315,15 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Metric
   };
   bool v6 = hp.address.find(':') != std::string::npos;
   std::string ports = v6 ? Cat("[", hp.address, "]:", hp.port) : Cat(hp.address, ":", hp.port);
-  std::vector<std::string> opts = {"listening_ports", ports, "num_threads", "2", "request_timeout_ms", "10000",
+  // Each accepted connection holds one worker until its request is read or
+  // the request timeout passes: with 2 workers and 10 s, two idle TCP
+  // connections starved /healthz (and Kubernetes restarted a healthy relay).
+  // kHttpThreads workers (idle ones cost a blocked thread each, ~no CPU) and a
+  // 2 s timeout: /healthz answers at once while fewer than kHttpThreads
+  // connections are open, and within ~2 s even then.
+  std::vector<std::string> opts = {"listening_ports", ports,
+                                   "num_threads", std::to_string(kHttpThreads),
+                                   "request_timeout_ms", std::to_string(kHttpRequestTimeoutMs),
                                    "enable_keep_alive", "no"};
   try {
     s->server_ = std::make_unique<CivetServer>(opts);

@@ -47,6 +47,11 @@ class MetricsServer {
   // The bound address, e.g. "127.0.0.1:9465" (the real port if 0 was asked).
   const std::string& address() const { return address_; }
 
+  // HTTP workers, and how long one waits for a request (or a write) before
+  // dropping the connection: idle connections must not starve /healthz.
+  static constexpr int kHttpThreads = 32;
+  static constexpr int kHttpRequestTimeoutMs = 2000;
+
  private:
   struct Handlers;
   MetricsServer() = default;

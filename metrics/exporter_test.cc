@@ -1,6 +1,12 @@
 #include "metrics/exporter.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -160,6 +166,68 @@ TEST(Exporter, ServesMetricsHealthAndReadinessOverHttp) {
   bad.listen = (*srv)->address();  // taken
   auto again = MetricsServer::Start(bad, src);
   EXPECT_FALSE(again.ok());
+}
+
+// GET `path` from `addr`; the response (possibly partial) once the server
+// closes or `deadline` passes.
+std::string HttpGet(const std::string& addr, const std::string& path, std::chrono::milliseconds deadline) {
+  auto hp = ParseHostPort(addr);
+  if (!hp.ok()) return "";
+  sockaddr_storage ss;
+  auto len = MakeSockaddr(hp->address, hp->port, &ss);
+  if (!len.ok()) return "";
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  std::string out;
+  auto end = std::chrono::steady_clock::now() + deadline;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), *len) == 0) {
+    std::string req = Cat("GET ", path, " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    (void)send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      char buf[4096];
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return out;
+}
+
+// Issue 15, item 8: civetweb ran two workers with a 10 s request timeout, so
+// two idle TCP connections (a port scan, a stuck client) kept /healthz from
+// answering for 10 s or more: Kubernetes restarted a healthy relay. Now there
+// are enough workers, and an idle connection is dropped after 2 s.
+TEST(Exporter, HealthzAnswersWithinOneSecondWhileTwentyIdleConnectionsAreHeld) {
+  Config cfg = DefaultConfig();
+  auto srv = StartOnLoopback(cfg);
+  ASSERT_TRUE(srv.ok()) << srv.status();
+  const std::string addr = (*srv)->address();
+  auto hp = ParseHostPort(addr);
+  ASSERT_TRUE(hp.ok());
+  sockaddr_storage ss;
+  auto len = MakeSockaddr(hp->address, hp->port, &ss);
+  ASSERT_TRUE(len.ok());
+  std::vector<int> idle;
+  for (int i = 0; i < 20; ++i) {
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&ss), *len), 0) << strerror(errno);
+    idle.push_back(fd);  // connected, sends nothing
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the workers have taken them
+  for (const char* path : {"/healthz", "/readyz"}) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::string r = HttpGet(addr, path, std::chrono::milliseconds(5000));
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    EXPECT_EQ(r.substr(0, 15), "HTTP/1.1 200 OK") << path << ": " << r;
+    EXPECT_LT(took.count(), 1000) << path;
+  }
+  for (int fd : idle) close(fd);
 }
 
 // civetweb notices a stop only when its 2 s poll() on the listening socket

@@ -1,6 +1,8 @@
 #include "common/thread_name.h"
 #include "relay/auth.h"
 
+#include "common/strings.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -10,7 +12,6 @@ namespace mxr::relay {
 
 namespace {
 constexpr size_t kMaxCacheEntries = 10000;
-constexpr size_t kMaxQueuedJobs = 1000;  // beyond this, fail fast (brute-force flood)
 }  // namespace
 
 Authenticator::Authenticator(std::shared_ptr<const UserDb> users, int threads, const Clock& clock,
@@ -48,16 +49,28 @@ std::string Authenticator::CacheKey(const std::string& user, const std::string& 
 }
 
 void Authenticator::Verify(std::string user, std::string password,
-                           absl::AnyInvocable<void(bool) &&> done) {
+                           absl::AnyInvocable<void(AuthResult) &&> done) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!stop_ && jobs_.size() < kMaxQueuedJobs) {
       jobs_.push_back(Job{std::move(user), std::move(password), std::move(done)});
+      WipeString(password);  // a short password stays in the moved-from inline buffer
       cv_.notify_one();
       return;
     }
   }
-  std::move(done)(false);
+  WipeString(password);
+  // Not a failure: the client is told to try later (454 4.7.0) and nothing
+  // is counted against it (a flood must not lock out real users).
+  std::move(done)(AuthResult::kBusy);
+}
+
+bool Authenticator::CachedOk(const std::string& user, const std::string& password) const {
+  std::string key = CacheKey(user, password);
+  int64_t now = clock_.MonoMillis();
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = cache_.find(key);
+  return it != cache_.end() && it->second > now;
 }
 
 void Authenticator::SetUsers(std::shared_ptr<const UserDb> users) {
@@ -80,6 +93,7 @@ void Authenticator::Work() {
       cv_.wait(l, [&] { return stop_ || !jobs_.empty(); });
       if (stop_ && jobs_.empty()) return;
       job = std::move(jobs_.front());
+      WipeString(jobs_.front().password);
       jobs_.pop_front();
       users = users_;
     }
@@ -103,8 +117,8 @@ void Authenticator::Work() {
         }
       }
     }
-    OPENSSL_cleanse(job.password.data(), job.password.size());
-    std::move(job.done)(ok);
+    WipeString(job.password);
+    std::move(job.done)(!ok ? AuthResult::kBad : cached ? AuthResult::kOkCached : AuthResult::kOk);
   }
 }
 

@@ -23,14 +23,28 @@
 
 namespace mxr::relay {
 
+enum class AuthResult {
+  kOk,        // the password was checked and is right
+  kOkCached,  // right, answered from the cache of recent successes (no check)
+  kBad,       // checked and wrong (or no such user)
+  kBusy,      // not checked: the checker's queue is full (answer 454 4.7.0)
+};
+
 class Authenticator {
  public:
   Authenticator(std::shared_ptr<const UserDb> users, int threads, const Clock& clock,
                 int64_t cache_ttl_ms = 300'000);
   ~Authenticator();
 
-  // Thread-safe. `done(ok)` runs on a worker thread (post it to your loop).
-  void Verify(std::string user, std::string password, absl::AnyInvocable<void(bool) &&> done);
+  // Thread-safe. `done` runs on a worker thread (post it to your loop), or
+  // at once on the calling thread with kBusy when kMaxQueuedJobs wait already.
+  // `password` is wiped (also its moved-from buffer) before this returns.
+  void Verify(std::string user, std::string password, absl::AnyInvocable<void(AuthResult) &&> done);
+  // Whether user/password logged in successfully within the cache TTL: one
+  // HMAC and one short lock, no password check. Thread-safe. An oracle like
+  // Verify(): callers rate-limit it the same way (AuthLimiter).
+  bool CachedOk(const std::string& user, const std::string& password) const;
+  static constexpr size_t kMaxQueuedJobs = 1000;  // beyond this, kBusy (brute-force flood)
   // Swaps the user database (SIGHUP) and clears the cache. Thread-safe.
   void SetUsers(std::shared_ptr<const UserDb> users);
   size_t user_count() const;
@@ -38,7 +52,7 @@ class Authenticator {
  private:
   struct Job {
     std::string user, password;
-    absl::AnyInvocable<void(bool) &&> done;
+    absl::AnyInvocable<void(AuthResult) &&> done;
   };
   void Work();
   std::string CacheKey(const std::string& user, const std::string& password) const;

@@ -26,6 +26,7 @@ HeaderPresence ScanHeaders(std::string_view m) {
     if (line.empty()) break;  // end of the header section
     if (AsciiIStartsWith(line, "date:")) p.date = true;
     if (AsciiIStartsWith(line, "message-id:")) p.message_id = true;
+    if (AsciiIStartsWith(line, "received:")) p.received++;
     if (eol == std::string_view::npos) break;
     pos = eol + 2;
   }

@@ -12,6 +12,7 @@ namespace mxr::relay {
 struct HeaderPresence {
   bool date = false;
   bool message_id = false;
+  int received = 0;  // Received: fields: the hops the message has made (loop detection)
 };
 
 // Looks at the header section (up to the first empty line) of a CRLF message.

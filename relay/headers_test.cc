@@ -32,6 +32,14 @@ TEST(ScanHeadersTest, FindsDateAndMessageIdCaseInsensitively) {
   EXPECT_TRUE(p.message_id);
 }
 
+TEST(ScanHeadersTest, CountsReceivedFieldsInTheHeaderSectionOnly) {
+  EXPECT_EQ(ScanHeaders("Received: a\r\n\tfolded\r\nRECEIVED: b\r\nreceived:c\r\nX-Received: no\r\n"
+                        "Subject: Received: no\r\n\r\nReceived: body\r\n")
+                .received,
+            3);
+  EXPECT_EQ(ScanHeaders("Subject: x\r\n\r\n").received, 0);
+}
+
 TEST(ScanHeadersTest, OnlyInTheHeaderSection) {
   HeaderPresence p = ScanHeaders("Subject: x\r\n\r\nDate: today\r\nMessage-ID: <1@b>\r\n");
   EXPECT_FALSE(p.date);

@@ -121,49 +121,64 @@ class Connection final : public SessionHost {
   // SessionHost.
   void StartTls() override { start_tls_ = true; }
   void Close() override { close_after_flush_ = true; }
+  // Every attempt needs a slot from the per-client limiter first (a blocked
+  // client gets 421, one whose failures + checks in flight reach the limit
+  // 454), also one the checker's cache could answer: a cache lookup is an
+  // oracle too. A cache hit gives its slot back at once (one HMAC, on this
+  // thread), so a bulk sender's many simultaneous logins are not limited; a
+  // real check gives it back the moment its answer arrives (before the
+  // failure delay). So simultaneous guessers from one client get at most
+  // auth.max_failures_per_ip checks per window.
   void Authenticate(std::string user, std::string password) override {
     inflight_++;  // keeps us alive until the answer
     EventLoop* loop = w_->loop();
     IngressServer* srv = w_->server();
-    if (!srv->auth_limiter_.Allowed(ip_, loop->now_ms())) {
-      srv->stats_.auth_blocked.fetch_add(1, std::memory_order_relaxed);
-      loop->Post([this] {  // never call back into the session from here
-        inflight_--;
-        if (!closing_) {
-          session_.OnAuthBlocked();
-          AfterSession();
-        }
-        MaybeFree();
-      });
-      return;
+    auto answer_now = [this, loop](AuthVerdict v) {
+      loop->Post([this, v] { AuthDone(v); });  // never call back into the session from here
+    };
+    switch (srv->auth_limiter_.Begin(ip_, loop->now_ms())) {
+      case AuthLimiter::Admit::kBlocked:
+        WipeString(password);
+        return answer_now(AuthVerdict::kBlocked);
+      case AuthLimiter::Admit::kBusy:
+        WipeString(password);
+        return answer_now(AuthVerdict::kBusy);
+      case AuthLimiter::Admit::kAllowed:
+        break;
     }
-    int delay = w_->server()->deps_.config->auth.failure_delay_ms;
-    w_->server()->deps_.auth->Verify(std::move(user), std::move(password),
-                                     [this, loop, delay](bool ok) {
-      loop->Post([this, ok, loop, delay] {
-        auto deliver = [this, ok] {
-          inflight_--;
-          auto& st = w_->server()->stats_;
-          (ok ? st.auth_success : st.auth_failure).fetch_add(1, std::memory_order_relaxed);
-          if (!ok && w_->server()->auth_limiter_.Failure(ip_, w_->loop()->now_ms())) {
-            const auto& ac = w_->server()->deps_.config->auth;
-            spdlog::warn("event=auth_ip_blocked ip={} failures={} seconds={} action=\"AUTH from this "
-                         "address refused with 421 4.7.0 until then\"",
-                         ip_.ToString(), ac.max_failures_per_ip, ac.ip_block_seconds);
-          }
-          if (!closing_) {
-            session_.OnAuthResult(ok);
-            AfterSession();
-          }
-          MaybeFree();
-        };
-        if (ok || delay == 0) {
-          deliver();
+    if (srv->deps_.auth->CachedOk(user, password)) {
+      WipeString(password);
+      srv->auth_limiter_.End(ip_, AuthLimiter::Outcome::kSuccess, loop->now_ms());
+      return answer_now(AuthVerdict::kOk);
+    }
+    int delay = srv->deps_.config->auth.failure_delay_ms;
+    srv->deps_.auth->Verify(std::move(user), std::move(password), [this, loop, delay](AuthResult r) {
+      loop->Post([this, r, loop, delay] {
+        IngressServer* server = w_->server();
+        auto& st = server->stats_;
+        if (r == AuthResult::kOk || r == AuthResult::kBad) {
+          st.auth_password_checks.fetch_add(1, std::memory_order_relaxed);
+        }
+        AuthLimiter::Outcome o = r == AuthResult::kBad    ? AuthLimiter::Outcome::kFailure
+                                 : r == AuthResult::kBusy ? AuthLimiter::Outcome::kNotChecked
+                                                          : AuthLimiter::Outcome::kSuccess;
+        if (server->auth_limiter_.End(ip_, o, loop->now_ms())) {
+          const auto& ac = server->deps_.config->auth;
+          spdlog::warn("event=auth_ip_blocked ip={} failures={} seconds={} action=\"AUTH from this "
+                       "address refused with 421 4.7.0 until then\"",
+                       ip_.ToString(), ac.max_failures_per_ip, ac.ip_block_seconds);
+        }
+        AuthVerdict v = r == AuthResult::kBad    ? AuthVerdict::kBad
+                        : r == AuthResult::kBusy ? AuthVerdict::kBusy
+                                                 : AuthVerdict::kOk;
+        if (v == AuthVerdict::kBad && delay > 0) {
+          loop->RunAfter(delay, [this] { AuthDone(AuthVerdict::kBad); });  // slow down guessing
         } else {
-          loop->RunAfter(delay, std::move(deliver));  // slow down guessing
+          AuthDone(v);
         }
       });
     });
+    WipeString(password);  // moved from: a short one is still in the inline buffer
   }
   void Submit(queue::NewMessage msg) override {
     inflight_++;
@@ -194,6 +209,29 @@ class Connection final : public SessionHost {
     });
   }
   bool SpoolAccepting() override { return w_->server()->deps_.spool->Healthy(); }
+
+  enum class AuthVerdict { kOk, kBad, kBlocked, kBusy };
+  // Answers an Authenticate(): on the loop, at the top of a callback.
+  void AuthDone(AuthVerdict v) {
+    inflight_--;
+    auto& st = w_->server()->stats_;
+    switch (v) {
+      case AuthVerdict::kOk: st.auth_success.fetch_add(1, std::memory_order_relaxed); break;
+      case AuthVerdict::kBad: st.auth_failure.fetch_add(1, std::memory_order_relaxed); break;
+      case AuthVerdict::kBlocked: st.auth_blocked.fetch_add(1, std::memory_order_relaxed); break;
+      case AuthVerdict::kBusy: st.auth_busy.fetch_add(1, std::memory_order_relaxed); break;
+    }
+    if (!closing_) {
+      switch (v) {
+        case AuthVerdict::kOk: session_.OnAuthResult(true); break;
+        case AuthVerdict::kBad: session_.OnAuthResult(false); break;
+        case AuthVerdict::kBlocked: session_.OnAuthBlocked(); break;
+        case AuthVerdict::kBusy: session_.OnAuthBusy(); break;
+      }
+      AfterSession();
+    }
+    MaybeFree();
+  }
 
   void OnRecv(const io_uring_cqe* cqe) {
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
@@ -696,7 +734,9 @@ void Worker::ForceClose() {
 IngressServer::IngressServer(IngressDeps deps)
     : deps_(std::move(deps)),
       stats_(deps_.config->listeners.size()),
-      auth_limiter_(deps_.config->auth.max_failures_per_ip, deps_.config->auth.ip_block_seconds) {}
+      auth_limiter_(AuthLimiter::Options{deps_.config->auth.max_failures_per_ip,
+                                         deps_.config->auth.ip_block_seconds,
+                                         deps_.config->limits.ipv6_prefix}) {}
 
 IngressServer::~IngressServer() {
   if (!threads_.empty()) Shutdown(0);
@@ -751,7 +791,8 @@ void IngressServer::Shutdown(int grace_ms) {
   // callback still in flight may Post() to them; destroy the spool first.
 }
 
-bool IngressServer::AcquireIp(const IpAddress& ip) {
+bool IngressServer::AcquireIp(const IpAddress& addr) {
+  IpAddress ip = addr.ClientKey(deps_.config->limits.ipv6_prefix);
   Stripe& s = stripes_[absl::Hash<IpAddress>()(ip) % kStripes];
   std::lock_guard<std::mutex> l(s.mu);
   int& n = s.counts[ip];
@@ -763,7 +804,8 @@ bool IngressServer::AcquireIp(const IpAddress& ip) {
   return true;
 }
 
-void IngressServer::ReleaseIp(const IpAddress& ip) {
+void IngressServer::ReleaseIp(const IpAddress& addr) {
+  IpAddress ip = addr.ClientKey(deps_.config->limits.ipv6_prefix);
   Stripe& s = stripes_[absl::Hash<IpAddress>()(ip) % kStripes];
   std::lock_guard<std::mutex> l(s.mu);
   auto it = s.counts.find(ip);

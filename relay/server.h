@@ -65,7 +65,7 @@ class IngressServer {
   const IngressStats& stats() const { return stats_; }
 
   // Per-IP connection accounting shared by all threads (striped locks; only
-  // touched at accept and close).
+  // touched at accept and close). IPv6 clients count per limits.ipv6_prefix.
   bool AcquireIp(const IpAddress& ip);
   void ReleaseIp(const IpAddress& ip);
 

@@ -483,11 +483,16 @@ void Session::HandleAuthLine(std::string_view line) {
       // authzid \0 authcid \0 password
       size_t a = decoded.find('\0');
       size_t b = a == std::string::npos ? a : decoded.find('\0', a + 1);
-      if (b == std::string::npos) return ProtocolError(501, "5.5.2", "Malformed AUTH PLAIN response");
+      if (b == std::string::npos) {
+        WipeString(decoded);
+        return ProtocolError(501, "5.5.2", "Malformed AUTH PLAIN response");
+      }
       std::string authzid = decoded.substr(0, a);
       std::string user = decoded.substr(a + 1, b - a - 1);
       std::string pass = decoded.substr(b + 1);
+      WipeString(decoded);
       if (!authzid.empty() && authzid != user) {
+        WipeString(pass);
         return Reply(535, "5.7.8", "Authorization identity differs from authentication identity");
       }
       return CheckAuth(std::move(user), std::move(pass));
@@ -505,10 +510,15 @@ void Session::HandleAuthLine(std::string_view line) {
   }
 }
 
-void Session::CheckAuth(std::string user, std::string password) {
+// Takes the password by rvalue reference so that what the move leaves behind
+// (a short password stays in the caller's inline buffer) is wiped here.
+void Session::CheckAuth(std::string user, std::string&& password) {
   pending_auth_user_ = user;
   mode_ = Mode::kWaitAuth;
-  host_->Authenticate(std::move(user), std::move(password));
+  std::string pw = std::move(password);
+  WipeString(password);
+  host_->Authenticate(std::move(user), std::move(pw));
+  WipeString(pw);
 }
 
 void Session::OnAuthResult(bool ok) {
@@ -540,6 +550,15 @@ void Session::OnAuthBlocked() {
             "auth_ip_blocked");
 }
 
+void Session::OnAuthBusy() {
+  if (mode_ != Mode::kWaitAuth) return;
+  mode_ = Mode::kCommand;
+  cmd_ = ReplyCmd::kAuth;
+  pending_auth_user_.clear();
+  Reply(454, "4.7.0", "Temporary authentication failure; try again later");
+  Feed(std::string_view());  // continue with pipelined input
+}
+
 void Session::FinishMessage() {
   mode_ = Mode::kCommand;
   cmd_ = ReplyCmd::kDot;
@@ -554,6 +573,14 @@ void Session::FinishMessage() {
     return Reply(550, "5.6.0",
                  "Message contains bare CR or LF line endings; only CRLF is accepted "
                  "(RFC 5321 2.3.8)");
+  }
+  HeaderPresence headers = ScanHeaders(tx_.body);
+  if (headers.received >= env_.config->limits.max_hops) {
+    // Our own Received: would make it one hop more than the limit: a loop
+    // (RFC 5321 6.3). Refused before anything is queued.
+    ResetTransaction();
+    return Reply(554, "5.4.6", Cat("Too many hops (", headers.received,
+                                   " Received: headers); mail loop suspected"));
   }
   queue::NewMessage msg;
   auto& m = msg.meta;
@@ -581,7 +608,7 @@ void Session::FinishMessage() {
   t.queue_id = m.id.ToString();
   if (m.recipients.size() == 1) t.single_rcpt = m.recipients[0].address;
   t.now_us = m.received_us;
-  msg.header_prefix = TraceHeaders(t, ScanHeaders(tx_.body));
+  msg.header_prefix = TraceHeaders(t, headers);
   msg.body = std::move(tx_.body);
   m.body_size = msg.header_prefix.size() + msg.body.size();
   tx_.id = m.id;

@@ -104,6 +104,9 @@ class Session {
   void OnAuthResult(bool ok);
   // The client's address is blocked after too many failures: 421 and close.
   void OnAuthBlocked();
+  // The password was not checked (the client's attempts in flight are at its
+  // limit, or the checker is overloaded): 454 4.7.0, not counted as a failure.
+  void OnAuthBusy();
   void OnCommitted(const absl::Status& status);
   // The connection's timer fired: 421 4.4.2 and close.
   void OnTimeout();
@@ -162,7 +165,7 @@ class Session {
   void CmdStartTls(std::string_view arg);
   void FinishMessage();
   void FinishChunk();
-  void CheckAuth(std::string user, std::string password);
+  void CheckAuth(std::string user, std::string&& password);
   void Reply(int code, std::string_view enhanced, std::string_view text);
   void CountReply(int code) {
     if (env_.stats != nullptr) env_.stats->CountReply(cmd_, code);

@@ -632,6 +632,43 @@ TEST_F(SessionTest, HeadersInBodyDoNotCount) {
               HasSubstr("\r\nMessage-ID: <" + m.meta.id.ToString() + "@mx.test>\r\n"));
 }
 
+// Issue 15, mail loops: a message that already made limits.max_hops hops
+// (Received: headers) is refused at the end of DATA and of BDAT LAST.
+TEST_F(SessionTest, TooManyReceivedHeadersRefused554) {
+  config_.limits.max_hops = 3;
+  auto received = [](int n) {
+    std::string h;
+    for (int i = 0; i < n; ++i) h += "Received: from hop" + std::to_string(i) + "\r\n\tby x; date\r\n";
+    return h;
+  };
+  Open(/*trusted=*/true);
+  Send(kEhlo);
+  // Two hops so far: ours makes three, the limit: accepted.
+  Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n" + received(2) +
+       "Subject: s\r\n\r\nbody\r\n.\r\n");
+  ASSERT_EQ(host_->submitted.size(), 1u);
+  EXPECT_EQ(Commit().substr(0, 4), "250 ");
+  // Three already: refused, nothing queued, the session goes on.
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n" + received(3) +
+                 "Subject: s\r\n\r\nbody\r\n.\r\n"),
+            std::string(kSenderOk) + kRcptOk + k354 +
+                "554 5.4.6 Too many hops (3 Received: headers); mail loop suspected\r\n");
+  EXPECT_EQ(host_->submitted.size(), 1u);
+  // Received: lines in the body do not count.
+  Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nSubject: s\r\n\r\n" +
+       received(5) + ".\r\n");
+  EXPECT_EQ(host_->submitted.size(), 2u);
+  EXPECT_EQ(Commit().substr(0, 4), "250 ");
+  // BDAT too.
+  std::string msg = received(4) + "Subject: s\r\n\r\nbody\r\n";
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nBDAT " +
+                 std::to_string(msg.size()) + " LAST\r\n" + msg),
+            std::string(kSenderOk) + kRcptOk +
+                "554 5.4.6 Too many hops (4 Received: headers); mail loop suspected\r\n");
+  EXPECT_EQ(host_->submitted.size(), 2u);
+  EXPECT_EQ(Send("NOOP\r\n").substr(0, 4), "250 ");
+}
+
 // ------------------------------------------------------------------- AUTH
 
 TEST_F(SessionTest, AuthPlainWithInitialResponse) {
@@ -745,6 +782,27 @@ TEST_F(SessionTest, AuthFromABlockedAddressIsClosedWith421) {
   EXPECT_EQ(host_->closes, 1);
   EXPECT_EQ(s_->close_reason(), "auth_ip_blocked");
   EXPECT_EQ(s_->auth_user(), "");
+}
+
+// Issue 15: a password that was not checked (the client's checks in flight
+// are at its limit, or the checker's queue is full) is a temporary 454, not
+// a failure: it must not use up the session's max_failures.
+TEST_F(SessionTest, AuthNotCheckedIs454AndNotAFailure) {
+  config_.auth.max_failures = 1;
+  Open();
+  Send(kEhlo);
+  StartTlsAndEhlo();
+  Send("AUTH PLAIN " + PlainResponse("alice", "right") + "\r\n");
+  s_->OnAuthBusy();
+  EXPECT_EQ(Take(), "454 4.7.0 Temporary authentication failure; try again later\r\n");
+  EXPECT_EQ(host_->closes, 0);
+  EXPECT_EQ(s_->summary().auth_failures, 0u);
+  EXPECT_EQ(s_->mode(), Session::Mode::kCommand);
+  // The client tries again and gets in.
+  EXPECT_EQ(Send("AUTH PLAIN " + PlainResponse("alice", "right") + "\r\n"), "");
+  EXPECT_EQ(AuthResult(true), "235 2.7.0 Authentication successful\r\n");
+  s_->OnAuthBusy();  // a stray late answer changes nothing
+  EXPECT_EQ(Take(), "");
 }
 
 TEST_F(SessionTest, AuthMaxFailuresCloses) {

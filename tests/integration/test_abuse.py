@@ -1030,5 +1030,113 @@ class AuthBruteForceTest(RelayTestCase):
                "(ip_block_seconds=%d)" % (self.PER_IP, ok, self.BLOCK))
 
 
+class ConcurrentAuthGuessingTest(RelayTestCase):
+    """Issue 15, item 1: 200 connections from one address guess at the same
+    moment. The per-IP limit used to be checked before a password was checked
+    and a failure recorded only after the failure delay, so all 200 guesses were
+    checked (~200 per window instead of auth.max_failures_per_ip). Checks in
+    flight now count against the limit: the rest get 454 4.7.0 (then 421 once
+    the address is blocked), unchecked. (IPv6 /64 aggregation: only loopback
+    IPv4 here, so it is tested with synthetic addresses in
+    relay/auth_limiter_test.cc.)"""
+
+    GUESSERS = 200
+    PER_IP = 10
+
+    def test_200_simultaneous_guessers_get_at_most_max_failures_per_ip_checks(self):
+        relay = self.new_relay(listeners=[Listener("sub", "plain", auth_without_tls=True)],
+                               users={"alice": "alice-secret"},
+                               auth={"max_failures": 3, "failure_delay_ms": 1000,
+                                     "max_failures_per_ip": self.PER_IP, "ip_block_seconds": 120},
+                               limits={"max_connections_per_ip": self.GUESSERS + 10})
+        port = relay.port("sub")
+        clients = []
+        for _ in range(self.GUESSERS):
+            c = self.client(port, timeout=90)
+            c.ehlo()
+            clients.append(c)
+        go = threading.Barrier(self.GUESSERS)
+        codes = [None] * self.GUESSERS
+        errors = []
+
+        def guess(i):
+            try:
+                go.wait(30)
+                codes[i] = clients[i].auth_plain("alice", "guess-%d" % i)
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(self.GUESSERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertFalse(any(t.is_alive() for t in threads), "a guesser hung")
+        self.assertEqual(errors, [])
+        by_code = {}
+        for r in codes:
+            by_code.setdefault((r.code, r.lines[0].split(" ")[0]), 0)
+            by_code[(r.code, r.lines[0].split(" ")[0])] += 1
+        m = relay.scrape()
+        checks = m.get("mxrelay_auth_password_checks_total")
+        failures = m['mxrelay_auth_attempts_total{result="failure"}']
+        report("AUTH: %d simultaneous guessers from one address: replies %s; %s password checks, "
+               "%d failures counted (auth.max_failures_per_ip = %d)"
+               % (self.GUESSERS, sorted(by_code.items()), checks, failures, self.PER_IP))
+        self.assertLessEqual(failures, self.PER_IP, by_code)
+        self.assertIsNotNone(checks, "no mxrelay_auth_password_checks_total")
+        self.assertLessEqual(checks, self.PER_IP, by_code)
+        self.assertLessEqual(by_code.get((535, "5.7.8"), 0), self.PER_IP, by_code)
+        # Every other guess was answered unchecked, with a temporary code.
+        for (code, enh), n in by_code.items():
+            self.assertIn((code, enh), [(535, "5.7.8"), (454, "4.7.0"), (421, "4.7.0")], by_code)
+        # The address is blocked now, even with the right password...
+        c = self.client(port)
+        c.ehlo()
+        self.assertReply(c.auth_plain("alice", "alice-secret"), 421, "4.7.0")
+        # ... and another address logs in at once.
+        other = self.client(port, source="127.0.0.2")
+        other.ehlo()
+        self.assertReply(other.auth_plain("alice", "alice-secret"), 235, "2.7.0")
+        self.assertLessEqual(relay.scrape()["mxrelay_auth_password_checks_total"], self.PER_IP + 1)
+        # The right password is cached now: the blocked address still gets no
+        # answer from the cache (it would be an oracle past the limit).
+        c = self.client(port)
+        c.ehlo()
+        self.assertReply(c.auth_plain("alice", "alice-secret"), 421, "4.7.0")
+
+    def test_logins_answered_from_the_cache_are_not_limited(self):
+        """A bulk sender opening many connections at once with the right
+        password: after its first login, logins come from the cache and take no
+        slot, so 100 simultaneous logins from one address all succeed."""
+        relay = self.new_relay(listeners=[Listener("sub", "plain", auth_without_tls=True)],
+                               users={"alice": "alice-secret"},
+                               auth={"max_failures_per_ip": 2, "ip_block_seconds": 120},
+                               limits={"max_connections_per_ip": 150})
+        port = relay.port("sub")
+        first = self.client(port)
+        first.ehlo()
+        self.assertReply(first.auth_plain("alice", "alice-secret"), 235, "2.7.0")
+        clients = []
+        for _ in range(100):
+            c = self.client(port, timeout=60)
+            c.ehlo()
+            clients.append(c)
+        go = threading.Barrier(len(clients))
+        codes = [None] * len(clients)
+
+        def login(i):
+            go.wait(30)
+            codes[i] = clients[i].auth_plain("alice", "alice-secret").code
+
+        threads = [threading.Thread(target=login, args=(i,)) for i in range(len(clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(codes, [235] * len(clients))
+        self.assertEqual(relay.scrape()["mxrelay_auth_password_checks_total"], 1)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -68,6 +68,17 @@ class ConfigErrorTest(unittest.TestCase):
         # `run` on a bad config must not have started anything.
         self.assertFalse(os.path.exists(os.path.join(self.dir, "data", "spool")))
 
+    def test_ipv6_trusted_network_covering_ipv4_refused(self):
+        """Issue 15, item 7: IPv4 clients are matched as ::ffff:a.b.c.d, so
+        '::/64' used to trust every IPv4 client silently."""
+        for net in ("::/64", "::/0"):
+            text = self.base().replace("threads = 1\n", 'threads = 1\ntrusted_networks = ["%s"]\n' % net)
+            path = self.write(text)
+            for cmd in (["check-config", "-c", path], ["run", "-c", path]):
+                with self.subTest(net=net, cmd=cmd[0]):
+                    self.assert_config_error(cmd, path, 4, "trusted_networks",
+                                             r"'%s' would trust every IPv4 client" % re.escape(net))
+
     def test_unknown_key_names_file_line_key(self):
         path = self.write(self.base() + "\n[timeouts]\ncomand = 5\n")  # typo, line 10
         for cmd in (["check-config", "-c", path], ["run", "-c", path]):

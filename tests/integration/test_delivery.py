@@ -716,9 +716,13 @@ class DeliveryTest(DeliveryBase):
 
     def test_smarthost_route_with_auth(self):
         port, (smart,) = self.sinks(("127.0.0.1", {"starttls": True, "auth": ("relayuser", "s3cret pw")}))
+        # The sink's certificate is self-signed: "required" (not verified) needs
+        # the explicit opt-in, which the relay warns about at start.
         relay = self.relay(port, routes=[{"domain": "*", "host": "127.0.0.1", "port": port,
                                           "tls": "required", "auth_user": "relayuser",
-                                          "auth_password": "s3cret pw"}])
+                                          "auth_password": "s3cret pw",
+                                          "auth_over_unverified_tls": True}])
+        relay.wait_log(r"event=route_auth_over_unverified_tls domain=\* host=127\.0\.0\.1 tls=required")
         # nosuch.test is NXDOMAIN: with a smarthost no MX is ever looked up.
         self.send(relay, ["x@alpha.test"], "smart-1")
         self.send(relay, ["y@nosuch.test"], "smart-2")
@@ -735,6 +739,21 @@ class DeliveryTest(DeliveryBase):
         for e in relay.events():
             self.assertEqual((e["outcome"], e["site"]), ("delivered", "route:127.0.0.1:%d" % port), e)
             self.assertRegex(e["tls"], r"^TLSv1\.[23]$")
+
+    def test_smarthost_auth_route_without_tls_key_verifies_the_certificate(self):
+        """Issue 15, item 4: a route with auth_user and no `tls` used to default
+        to "required" (no certificate check), so whoever could intercept the
+        connection got the password. Now it defaults to "required_verify": the
+        sink's self-signed certificate fails the check and no AUTH is sent."""
+        port, (smart,) = self.sinks(("127.0.0.1", {"starttls": True, "auth": ("relayuser", "s3cret pw")}))
+        relay = self.relay(port, routes=[{"domain": "*", "host": "127.0.0.1", "port": port,
+                                          "auth_user": "relayuser", "auth_password": "s3cret pw"}])
+        self.send(relay, ["x@alpha.test"], "smart-verify")
+        e = relay.wait_events(lambda e: e["recipient"] == "x@alpha.test")[0]
+        self.assertEqual(e["outcome"], "deferred", e)
+        self.assertEqual(smart.auth_log, [], "credentials sent to an unverified server")
+        self.assertEqual(smart.received(), [])
+        self.assertNotIn("route_auth_over_unverified_tls", relay.log_text())
 
     def test_static_route_overrides_mx_for_one_domain(self):
         port, (alpha,) = self.sinks((ALPHA, {}))

@@ -118,10 +118,12 @@ class DeliveryCoreTest(DeliveryBase):
 
     def test_two_smarthost_routes_keep_their_own_credentials(self):
         port, (smart,) = self.sinks((SMARTHOST, {"starttls": True, "auth": ("user-b", "pw-b")}))
+        # The sink's certificate is self-signed: AUTH over unverified TLS is
+        # allowed only with the explicit key.
         routes = [{"domain": "alpha.test", "host": SMARTHOST, "port": port, "tls": "required",
-                   "auth_user": "user-a", "auth_password": "pw-a"},
+                   "auth_over_unverified_tls": True, "auth_user": "user-a", "auth_password": "pw-a"},
                   {"domain": "beta.test", "host": SMARTHOST, "port": port, "tls": "required",
-                   "auth_user": "user-b", "auth_password": "pw-b"}]
+                   "auth_over_unverified_tls": True, "auth_user": "user-b", "auth_password": "pw-b"}]
         relay = self.relay(port, routes=routes)
         self.send(relay, ["x@alpha.test"], "cred-a")
         relay.wait_events(lambda e: e["recipient"] == "x@alpha.test", timeout=WAIT)

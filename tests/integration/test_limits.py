@@ -129,6 +129,35 @@ class PerIpLimitTest(RelayTestCase):
                 time.sleep(0.2)  # let the server notice the closes before the next scenario
 
 
+class HopLimitTest(RelayTestCase):
+    """Issue 15, item 2 (ingress): a message that already carries
+    limits.max_hops Received: headers is looping; before, nothing counted them
+    and it was queued (and sent on, round and round)."""
+
+    def test_too_many_received_headers_refused_554_5_4_6_nothing_queued(self):
+        relay = self.new_relay(listeners=[Listener("plain", "plain")], trusted_networks=["127.0.0.0/8"],
+                               limits={"max_hops": 5})
+        c = self.client(relay.port("plain"))
+        c.ehlo()
+
+        def message(hops):
+            hdr = "".join("Received: from hop%d.example\r\n\tby relay%d.example; "
+                          "Thu, 01 Jan 2026 00:00:00 +0000\r\n" % (i, i) for i in range(hops))
+            return hdr + "Subject: loop\r\n\r\nbody\r\n"
+
+        self.assertReply(c.send_message("a@example.com", ["b@example.org"], message(4)), 250, "2.0.0")
+        r = c.send_message("a@example.com", ["b@example.org"], message(5))
+        self.assertReply(r, 554, "5.4.6")
+        # BDAT too.
+        body = message(9).encode()
+        for line in ("MAIL FROM:<a@example.com>", "RCPT TO:<b@example.org>"):
+            self.assertReply(c.cmd(line), 250)
+        c.send(b"BDAT %d LAST\r\n" % len(body) + body)
+        self.assertReply(c.reply(), 554, "5.4.6")
+        self.assertReply(c.cmd("NOOP"), 250)  # the session goes on
+        self.assertEqual(len(relay.queue_list()), 1)
+
+
 class TimeoutTest(RelayTestCase):
 
     def test_every_state_times_out(self):

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -282,6 +283,35 @@ class MetricsTest(RelayTestCase):
         relay.proc.wait(timeout=40)
         self.assertEqual(relay.proc.returncode, 0)
         self.assertIn(qid, relay.queue_by_id(), "a message acknowledged during the drain was lost")
+
+
+class IdleHttpConnectionsTest(RelayTestCase):
+    """Issue 15, item 8: civetweb had 2 workers and a 10 s request timeout, so
+    two idle TCP connections to the metrics port kept /healthz and /readyz
+    from answering (Kubernetes then restarts a healthy relay)."""
+
+    def test_healthz_answers_within_1s_while_20_idle_connections_are_held(self):
+        relay = self.new_relay(listeners=[Listener("plain", "plain")], trusted_networks=["127.0.0.0/8"])
+        host, port = relay.metrics_address.rsplit(":", 1)
+        idle = []
+        try:
+            for _ in range(20):
+                idle.append(socket.create_connection((host, int(port)), timeout=5))
+            time.sleep(0.2)
+            for path, body in (("/healthz", "ok\n"), ("/readyz", "ready\n")):
+                t0 = time.monotonic()
+                got = relay.http_get(path, timeout=5)
+                took = time.monotonic() - t0
+                self.assertEqual(got, (200, body))
+                self.assertLess(took, 1.0, "%s took %.2fs with 20 idle connections" % (path, took))
+            # An idle connection is dropped after the request timeout (2 s).
+            idle[0].settimeout(6)
+            t0 = time.monotonic()
+            self.assertEqual(idle[0].recv(100), b"")
+            self.assertLess(time.monotonic() - t0, 5)
+        finally:
+            for s in idle:
+                s.close()
 
 
 class ReloadTest(RelayTestCase):
