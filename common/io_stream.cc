@@ -80,6 +80,8 @@ void IoStream::Arm() {
   inflight_++;
 }
 
+// The hold taken at ENOBUFS lasts until this call, even if the stream closed
+// meanwhile: whoever listed the stream for a re-arm still points at it.
 void IoStream::RearmAfterNoBuffers() {
   if (!no_buffers_) return;
   no_buffers_ = false;
@@ -244,10 +246,6 @@ int IoStream::KernelUnsent() const {
 void IoStream::Close() {
   if (closing_) return;
   closing_ = true;
-  if (no_buffers_) {  // nobody needs the re-arm any more
-    no_buffers_ = false;
-    holds_--;
-  }
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
   if (connect_inflight_) {  // shutdown(2) does not end a connect in progress
     io_uring_sqe* sqe = loop_->GetSqe();

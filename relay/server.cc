@@ -12,7 +12,9 @@
 #include <future>
 #include <list>
 
+#include "common/escape.h"
 #include "common/event_loop.h"
+#include "common/io_stream.h"
 #include "common/strings.h"
 #include "relay/session.h"
 #include "spdlog/spdlog.h"
@@ -80,40 +82,33 @@ class Worker {
   bool shutting_down_ = false;
 };
 
-class Connection final : public SessionHost {
+// One inbound connection: the SMTP session (session.h) over an IoStream
+// (common/io_stream.h: the socket's io_uring operations and TLS, the same
+// code as the delivery engine's outbound connections). This class adds the
+// relay's backpressure, per-state timeouts and the session's asynchronous
+// work (password checks, spool commits), each holding the stream.
+class Connection final : public SessionHost, public IoStream::Owner {
  public:
   Connection(Worker* w, const SessionEnv* env, std::shared_ptr<TlsContext> tls_ctx, int fd, IpAddress ip,
              bool trusted, bool implicit_tls)
       : w_(w),
-        fd_(fd),
         ip_(ip),
         session_(*env, this, ConnInfo{ip.ToString(), trusted}),
+        stream_(std::make_unique<IoStream>(w->loop(), this, fd, IoStream::RecvMode::kProvidedBuffers,
+                                           w->buffers(), kBufGroup)),
         tls_ctx_(std::move(tls_ctx)) {
-    recv_op_.c = this;
-    recv_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnRecv(cqe); };
-    send_op_.c = this;
-    send_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->c->OnSend(cqe); };
-    cancel_op_.c = this;
-    cancel_op_.fn = [](IoOp* op, const io_uring_cqe*) {
-      Connection* c = static_cast<Op*>(op)->c;
-      c->inflight_--;
-      c->MaybeFree();
-    };
     started_ms_ = w_->loop()->now_ms();
     progress_ms_ = started_ms_;
     if (implicit_tls) {
-      tls_ = std::make_unique<TlsEndpoint>(tls_ctx_->get());  // greeting after the handshake
+      stream_->StartTls(std::make_unique<TlsEndpoint>(tls_ctx_->get()));  // greeting after the handshake
     } else {
       session_.Start();
     }
   }
 
-  // Entry points called from the worker (accept, timers, shutdown) end
-  // with MaybeFree(); internal paths never free.
   void Begin() {
     Flush();
     UpdateReadInterest();
-    MaybeFree();
   }
 
   std::list<std::unique_ptr<Connection>>::iterator self;
@@ -130,7 +125,7 @@ class Connection final : public SessionHost {
   // failure delay). So simultaneous guessers from one client get at most
   // auth.max_failures_per_ip checks per window.
   void Authenticate(std::string user, std::string password) override {
-    inflight_++;  // keeps us alive until the answer
+    stream_->Hold();  // keeps us alive until the answer
     EventLoop* loop = w_->loop();
     IngressServer* srv = w_->server();
     auto answer_now = [this, loop](AuthVerdict v) {
@@ -181,13 +176,12 @@ class Connection final : public SessionHost {
     WipeString(password);  // moved from: a short one is still in the inline buffer
   }
   void Submit(queue::NewMessage msg) override {
-    inflight_++;
+    stream_->Hold();
     uint64_t bytes = msg.meta.body_size;
     EventLoop* loop = w_->loop();
     auto t0 = std::chrono::steady_clock::now();
     w_->server()->deps_.spool->Commit(std::move(msg), [this, loop, bytes, t0](absl::Status st) {
       loop->Post([this, st = std::move(st), bytes, t0] {
-        inflight_--;
         auto& stats = w_->server()->stats_;
         if (st.ok()) {
           stats.messages_accepted.fetch_add(1, std::memory_order_relaxed);
@@ -204,7 +198,7 @@ class Connection final : public SessionHost {
           session_.OnCommitted(st);
           AfterSession();
         }
-        MaybeFree();
+        stream_->Release();
       });
     });
   }
@@ -213,7 +207,6 @@ class Connection final : public SessionHost {
   enum class AuthVerdict { kOk, kBad, kBlocked, kBusy };
   // Answers an Authenticate(): on the loop, at the top of a callback.
   void AuthDone(AuthVerdict v) {
-    inflight_--;
     auto& st = w_->server()->stats_;
     switch (v) {
       case AuthVerdict::kOk: st.auth_success.fetch_add(1, std::memory_order_relaxed); break;
@@ -230,68 +223,81 @@ class Connection final : public SessionHost {
       }
       AfterSession();
     }
-    MaybeFree();
+    stream_->Release();
   }
 
-  void OnRecv(const io_uring_cqe* cqe) {
-    if (!(cqe->flags & IORING_CQE_F_MORE)) {
-      recv_armed_ = false;
-      // Whatever ended it (our cancel, ENOBUFS, EOF), a later pause needs a
-      // new cancel: a stale flag here left reading on for good (a client
-      // flooding without reading could make us buffer all it sent).
-      cancel_sent_ = false;
-      inflight_--;
-    }
-    int res = cqe->res;
-    if (res > 0) {
-      uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-      BufferRing* br = w_->buffers();
-      if (!closing_) HandleBytes(std::string_view(br->buffer(bid), res));
-      br->Recycle(bid);
-    } else if (res == -ENOBUFS) {
-      w_->server()->stats_.recv_enobufs.fetch_add(1, std::memory_order_relaxed);
-      if (!closing_) {
-        inflight_++;  // held until Rearm(): keeps us alive while listed
-        w_->NeedRearm(this);  // after this batch returned buffers
-      }
-    } else if (res == 0 || (res < 0 && res != -ECANCELED)) {
-      if (!closing_) {
+  // IoStream::Owner.
+  void OnStreamData(std::string_view data) override {
+    FeedSession(data);
+    AfterSession();
+  }
+
+  void OnStreamEnd(IoStream::End why, int res) override {
+    if (closing_) return;
+    switch (why) {
+      case IoStream::End::kPeerClosed:
+      case IoStream::End::kError:
         if (reason_.empty()) reason_ = res == 0 ? "client_closed" : Cat("recv_error:", strerror(-res));
-        Finalize();
-      }
+        return Finalize();
+      case IoStream::End::kTlsClosed:
+      case IoStream::End::kTlsError:
+        if (reason_.empty()) reason_ = why == IoStream::End::kTlsClosed ? "client_closed" : "tls_error";
+        close_after_flush_ = true;
+        return AfterSession();
     }
-    if (!recv_armed_ && !closing_ && res != -ENOBUFS) UpdateReadInterest();
-    MaybeFree();
   }
 
+  void OnStreamTls(bool ok, const std::string& error) override {
+    auto& st = w_->server()->stats_;
+    if (!ok) {
+      st.tls_handshakes_failed.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("event=tls_handshake_failed ip={} error=\"{}\"", ip_.ToString(), LogEscape(error));
+      reason_ = "tls_handshake_failed";
+      close_after_flush_ = true;  // after the alert
+      return Flush();
+    }
+    st.tls_handshakes_ok.fetch_add(1, std::memory_order_relaxed);
+    std::string v = stream_->tls()->version();
+    if (v == "TLSv1.3") {
+      st.tls_handshakes_tls13.fetch_add(1, std::memory_order_relaxed);
+    } else if (v == "TLSv1.2") {
+      st.tls_handshakes_tls12.fetch_add(1, std::memory_order_relaxed);
+    }
+    progress_ms_ = w_->loop()->now_ms();
+    bool implicit = session_.mode() != Session::Mode::kTlsSwitch;
+    session_.OnTlsEstablished(v, stream_->tls()->cipher());
+    if (implicit) session_.Start();  // implicit TLS: the session starts now
+    AfterSession();
+  }
+
+  void OnStreamNoBuffers() override {
+    w_->server()->stats_.recv_enobufs.fetch_add(1, std::memory_order_relaxed);
+    w_->NeedRearm(this);  // after this batch returned buffers
+  }
+
+  // After the loop's batch of completions gave buffers back.
   void Rearm() {
-    inflight_--;
+    stream_->RearmAfterNoBuffers();
     if (!closing_) UpdateReadInterest();
-    MaybeFree();
   }
 
-  void OnSend(const io_uring_cqe* cqe) {
-    inflight_--;
-    send_inflight_ = false;
-    if (cqe->res < 0) {
-      if (!closing_) {
-        reason_ = Cat("send_error:", strerror(-cqe->res));
-        Finalize();
-      }
-    } else if (!closing_) {
-      sent_ms_ = w_->loop()->now_ms();
-      sending_off_ += static_cast<size_t>(cqe->res);
-      if (sending_off_ >= sending_.size()) {
-        sending_.clear();
-        sending_off_ = 0;
-      }
-      Flush();
-      if (!closing_ && session_.input_buffered() > 0 && out_.size() + sending_.size() < kMaxBuffered) {
-        FeedSession(std::string_view());  // input held while the output was full
-      }
-      UpdateReadInterest();
+  void OnStreamSent(int res) override {
+    if (closing_) return;
+    if (res < 0) {
+      reason_ = Cat("send_error:", strerror(-res));
+      return Finalize();
     }
-    MaybeFree();
+    sent_ms_ = w_->loop()->now_ms();
+    Flush();
+    if (!closing_ && session_.input_buffered() > 0 && stream_->pending() < kMaxBuffered) {
+      FeedSession(std::string_view());  // input held while the output was full
+      Flush();
+    }
+    UpdateReadInterest();
+  }
+
+  void OnStreamReleased(IoStream*) override {
+    w_->Remove(this);  // deletes *this (and the stream): the last thing done
   }
 
   // Timer tick: enforce the per-state timeout.
@@ -300,43 +306,31 @@ class Connection final : public SessionHost {
     // A client that does not read what we send (or a 421 that can never
     // leave): give up after the command timeout, whatever the session waits for.
     int send_secs = w_->server()->deps_.config->timeouts.command;
-    if (send_inflight_ && now - sent_ms_ > static_cast<int64_t>(send_secs) * 1000) {
+    if (stream_->send_inflight() && now - sent_ms_ > static_cast<int64_t>(send_secs) * 1000) {
       reason_ = "send_timeout";
-      Finalize();
-      MaybeFree();
-      return;
+      return Finalize();
     }
-    int secs;
-    if (tls_ && !tls_->handshake_done()) {
-      secs = w_->server()->deps_.config->timeouts.tls_handshake;
-    } else {
-      secs = session_.TimeoutSeconds();
-    }
+    bool handshaking = stream_->tls() && !stream_->tls_up();
+    int secs = handshaking ? w_->server()->deps_.config->timeouts.tls_handshake : session_.TimeoutSeconds();
     if (secs > 0 && now - progress_ms_ > static_cast<int64_t>(secs) * 1000) {
-      if (tls_ && !tls_->handshake_done()) {
+      if (handshaking) {
         reason_ = "tls_handshake_timeout";
-        Finalize();
-        MaybeFree();
-        return;
+        return Finalize();
       }
       session_.OnTimeout();
       AfterSession();
     }
-    MaybeFree();
   }
 
   void OnShutdown() {
-    if (!closing_) {
-      session_.OnShutdown();
-      AfterSession();
-    }
-    MaybeFree();
+    if (closing_) return;
+    session_.OnShutdown();
+    AfterSession();
   }
 
   void ForceFinalize() {
     if (reason_.empty()) reason_ = "shutdown";
     Finalize();
-    MaybeFree();
   }
 
   void Finalize() {
@@ -344,27 +338,17 @@ class Connection final : public SessionHost {
     closing_ = true;
     if (reason_.empty()) reason_ = session_.close_reason().empty() ? "closed" : session_.close_reason();
     LogEnd();
-    ::shutdown(fd_, SHUT_RDWR);
-    if (recv_armed_) {
-      io_uring_sqe* sqe = w_->loop()->GetSqe();
-      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
-      io_uring_sqe_set_data(sqe, &cancel_op_);
-      inflight_++;
-    }
+    stream_->Close();
   }
 
   bool closing() const { return closing_; }
   const IpAddress& ip() const { return ip_; }
 
  private:
-  struct Op : IoOp {
-    Connection* c = nullptr;
-  };
-
   // Into the session, or held in it while our output is full. In DATA/BDAT
   // the timeout restarts per kMinDataProgress bytes of message.
   void FeedSession(std::string_view data) {
-    if (!data.empty() && out_.size() + sending_.size() >= kMaxBuffered) {
+    if (!data.empty() && stream_->pending() >= kMaxBuffered) {
       session_.Buffer(data);
       return;
     }
@@ -380,54 +364,6 @@ class Connection final : public SessionHost {
     }
   }
 
-  void HandleBytes(std::string_view data) {
-    if (!tls_) {
-      FeedSession(data);
-      AfterSession();
-      return;
-    }
-    tls_->FeedCipher(data);
-    if (!tls_->handshake_done()) {
-      auto r = tls_->Handshake();
-      if (r == TlsEndpoint::Result::kError) {
-        w_->server()->stats_.tls_handshakes_failed.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("event=tls_handshake_failed ip={} error=\"{}\"", ip_.ToString(), tls_->last_error());
-        tls_->TakeCipher(&out_);  // the alert, if any
-        reason_ = "tls_handshake_failed";
-        close_after_flush_ = true;
-        Flush();
-        return;
-      }
-      if (r == TlsEndpoint::Result::kWantMore) {
-        Flush();
-        return;
-      }
-      auto& st = w_->server()->stats_;
-      st.tls_handshakes_ok.fetch_add(1, std::memory_order_relaxed);
-      std::string v = tls_->version();
-      if (v == "TLSv1.3") {
-        st.tls_handshakes_tls13.fetch_add(1, std::memory_order_relaxed);
-      } else if (v == "TLSv1.2") {
-        st.tls_handshakes_tls12.fetch_add(1, std::memory_order_relaxed);
-      }
-      progress_ms_ = w_->loop()->now_ms();
-      if (session_.mode() == Session::Mode::kTlsSwitch) {
-        session_.OnTlsEstablished(tls_->version(), tls_->cipher());
-      } else {  // implicit TLS: the session starts now
-        session_.OnTlsEstablished(tls_->version(), tls_->cipher());
-        session_.Start();
-      }
-    }
-    plain_.clear();
-    auto r = tls_->ReadPlain(&plain_);
-    if (!plain_.empty()) FeedSession(plain_);
-    if (r == TlsEndpoint::Result::kError || r == TlsEndpoint::Result::kClosed) {
-      if (reason_.empty()) reason_ = r == TlsEndpoint::Result::kClosed ? "client_closed" : "tls_error";
-      close_after_flush_ = true;
-    }
-    AfterSession();
-  }
-
   // After the session ran: send what it produced, switch to TLS if asked.
   void AfterSession() {
     Flush();
@@ -439,66 +375,24 @@ class Connection final : public SessionHost {
     if (session_.has_output()) {
       progress_ms_ = w_->loop()->now_ms();
       std::string o = session_.TakeOutput();
-      if (tls_ && tls_->handshake_done()) {
-        if (!tls_->WritePlain(o)) close_after_flush_ = true;
-      } else if (!tls_) {
-        out_ += o;
-      }
-      // else: TLS handshake not finished (implicit TLS, or right after
-      // STARTTLS): a reply now (timeout, shutdown) cannot be sent in clear.
+      bool was_sending = stream_->send_inflight();
+      // During a TLS handshake (implicit TLS, or right after STARTTLS) a
+      // reply (timeout, shutdown) cannot be sent in clear: the stream drops it.
+      if (!stream_->Write(std::move(o)) && stream_->tls_up()) close_after_flush_ = true;
+      if (!was_sending && stream_->send_inflight()) sent_ms_ = w_->loop()->now_ms();
     }
-    if (tls_ && close_after_flush_ && tls_->handshake_done() && !tls_closed_) {
-      tls_->Shutdown();  // close_notify before the TCP close (RFC 8446 6.1)
-      tls_closed_ = true;
-    }
-    if (tls_) tls_->TakeCipher(&out_);
+    if (close_after_flush_) stream_->ShutdownTls();  // close_notify before the TCP close (RFC 8446 6.1)
     if (start_tls_) {
-      start_tls_ = false;
-      tls_ = std::make_unique<TlsEndpoint>(tls_ctx_->get());
+      start_tls_ = false;  // the 220 above went out in clear; what follows is TLS
+      stream_->StartTls(std::make_unique<TlsEndpoint>(tls_ctx_->get()));
     }
-    if (!send_inflight_ && sending_.empty() && !out_.empty()) sending_.swap(out_);
-    if (!send_inflight_ && sending_off_ < sending_.size()) {
-      io_uring_sqe* sqe = w_->loop()->GetSqe();
-      io_uring_prep_send(sqe, fd_, sending_.data() + sending_off_, sending_.size() - sending_off_,
-                         MSG_NOSIGNAL);
-      io_uring_sqe_set_data(sqe, &send_op_);
-      sent_ms_ = w_->loop()->now_ms();
-      send_inflight_ = true;
-      inflight_++;
-      return;
-    }
-    if (!send_inflight_ && close_after_flush_) Finalize();
+    if (close_after_flush_ && stream_->pending() == 0) Finalize();
   }
 
   void UpdateReadInterest() {
     if (closing_ || close_after_flush_) return;
-    bool want = session_.input_buffered() < kMaxBuffered &&
-                out_.size() + sending_.size() < kMaxBuffered &&
-                session_.mode() != Session::Mode::kClosed;
-    if (want && !recv_armed_) {
-      io_uring_sqe* sqe = w_->loop()->GetSqe();
-      io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
-      sqe->flags |= IOSQE_BUFFER_SELECT;
-      sqe->buf_group = kBufGroup;
-      io_uring_sqe_set_data(sqe, &recv_op_);
-      recv_armed_ = true;
-      inflight_++;
-    } else if (!want && recv_armed_ && !cancel_sent_) {
-      io_uring_sqe* sqe = w_->loop()->GetSqe();
-      io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
-      io_uring_sqe_set_data(sqe, &cancel_op_);
-      inflight_++;
-      cancel_sent_ = true;  // reset when the recv ends
-    }
-    if (!recv_armed_) cancel_sent_ = false;
-  }
-
-  // REQUIRES: called last by a top-level entry point (it may delete this).
-  void MaybeFree() {
-    if (!closing_ || inflight_ > 0 || freed_) return;
-    freed_ = true;
-    ::close(fd_);
-    w_->Remove(this);  // deletes *this: must be the last thing we do
+    stream_->SetWantRecv(session_.input_buffered() < kMaxBuffered && stream_->pending() < kMaxBuffered &&
+                         session_.mode() != Session::Mode::kClosed);
   }
 
   void LogEnd() {
@@ -507,29 +401,17 @@ class Connection final : public SessionHost {
         "event=session_end ip={} user={} tls={} messages={} recipients={} bytes={} rejected={} "
         "auth_failures={} reason={} duration_ms={}",
         ip_.ToString(), session_.auth_user().empty() ? "-" : session_.auth_user(),
-        tls_ && tls_->handshake_done() ? tls_->version() : "no", s.messages, s.recipients, s.bytes,
+        stream_->tls_up() ? stream_->tls()->version() : "no", s.messages, s.recipients, s.bytes,
         s.rejected, s.auth_failures, reason_, w_->loop()->now_ms() - started_ms_);
   }
 
   Worker* w_;
-  int fd_;
   IpAddress ip_;
   Session session_;
-  std::unique_ptr<TlsEndpoint> tls_;
-  Op recv_op_, send_op_, cancel_op_;
-  int inflight_ = 0;
-  bool recv_armed_ = false;
-  bool cancel_sent_ = false;
-  bool send_inflight_ = false;
+  std::unique_ptr<IoStream> stream_;
   bool start_tls_ = false;
-  bool tls_closed_ = false;  // close_notify queued
   bool close_after_flush_ = false;
   bool closing_ = false;
-  bool freed_ = false;
-  std::string out_;       // bytes waiting to be sent
-  std::string sending_;   // bytes of the send in flight
-  size_t sending_off_ = 0;
-  std::string plain_;     // scratch for decrypted input
   std::string reason_;
   int64_t started_ms_ = 0;
   int64_t progress_ms_ = 0;
