@@ -919,20 +919,26 @@ TEST(DotStuffChunkTest, PiecesOfAnySizeEqualTheWhole) {
   }
 }
 
+// A pipelining session that has just been told 354 for a one-recipient
+// message with `body`.
+void StartBody(SmtpClient* c, OutboundMessage* m, const std::string* body) {
+  c->Feed(std::string(kBanner) + kEhloPipelining);
+  c->TakeOutput();
+  m->sender = "a@b.example";
+  m->rcpts = {"x@y.example"};
+  m->body = body;
+  c->Send(*m);
+  c->TakeOutput();
+  c->Feed("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n");
+}
+
 TEST_F(SmtpClientTest, BodyIsHandedOutInChunksAsTheSocketAsks) {
   std::string body;
   while (body.size() < 3 * SmtpClient::kBodyChunk) body += ".a line that starts with a dot\r\n";
   FakeClientHost host;
   SmtpClient c(Opts(), &host);
-  c.Feed(std::string(kBanner) + kEhloPipelining);
-  c.TakeOutput();
   OutboundMessage m;
-  m.sender = "a@b.example";
-  m.rcpts = {"x@y.example"};
-  m.body = &body;
-  c.Send(m);
-  c.TakeOutput();
-  c.Feed("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n");
+  StartBody(&c, &m, &body);
   EXPECT_TRUE(c.streaming_body());
   std::string sent;
   int calls = 0;
@@ -956,15 +962,8 @@ TEST_F(SmtpClientTest, ReplyBeforeTheEndOfTheBodyIsNoDelivery) {
   std::string body(3 * SmtpClient::kBodyChunk, 'x');
   FakeClientHost host;
   SmtpClient c(Opts(), &host);
-  c.Feed(std::string(kBanner) + kEhloPipelining);
-  c.TakeOutput();
   OutboundMessage m;
-  m.sender = "a@b.example";
-  m.rcpts = {"x@y.example"};
-  m.body = &body;
-  c.Send(m);
-  c.TakeOutput();
-  c.Feed("250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n");
+  StartBody(&c, &m, &body);
   c.TakeOutput();  // one piece only
   c.Feed("250 2.0.0 queued\r\n");
   ASSERT_EQ(host.done.size(), 1u);

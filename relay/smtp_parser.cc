@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/escape.h"
 #include "common/net.h"
 #include "common/strings.h"
 
@@ -54,34 +55,9 @@ bool TakePath(std::string_view* s, std::string_view* path) {
 
 // Validates a UTF-8 sequence starting at s[i]; advances i past it.
 bool TakeUtf8(std::string_view s, size_t* i) {
-  unsigned char c = static_cast<unsigned char>(s[*i]);
-  int n;
-  uint32_t cp;
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 1;
-    cp = c & 0x1f;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 2;
-    cp = c & 0x0f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 3;
-    cp = c & 0x07;
-  } else {
-    return false;
-  }
-  for (int k = 1; k <= n; ++k) {
-    if (*i + k >= s.size()) return false;
-    unsigned char cc = static_cast<unsigned char>(s[*i + k]);
-    if ((cc & 0xc0) != 0x80) return false;
-    cp = (cp << 6) | (cc & 0x3f);
-  }
-  // Overlong, surrogate and out-of-range forms are invalid.
-  if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-      (cp >= 0xd800 && cp <= 0xdfff)) {
-    return false;
-  }
-  *i += n + 1;
-  return true;
+  size_t n = Utf8SequenceLength(s.substr(*i));
+  *i += n;
+  return n > 0;
 }
 
 std::string CheckLocalPart(std::string_view lp, bool* utf8) {
