@@ -169,33 +169,43 @@ void EventLoop::Stop() {
   Post([] {});
 }
 
+void EventLoop::Iterate(int64_t max_wait_ms) {
+  int64_t wait_ms = max_wait_ms;
+  if (!timers_.empty()) wait_ms = std::min(wait_ms, timers_.top().at - now_ms_);
+  if (ticker_) wait_ms = std::min(wait_ms, next_tick_ - now_ms_);
+  if (wait_ms < 0) wait_ms = 0;
+  __kernel_timespec ts{wait_ms / 1000, (wait_ms % 1000) * 1'000'000};
+  io_uring_cqe* cqe = nullptr;
+  int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, wait_ms > 0 ? &ts : nullptr, nullptr);
+  stats_.submits++;
+  (void)r;  // -ETIME / -EINTR: fall through to timers
+  now_ms_ = MonoMs();
+  unsigned head, n = 0;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++n;
+    IoOp* op = reinterpret_cast<IoOp*>(io_uring_cqe_get_data(cqe));
+    if (op != nullptr && op->fn != nullptr) op->fn(op, cqe);
+  }
+  io_uring_cq_advance(&ring_, n);
+  stats_.cqes += n;
+  for (auto& br : buf_rings_) br->Commit();
+  if (after_batch_) after_batch_();
+  RunPosted();
+  RunTimers();
+}
+
 void EventLoop::Run() {
   owner_ = std::this_thread::get_id();
-  while (!stop_.load(std::memory_order_relaxed)) {
-    int64_t wait_ms = 1000;
-    if (!timers_.empty()) wait_ms = std::min(wait_ms, timers_.top().at - now_ms_);
-    if (ticker_) wait_ms = std::min(wait_ms, next_tick_ - now_ms_);
-    if (wait_ms < 0) wait_ms = 0;
-    __kernel_timespec ts{wait_ms / 1000, (wait_ms % 1000) * 1'000'000};
-    io_uring_cqe* cqe = nullptr;
-    int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, wait_ms > 0 ? &ts : nullptr, nullptr);
-    stats_.submits++;
-    (void)r;  // -ETIME / -EINTR: fall through to timers
-    now_ms_ = MonoMs();
-    unsigned head, n = 0;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      ++n;
-      IoOp* op = reinterpret_cast<IoOp*>(io_uring_cqe_get_data(cqe));
-      if (op != nullptr && op->fn != nullptr) op->fn(op, cqe);
-    }
-    io_uring_cq_advance(&ring_, n);
-    stats_.cqes += n;
-    for (auto& br : buf_rings_) br->Commit();
-    if (after_batch_) after_batch_();
-    RunPosted();
-    RunTimers();
-  }
+  while (!stop_.load(std::memory_order_relaxed)) Iterate(1000);
   RunPosted();
+}
+
+bool EventLoop::RunUntil(const std::function<bool()>& done, int64_t max_ms) {
+  owner_ = std::this_thread::get_id();
+  now_ms_ = MonoMs();
+  int64_t deadline = now_ms_ + max_ms;
+  while (!done() && now_ms_ < deadline) Iterate(std::min<int64_t>(10, deadline - now_ms_));
+  return done();
 }
 
 }  // namespace mxr

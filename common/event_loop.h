@@ -79,6 +79,10 @@ class EventLoop {
 
   void Run();
   void Stop();  // thread-safe
+  // Runs until done() (checked after each batch, at least every 10 ms) or
+  // max_ms passed; returns done(). For tests and tools driving a loop step
+  // by step on their own thread.
+  bool RunUntil(const std::function<bool()>& done, int64_t max_ms);
   bool stopping() const { return stop_.load(std::memory_order_relaxed); }
   int64_t now_ms() const { return now_ms_; }  // monotonic, refreshed per iteration
   bool InLoopThread() const { return std::this_thread::get_id() == owner_; }
@@ -92,6 +96,7 @@ class EventLoop {
 
  private:
   EventLoop() = default;
+  void Iterate(int64_t max_wait_ms);  // one wait for completions, then timers and posted work
   void ArmWake();
   void RunPosted();
   void RunTimers();

@@ -97,6 +97,7 @@ class IoStream {
   // could not be encrypted.
   bool Write(std::string_view data);
   bool Write(std::string&& data);  // no copy when nothing else is waiting
+  bool Write(const char* data) { return Write(std::string_view(data)); }
   size_t pending() const { return out_.size() + (sending_.size() - sending_off_); }
   bool send_inflight() const { return send_inflight_; }
 

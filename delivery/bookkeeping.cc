@@ -59,6 +59,7 @@ void Bookkeeping::Finish(ActiveMessage* m) {
   // holds it. An unreadable body still gives a DSN (saying so): otherwise a
   // message whose body was lost could never leave the queue.
   queue::QueueId id = m->meta.id;
+  m->dsn_pending = true;
   deps_.bodies->Get(
       m,
       [this, id, bounces = std::move(disp.bounces)](const absl::Status& st, BodyRef body) mutable {
@@ -73,6 +74,7 @@ void Bookkeeping::Finish(ActiveMessage* m) {
           loop->Post([this, id, cst, dsn_id] {
             ActiveMessage* m2 = deps_.find(id);
             if (m2 == nullptr) return;
+            m2->dsn_pending = false;
             if (cst.ok()) {
               deps_.stats->dsns_queued++;
               spdlog::info("event=dsn_queued id={} dsn_id={}", id.ToString(), dsn_id);
@@ -88,6 +90,7 @@ void Bookkeeping::Finish(ActiveMessage* m) {
 }
 
 void Bookkeeping::Record(ActiveMessage* m, bool bounce_committed) {
+  MXR_DCHECK(!m->dsn_pending, "a record updated before its DSN was committed");
   int64_t old_next = m->meta.next_attempt_us;
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
   NextStep step = Reschedule(*deps_.cfg, &m->meta, m->outcomes, bounce_committed, deps_.clock->NowMicros(),

@@ -616,9 +616,8 @@ absl::Status DeliveryEngine::Start() {
   return absl::OkStatus();
 }
 
-void DeliveryEngine::Stop() {
-  if (!thread_.joinable()) return;
-  running_.store(false, std::memory_order_release);
+void DeliveryEngine::BeginStop() {
+  if (!thread_.joinable() || stop_begun_.exchange(true)) return;
   EngineImpl* impl = impl_.get();
   int drain_ms = deps_.config->delivery.drain_timeout * 1000;
   if (drain_ms > 0) {
@@ -626,7 +625,13 @@ void DeliveryEngine::Stop() {
   } else {
     impl->loop()->Stop();
   }
+}
+
+void DeliveryEngine::Stop() {
+  if (!thread_.joinable()) return;
+  BeginStop();
   thread_.join();
+  running_.store(false, std::memory_order_release);
   // Finish queued spool reads now, while the spool surely exists. The loop
   // stays allocated until the destructor: late spool callbacks may Post().
   impl_->StopIo();

@@ -55,6 +55,9 @@ class DeliveryEngine {
   // rescheduled for right after the restart without an attempt charged.
   // Call before destroying the spool; destroy the engine after the spool.
   void Stop();
+  // Starts the drain of Stop() now and returns (SIGTERM: delivery drains
+  // while ingress does); Stop() then waits for it. Thread-safe.
+  void BeginStop();
   // A message was committed: schedule it. A fresh message due now starts at
   // once with the record given here (no spool read); its body is kept in
   // memory too while the in-memory body budget allows. Thread-safe.
@@ -75,6 +78,7 @@ class DeliveryEngine {
   std::unique_ptr<EngineImpl> impl_;
   std::thread thread_;
   std::atomic<bool> running_{false};
+  std::atomic<bool> stop_begun_{false};
 };
 
 }  // namespace mxr::delivery

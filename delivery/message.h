@@ -50,6 +50,7 @@ struct ActiveMessage {
   std::vector<std::unique_ptr<Job>> jobs;
   int pending_jobs = 0;               // jobs without results yet
   bool abandoned = false;             // dropped at shutdown with work undone (no invariant holds)
+  bool dsn_pending = false;           // its DSN is being built or committed: the record waits
 
   // Body. A fresh message may carry the client's body from the intake
   // (`pinned`, counted against the intake budget until the message is

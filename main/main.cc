@@ -358,6 +358,10 @@ int Run(const std::string& config_path) {
     break;
   }
   draining = true;  // /readyz says 503 while sessions finish
+  // Delivery drains at the same time as ingress (transactions in flight
+  // finish, nothing new starts): both within the 30 s the unit's 45 s stop
+  // timeout allows.
+  if (engine) engine->BeginStop();
   server->Shutdown(30'000);
   metrics_server.reset();  // reads the spool and the engine: stop it first
   if (engine) engine->Stop();  // before the spool: it reads and writes it
