@@ -202,7 +202,7 @@ std::string HttpGet(const std::string& addr, const std::string& path, std::chron
 // two idle TCP connections (a port scan, a stuck client) kept /healthz from
 // answering for 10 s or more: Kubernetes restarted a healthy relay. Now there
 // are enough workers, and an idle connection is dropped after 2 s.
-TEST(Exporter, HealthzAnswersWithinOneSecondWhileTwentyIdleConnectionsAreHeld) {
+TEST(Exporter, HttpHealthzAnswersWithinOneSecondWhileTwentyIdleConnectionsAreHeld) {
   Config cfg = DefaultConfig();
   auto srv = StartOnLoopback(cfg);
   ASSERT_TRUE(srv.ok()) << srv.status();

@@ -12,9 +12,9 @@ AuthLimiter::AuthLimiter(Options o)
 
 bool AuthLimiter::MakeRoom(Stripe& s, int64_t now_ms) {
   // 1. Entries that no longer mean anything (nothing in flight, no block, window over).
-  size_t before = s.map.size();
   std::erase_if(s.map, [&](const auto& kv) { return Idle(kv.second, now_ms); });
   if (s.map.size() < per_stripe_) return true;
+  size_t before = s.map.size();
   // 2. Partial failure counts (not blocked, nothing in flight): forgetting
   //    them lets those clients start over; blocks are kept.
   std::erase_if(s.map, [&](const auto& kv) {
