@@ -176,7 +176,10 @@ void EventLoop::Iterate(int64_t max_wait_ms) {
   if (wait_ms < 0) wait_ms = 0;
   __kernel_timespec ts{wait_ms / 1000, (wait_ms % 1000) * 1'000'000};
   io_uring_cqe* cqe = nullptr;
-  int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, wait_ms > 0 ? &ts : nullptr, nullptr);
+  // Always a timeout: a zero one when a timer is already due. (A null one
+  // would wait for a completion however long that takes, leaving a due
+  // timer, e.g. a RunAfter(0), waiting on unrelated I/O.)
+  int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
   stats_.submits++;
   (void)r;  // -ETIME / -EINTR: fall through to timers
   now_ms_ = MonoMs();
