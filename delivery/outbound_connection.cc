@@ -340,6 +340,7 @@ void OutboundConnection::OnStreamConnected(int res) {
   }
   o.auth_user = s.auth_user;
   o.auth_password = s.auth_password;
+  o.auth_over_unverified_tls = s.auth_over_unverified_tls;
   client_ = std::make_unique<SmtpClient>(o, this);
   state_ = State::kSetup;
   Touch(owner_->cfg().banner_timeout);

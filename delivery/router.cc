@@ -54,6 +54,7 @@ SiteSettings SettingsFor(const DeliveryConfig& cfg, const RouteConfig* route) {
     if (route->max_connections) s.max_conns = route->max_connections;
     s.auth_user = route->auth_user;
     s.auth_password = route->auth_password;
+    s.auth_over_unverified_tls = route->auth_over_unverified_tls;
   }
   return s;
 }
@@ -66,7 +67,7 @@ SiteId IdentifySite(const std::vector<std::string>& hosts, const SiteSettings& s
   id.label = !route_domain.empty() ? Cat("route:", route_domain) : (sorted.empty() ? id.name : sorted.front());
   // The password enters the identity only as a hash: the identity is never
   // shown, but it must differ when the credentials do.
-  id.identity = Cat(id.name, "|tls=", TlsPolicyName(s.tls), "|conns=", s.max_conns, "|auth=", s.auth_user, "#",
+  id.identity = Cat(id.name, "|tls=", TlsPolicyName(s.tls), "|conns=", s.max_conns, "|auth=", s.auth_user, s.auth_over_unverified_tls ? "+unverified" : "", "#",
                     std::hash<std::string>()(s.auth_password));
   return id;
 }

@@ -33,6 +33,7 @@ struct SiteSettings {
   uint16_t port = 25;
   TlsPolicy tls = TlsPolicy::kOpportunistic;
   std::string auth_user, auth_password;
+  bool auth_over_unverified_tls = false;
   int max_conns = 20;
 };
 

@@ -401,6 +401,9 @@ void SmtpClient::AfterEhlo(const Reply& r) {
     if (!tls_required) {
       return Fail(Synthetic(451, "4.7.0", "Refusing to AUTH over TLS the route does not require"));
     }
+    if (opts_.tls != TlsPolicy::kRequiredVerify && !opts_.auth_over_unverified_tls) {
+      return Fail(Synthetic(451, "4.7.0", "Refusing to AUTH over TLS with an unverified certificate"));
+    }
     if (!auth_plain_) return Fail(Synthetic(451, "4.7.0", "Server does not offer AUTH PLAIN"));
     std::string raw;
     raw.push_back('\0');

@@ -62,6 +62,9 @@ struct ClientOptions {
   std::string helo;
   TlsPolicy tls = TlsPolicy::kOpportunistic;
   std::string auth_user, auth_password;  // AUTH PLAIN after TLS if set
+  // AUTH over TLS whose certificate was not verified (tls = kRequired) only
+  // when the route says so (auth_over_unverified_tls).
+  bool auth_over_unverified_tls = false;
 };
 
 class ClientHost {

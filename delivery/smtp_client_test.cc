@@ -617,6 +617,7 @@ ClientOptions AuthOpts() {
   ClientOptions o = Opts(TlsPolicy::kRequired);
   o.auth_user = "user";
   o.auth_password = "pass";
+  o.auth_over_unverified_tls = true;  // the route opted in (the fake TLS verifies nothing)
   return o;
 }
 
@@ -676,6 +677,24 @@ TEST_F(SmtpClientTest, NeverAuthOverOpportunisticTls) {
   ASSERT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnFailed"}));
   EXPECT_EQ(host_.failed[0].code, 451);
   EXPECT_EQ(host_.failed[0].enhanced, "4.7.0");
+}
+
+// A route with tls = "required" that did not opt in (config refuses it; the
+// client refuses it too, in case a route reaches it some other way).
+TEST_F(SmtpClientTest, NoAuthOverUnverifiedTlsWithoutTheRoutesConsent) {
+  ClientOptions o = AuthOpts();
+  o.auth_over_unverified_tls = false;
+  SmtpClient c(o, &host_);
+  ToPostTlsEhlo(c, "250-mx\r\n250 AUTH PLAIN\r\n");
+  EXPECT_EQ(c.TakeOutput(), "");
+  ASSERT_EQ(host_.events, (std::vector<std::string>{"StartTls", "OnFailed"}));
+  EXPECT_EQ(host_.failed[0].enhanced, "4.7.0");
+  EXPECT_NE(host_.failed[0].text.find("unverified"), std::string::npos);
+  o.tls = TlsPolicy::kRequiredVerify;  // verified: fine without the key
+  FakeClientHost h2;
+  SmtpClient c2(o, &h2);
+  ToPostTlsEhlo(c2, "250-mx\r\n250 AUTH PLAIN\r\n");
+  EXPECT_EQ(c2.TakeOutput(), "AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
 }
 
 TEST_F(SmtpClientTest, NeverAuthInPlaintext) {
