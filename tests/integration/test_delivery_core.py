@@ -22,7 +22,7 @@ import subprocess
 import time
 import unittest
 
-from relayctl import free_port, make_message, submit
+from relayctl import MXRELAY_BIN, make_message, submit
 from sink import start_sinks
 from test_delivery import MX, HOSTS, NULLMX, SENDER, WAIT, DeliveryBase
 
@@ -142,9 +142,25 @@ class DeliveryCoreTest(DeliveryBase):
     def test_large_message_to_many_stalling_sites_keeps_memory_bounded(self):
         size = 16 << 20
         port, (stall,) = self.sinks((STALL, {"stall_in_data": True, "rcvbuf": 32768}))
-        relay = self.new_relay(listeners=[self.listener()], trusted_networks=["127.0.0.0/8"],
-                               delivery=self.delivery_cfg(port, drain_timeout=1),
-                               limits={"max_connections_per_ip": 100, "max_message_size": 32 << 20})
+        # Under ASan freed memory sits in a 256 MiB quarantine and every
+        # allocation has redzones and shadow: no quarantine for this relay,
+        # and half as much again on the bound (the unfixed code still needs
+        # ~4x that).
+        with open(MXRELAY_BIN, "rb") as f:
+            asan = b"__asan_init" in f.read()
+        saved = os.environ.get("ASAN_OPTIONS")
+        if asan:
+            os.environ["ASAN_OPTIONS"] = (saved + ":" if saved else "") + "quarantine_size_mb=0"
+        try:
+            relay = self.new_relay(listeners=[self.listener()], trusted_networks=["127.0.0.0/8"],
+                                   delivery=self.delivery_cfg(port, drain_timeout=1),
+                                   limits={"max_connections_per_ip": 100, "max_message_size": 32 << 20})
+        finally:
+            if asan:
+                if saved is None:
+                    del os.environ["ASAN_OPTIONS"]
+                else:
+                    os.environ["ASAN_OPTIONS"] = saved
         rcpts = ["r@stall%d.test" % i for i in range(STALL_DOMAINS)]
         body = ("x" * 998 + "\r\n") * (size // 1000)
         submit(relay.port("plain"), SENDER, rcpts, make_message(SENDER, rcpts, "big", body=body),
@@ -159,6 +175,8 @@ class DeliveryCoreTest(DeliveryBase):
         # connection; before the fix each connection held its own stuffed copy
         # (60 x 16 MiB ~ 1 GB).
         bound = 160 * (1 << 20) + 2 * size
+        if asan:
+            bound = bound * 3 // 2
         self.assertLess(hwm, bound, "peak RSS %.0f MiB with %d stalled transactions of %d MiB"
                         % (hwm / 2**20, STALL_DOMAINS, size >> 20))
 

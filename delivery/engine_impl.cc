@@ -1,0 +1,452 @@
+#include "delivery/engine_impl.h"
+
+#include "common/check.h"
+#include "common/escape.h"
+#include "common/status.h"
+#include "common/strings.h"
+#include "delivery/policy.h"
+
+namespace mxr::delivery {
+
+EngineImpl::~EngineImpl() {
+  // Teardown after the loop stopped: what is left is abandoned.
+  for (auto& [id, m] : active_) m->abandoned = true;
+  conns_.clear();
+  resolver_.reset();  // its callbacks look messages up: before active_ goes
+  sites_.clear();
+  active_.clear();
+  if (tls_verify_) SSL_CTX_free(tls_verify_);
+  if (tls_noverify_) SSL_CTX_free(tls_noverify_);
+}
+
+absl::Status EngineImpl::Init() {
+  auto loop = EventLoop::Create(1024);
+  if (!loop.ok()) return loop.status();
+  loop_ = std::move(*loop);
+  auto res = MakeCaresResolver(loop_.get(), cfg_);
+  if (!res.ok()) return res.status();
+  resolver_ = std::move(*res);
+  helo_ = cfg_.helo_name.empty() ? deps_.hostname : cfg_.helo_name;
+  io_ = std::make_unique<SpoolIo>();
+  bodies_ = std::make_unique<BodyLoader>(deps_.spool, io_.get(), loop_.get(), stats_,
+                                         static_cast<int64_t>(cfg_.max_body_memory));
+  Bookkeeping::Deps bd;
+  bd.cfg = &cfg_;
+  bd.spool = deps_.spool;
+  bd.loop = loop_.get();
+  bd.event_log = &event_log_;
+  bd.stats = stats_;
+  bd.site_metrics = &site_metrics_;
+  bd.clock = deps_.clock;
+  bd.ids = deps_.ids;
+  bd.hostname = deps_.hostname;
+  bd.bodies = bodies_.get();
+  bd.find = [this](const queue::QueueId& id) { return Find(id); };
+  bookkeeping_ = std::make_unique<Bookkeeping>(
+      std::move(bd), [this](ActiveMessage* m, const NextStep& step) { AfterRecord(m, step); });
+  SetRoutes(deps_.config->routes);
+  MXR_RETURN_IF_ERROR(event_log_.Open());
+  tls_noverify_ = SSL_CTX_new(TLS_client_method());
+  tls_verify_ = SSL_CTX_new(TLS_client_method());
+  if (!tls_noverify_ || !tls_verify_) return absl::InternalError("SSL_CTX_new failed");
+  for (SSL_CTX* c : {tls_noverify_, tls_verify_}) {
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+  }
+  SSL_CTX_set_default_verify_paths(tls_verify_);
+  SSL_CTX_set_verify(tls_verify_, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_set_verify(tls_noverify_, SSL_VERIFY_NONE, nullptr);
+
+  // Rebuild the schedule from the spool (keys only).
+  size_t n = 0;
+  absl::Status st = deps_.spool->ScanSchedule([&](int64_t when, const queue::QueueId& id) {
+    n += scheduled_.Add(when, id) ? 1 : 0;
+    return true;
+  });
+  MXR_RETURN_IF_ERROR(st);
+  stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+  spdlog::info("event=delivery_started scheduled={} port={} resolver={} max_body_memory={}", n, cfg_.port,
+               cfg_.resolver.empty() ? "system" : cfg_.resolver, cfg_.max_body_memory);
+  loop_->SetTicker(250, [this] { Tick(); });
+  return absl::OkStatus();
+}
+
+void EngineImpl::SetRoutes(std::vector<RouteConfig> routes) {
+  routes_ = std::make_shared<const std::vector<RouteConfig>>(std::move(routes));
+  site_metrics_.PinRoutes(*routes_);
+  spdlog::info("event=routes_loaded routes={}", routes_->size());
+}
+
+// ---------------------------------------------------------- intake, schedule
+
+void EngineImpl::Enqueue(std::unique_ptr<ActiveMessage> m) {
+  const queue::QueueId id = m->meta.id;
+  oldest_.Committed(id);
+  if (active_.count(id) || scheduled_.Contains(id)) return;
+  if (!Draining() && m->meta.next_attempt_us <= deps_.clock->NowMicros() &&
+      active_.size() + loading_ < kMaxActiveMessages) {
+    return StartMessage(std::move(m));  // fresh and due: no spool read needed
+  }
+  scheduled_.Add(m->meta.next_attempt_us, id);
+  stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+  PumpSchedule();
+}
+
+bool EngineImpl::ReserveIntakeBudget(uint64_t bytes) {
+  if (bytes > kMaxInMemoryBody) return false;
+  int64_t after = intake_budget_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
+  if (after > kIntakeBudgetBytes) {
+    intake_budget_.fetch_sub(static_cast<int64_t>(bytes));
+    return false;
+  }
+  return true;
+}
+
+void EngineImpl::PumpSchedule() {
+  if (Draining()) return;  // nothing new starts while draining
+  int64_t now_us = deps_.clock->NowMicros();
+  while (active_.size() + loading_ < kMaxActiveMessages) {
+    auto id = scheduled_.PopDue(now_us);
+    if (!id) break;
+    Activate(*id);
+  }
+  stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+}
+
+void EngineImpl::Activate(const queue::QueueId& id) {
+  loading_++;
+  queue::Spool* spool = deps_.spool;
+  EventLoop* loop = loop_.get();
+  io_->Submit([this, spool, loop, id] {
+    auto meta = spool->LoadMeta(id);
+    loop->Post([this, id, meta = std::move(meta)]() mutable {
+      loading_--;
+      if (!meta.ok()) {
+        if (meta.status().code() != absl::StatusCode::kNotFound) {
+          spdlog::error("event=load_failed id={} error=\"{}\"", id.ToString(), LogEscape(meta.status().ToString()));
+        }
+        return;
+      }
+      auto m = std::make_unique<ActiveMessage>();
+      m->meta = std::move(*meta);
+      if (Draining()) {  // stopping: it stays scheduled in the spool for the restart
+        return;
+      }
+      StartMessage(std::move(m));
+    });
+  });
+}
+
+void EngineImpl::StartMessage(std::unique_ptr<ActiveMessage> m) {
+  ActiveMessage* msg = m.get();
+  if (active_.count(m->meta.id)) return;
+  active_[m->meta.id] = std::move(m);
+  stats_->messages_active = static_cast<int64_t>(active_.size());
+  msg->outcomes.assign(msg->meta.recipients.size(), RcptOutcome{});
+  MakeJobs(msg, cfg_.max_recipients_per_transaction);
+  if (msg->jobs.empty() ||
+      (Expired(cfg_, msg->meta.received_us, deps_.clock->NowMicros()) && msg->meta.attempts > 0)) {
+    // Nothing pending, or too old: no further attempt (pending recipients expire).
+    for (auto& j : msg->jobs) j->done = true;
+    msg->pending_jobs = 0;
+    return bookkeeping_->Finish(msg);
+  }
+  for (size_t i = 0; i < msg->jobs.size(); ++i) Route(msg->jobs[i].get());
+}
+
+// --------------------------------------------------------------- routing
+
+void EngineImpl::Route(Job* j) {
+  const RouteConfig* route = FindRoute(*routes_, j->domain);
+  SiteSettings settings = SettingsFor(cfg_, route);
+  if (route && !route->host.empty()) return JobToSite(j, {route->host}, settings, route->domain);
+  if (j->domain.empty()) return FailJob(j, 550, "5.1.3", "Recipient address has no domain");
+  queue::QueueId id = j->msg->meta.id;
+  resolver_->ResolveMx(j->domain, [this, j, id, settings](const MxAnswer& a) {
+    if (Find(id) == nullptr) return;
+    switch (a.outcome) {
+      case DnsOutcome::kNullMx: return FailJob(j, 556, "5.1.10", a.error);
+      case DnsOutcome::kPermanent: return FailJob(j, 550, "5.1.2", a.error);
+      case DnsOutcome::kTemporary: return FailJob(j, 451, "4.4.3", a.error);
+      case DnsOutcome::kOk: break;
+    }
+    JobToSite(j, a.hosts, settings, "");
+  });
+}
+
+void EngineImpl::JobToSite(Job* j, const std::vector<std::string>& hosts, const SiteSettings& settings,
+                           const std::string& route_domain) {
+  SiteId sid = IdentifySite(hosts, settings, route_domain);
+  auto& sp = sites_[sid.identity];
+  if (!sp) {
+    sp = std::make_unique<Site>(sid.identity, sid.name, sid.label, settings);
+    InitWindow(cfg_, settings.max_conns, &sp->window);
+  }
+  Site* s = sp.get();
+  MXR_DCHECK(j->site == nullptr || j->site == s, "a job moved to another site");
+  s->hosts = hosts;  // latest order (shuffled within preference)
+  j->site = s;
+  if (Draining()) return HoldJob(j, deps_.clock->NowMicros(), "Relay stopping: not attempted");
+  if (s->window.dead_until_ms > loop_->now_ms()) {
+    std::string text = Cat("Destination ", s->name(), " backed off after connection failures");
+    if (s->last_error.code) text += Cat("; last error: ", s->last_error.ToString());
+    return HoldJob(j, deps_.clock->NowMicros() + (s->window.dead_until_ms - loop_->now_ms()) * 1000, text);
+  }
+  s->ready.Push(j);
+  Pump(s);
+}
+
+// The job is held back without an attempt until `until_us` (a backed-off
+// site, or a stop).
+void EngineImpl::HoldJob(Job* j, int64_t until_us, const std::string& text) {
+  Site* s = j->site;
+  std::string enhanced = s && !s->last_error.enhanced.empty() ? s->last_error.enhanced : "4.4.1";
+  for (size_t i : j->rcpts) {
+    RcptOutcome o = RcptOutcome::Held(until_us, 451, enhanced, text);
+    if (s) {
+      o.site = s->name();
+      o.site_label = s->label();
+    }
+    j->msg->outcomes[i] = std::move(o);
+  }
+  JobFinished(j);
+}
+
+void EngineImpl::FailJob(Job* j, int code, const std::string& enhanced, const std::string& text) {
+  for (size_t i : j->rcpts) j->msg->outcomes[i] = RcptOutcome::Local(code, enhanced, text);
+  JobFinished(j);
+}
+
+void EngineImpl::JobFinished(Job* j) {
+  MXR_DCHECK(!j->done && !j->queued && !j->on_connection, "a job finished twice or while queued");
+  j->done = true;
+  ActiveMessage* m = j->msg;
+  if (--m->pending_jobs == 0) bookkeeping_->Finish(m);
+}
+
+void EngineImpl::AfterRecord(ActiveMessage* m, const NextStep& step) {
+  queue::QueueId id = m->meta.id;
+  int64_t next = m->meta.next_attempt_us;
+  active_.erase(id);  // frees m
+  stats_->messages_active = static_cast<int64_t>(active_.size());
+  if (!step.done) scheduled_.Add(next, id);
+  stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+  if (Draining()) return CheckDrained();
+  PumpSchedule();
+}
+
+// ----------------------------------------------------------- connections
+
+void EngineImpl::Pump(Site* s) {
+  if (Draining()) return;
+  int64_t now = loop_->now_ms();
+  s->last_used_ms = now;
+  for (OutboundConnection* c : s->conns) {  // idle connections first
+    if (s->ready.empty()) break;
+    if (c->idle()) OnConnReady(c);
+  }
+  int allowed = AllowedConnections(now, &s->window);
+  for (;;) {
+    size_t setting_up = 0;
+    for (OutboundConnection* c : s->conns) setting_up += c->setting_up() ? 1 : 0;
+    // Each connection still being set up will take one queued job.
+    if (s->ready.size() <= setting_up || static_cast<int>(s->conns.size()) >= allowed) break;
+    conns_.push_back(std::make_unique<OutboundConnection>(this, s));
+    OutboundConnection* c = conns_.back().get();
+    c->self = std::prev(conns_.end());
+    s->conns.push_back(c);
+    c->in_site = std::prev(s->conns.end());
+    c->Begin();
+  }
+}
+
+void EngineImpl::OnConnReady(OutboundConnection* c) {
+  if (Draining() || c->messages() >= cfg_.max_messages_per_connection) return c->Quit();
+  Job* j = c->site()->ready.Pop();
+  if (j == nullptr) return;  // idle until the idle timeout
+  c->Take(j);  // its body is read now, while the connection waits
+}
+
+void EngineImpl::GetBody(Job* j, std::function<void(const absl::Status&, BodyRef)> then) {
+  bodies_->Get(j->msg, std::move(then), [this](const queue::QueueId& id) { return Find(id); });
+}
+
+void EngineImpl::Requeue(Job* j) {
+  if (stopping_) return;
+  if (Draining()) return HoldJob(j, deps_.clock->NowMicros(), "Relay stopping: not attempted");
+  Site* s = j->site;
+  s->ready.Push(j);
+  loop_->Post([this, s] { Pump(s); });
+}
+
+void EngineImpl::OnJobDone(OutboundConnection* c, Job* j, const std::vector<RcptResult>& results) {
+  if (stopping_) return;  // aborted by the final stop: not recorded, retried after restart
+  ActiveMessage* m = j->msg;
+  for (size_t k = 0; k < j->rcpts.size() && k < results.size(); ++k) {
+    RcptOutcome& o = m->outcomes[j->rcpts[k]];
+    o = RcptOutcome::Local(results[k].code, results[k].enhanced, results[k].text);
+    o.mx_host = c->host();
+    o.ip = c->ip();
+    o.site = j->site->name();
+    o.site_label = j->site->label();
+    o.tls = c->tls_version();
+  }
+  // The site works if the server really answered (2xx or 5xx); a transaction
+  // ended by 421 or a timeout counts against the connection in OnConnGone.
+  bool answered = false;
+  for (const auto& r : results) answered |= Classify(r.code) != ReplyClass::kTransient;
+  if (answered) OnConnectSuccess(j->site->settings().max_conns, &j->site->window);
+  JobFinished(j);
+}
+
+void EngineImpl::OnConnGone(OutboundConnection* c, bool ever_ready, const Reply& why) {
+  Site* s = c->site();
+  (ever_ready ? stats_->connections_ok : stats_->connections_failed)++;
+  // A session that worked and then failed (421, timeout, reset) is a
+  // connection-level failure too; a normal end (QUIT answered) is not.
+  if (!stopping_ && !Draining() && (!ever_ready || why.code >= 400)) {
+    stats_->connection_failures++;
+    s->last_error = why;
+    if (OnConnectFailure(cfg_, loop_->now_ms(), &s->window)) {
+      stats_->site_backoffs++;
+      spdlog::warn("event=site_backoff site={} seconds={} last_error=\"{}\" queued={}", s->name(),
+                   s->window.backoff_ms / 1000, LogEscape(why.ToString()), s->ready.size());
+      std::string text = Cat("Destination ", s->name(), " backed off after connection failures; last error: ",
+                             why.ToString());
+      int64_t until = deps_.clock->NowMicros() + (s->window.dead_until_ms - loop_->now_ms()) * 1000;
+      while (Job* held = s->ready.Pop()) HoldJob(held, until, text);
+    } else {
+      spdlog::info("event=connection_failed site={} error=\"{}\"", s->name(), LogEscape(why.ToString()));
+    }
+  }
+  s->conns.erase(c->in_site);
+  c->in_site = s->conns.end();
+  if (!s->ready.empty() && !stopping_) loop_->Post([this, s] { Pump(s); });
+  if (Draining()) CheckDrained();
+}
+
+// ----------------------------------------------------------------- ticks
+
+void EngineImpl::Tick() {
+  resolver_->Tick();
+  int64_t now = loop_->now_ms();
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    OutboundConnection* c = (it++)->get();
+    c->CheckTimeout(now);
+  }
+  if (Draining()) return CheckDrained();
+  for (auto& [k, s] : sites_) {
+    if (!s->ready.empty()) Pump(s.get());
+  }
+  // Forget sites unused for 10 minutes (bounded memory with many domains);
+  // keep backed-off ones so their backoff survives.
+  if (now - last_site_gc_ms_ > 60'000) {
+    last_site_gc_ms_ = now;
+    std::erase_if(sites_, [now](const auto& kv) { return kv.second->Idle(now, kSiteUnusedMs); });
+  }
+  PumpSchedule();
+  if (now - last_relabel_ms_ >= 60'000) {
+    last_relabel_ms_ = now;
+    site_metrics_.Relabel(now);
+  }
+  if (now - last_oldest_ms_ >= 1'000 && !oldest_.in_flight()) {
+    last_oldest_ms_ = now;
+    RefreshOldest();
+  }
+  PublishSnapshot(now);
+}
+
+void EngineImpl::RefreshOldest() {
+  queue::Spool* spool = deps_.spool;
+  EventLoop* loop = loop_.get();
+  io_->Submit([this, spool, loop, from = oldest_.Begin()] {
+    auto r = spool->OldestFrom(from);
+    loop->Post([this, r = std::move(r)]() mutable {
+      if (!r.ok()) {
+        oldest_.OnFailure();  // the gauge keeps its last value; asked again in a second
+        if (!oldest_failing_) {
+          oldest_failing_ = true;
+          spdlog::warn("event=oldest_message_query_failed error=\"{}\" effect=\"{} stale\"",
+                       LogEscape(r.status().ToString()), "mxrelay_queue_oldest_message_age_seconds");
+        }
+        return;
+      }
+      if (oldest_failing_) {
+        oldest_failing_ = false;
+        spdlog::info("event=oldest_message_query_recovered");
+      }
+      std::optional<queue::QueueId> oldest = oldest_.OnAnswer(*r);
+      stats_->oldest_message_us = oldest ? static_cast<int64_t>(oldest->time_us) : 0;
+    });
+  });
+}
+
+void EngineImpl::PublishSnapshot(int64_t now_ms) {
+  DeliverySnapshot snap;
+  std::vector<SiteMetrics::Live> live;
+  live.reserve(sites_.size());
+  int64_t backed_off = 0;
+  for (const auto& [k, s] : sites_) {
+    bool dead = s->window.dead_until_ms > now_ms;
+    backed_off += dead ? 1 : 0;
+    live.push_back(SiteMetrics::Live{s->label(), static_cast<int64_t>(s->conns.size()),
+                                     static_cast<int64_t>(s->ready.size()), dead});
+  }
+  snap.sites = site_metrics_.Figures(live);
+  stats_->sites_backed_off = backed_off;
+  Resolver::Stats rs = resolver_->stats();
+  snap.dns_ok = rs.ok;
+  snap.dns_nxdomain = rs.nxdomain;
+  snap.dns_nullmx = rs.nullmx;
+  snap.dns_tempfail = rs.tempfail;
+  snap.dns_cache_hits = rs.cache_hits;
+  snap.dns_coalesced = rs.coalesced;
+  snap.dns_micros = std::move(rs.micros);
+  stats_->Publish(std::move(snap));
+}
+
+// ------------------------------------------------------------- stopping
+
+// SIGTERM: nothing new starts; jobs waiting for a connection are held for
+// right after the restart (no attempt charged); transactions in flight
+// finish and are recorded. The loop stops when none is left or at the
+// deadline (then CloseAll abandons the rest).
+void EngineImpl::BeginDrain(int64_t deadline_ms) {
+  drain_deadline_ms_ = std::max<int64_t>(1, deadline_ms);
+  size_t in_flight = 0;
+  for (auto& c : conns_) in_flight += c->busy() ? 1 : 0;
+  spdlog::info("event=delivery_draining transactions={} timeout_ms={}", in_flight,
+               deadline_ms - loop_->now_ms());
+  int64_t now_us = deps_.clock->NowMicros();
+  for (auto& [k, s] : sites_) {
+    while (Job* j = s->ready.Pop()) HoldJob(j, now_us, "Relay stopping: not attempted");
+  }
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    OutboundConnection* c = (it++)->get();
+    if (c->idle() || c->setting_up()) c->ForceClose();
+  }
+  CheckDrained();
+}
+
+void EngineImpl::CheckDrained() {
+  size_t busy = 0;
+  for (auto& c : conns_) busy += c->busy() ? 1 : 0;
+  bool timed_out = loop_->now_ms() >= drain_deadline_ms_;
+  // Every active message ends its round soon: its transactions finish, its
+  // queued jobs were held, DNS answers hold the rest, DSNs get committed.
+  if (!active_.empty() && !timed_out) return;
+  spdlog::info("event=delivery_drained transactions_abandoned={} messages_active={} reason={}", busy,
+               active_.size(), timed_out && busy > 0 ? "timeout" : "done");
+  deps_.spool->FlushAsync();  // the recorded results, before the spool closes
+  loop_->Stop();
+}
+
+void EngineImpl::CloseAll() {
+  stopping_ = true;
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    OutboundConnection* c = (it++)->get();
+    c->ForceClose();
+  }
+}
+
+}  // namespace mxr::delivery

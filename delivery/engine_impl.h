@@ -1,0 +1,141 @@
+// EngineImpl: the delivery engine's state and the glue between the stages
+// (see engine.h for the pipeline). It lives on the delivery thread, which
+// creates it in DeliveryEngine::Start() and runs its loop; every method is
+// for that thread except ReserveIntakeBudget(). Owns the scheduled queue,
+// the active messages, the sites and the outbound connections, the spool
+// I/O thread, the body loader and the bookkeeping.
+#pragma once
+
+#include <atomic>
+#include <list>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/event_loop.h"
+#include "common/strings.h"
+#include "delivery/body_loader.h"
+#include "delivery/bookkeeping.h"
+#include "delivery/engine.h"
+#include "delivery/event_log.h"
+#include "delivery/message.h"
+#include "delivery/oldest_tracker.h"
+#include "delivery/outbound_connection.h"
+#include "delivery/resolver.h"
+#include "delivery/router.h"
+#include "delivery/scheduled_queue.h"
+#include "delivery/site.h"
+#include "delivery/site_metrics.h"
+#include "delivery/spool_io.h"
+#include "spdlog/spdlog.h"
+
+namespace mxr::delivery {
+
+inline constexpr size_t kMaxActiveMessages = 20000;
+// Fresh messages keep their body in memory (sparing a spool read) while the
+// total stays under this budget; larger ones are read when a connection is ready.
+inline constexpr int64_t kIntakeBudgetBytes = 256ll << 20;
+inline constexpr uint64_t kMaxInMemoryBody = 1ull << 20;
+inline constexpr int64_t kSiteUnusedMs = 600'000;  // a site unused this long is forgotten
+
+// The engine's state and the glue between the stages; see engine.h for the
+// pipeline. Delivery loop thread only, except Enqueue's budget check.
+class EngineImpl final : public ConnectionOwner {
+ public:
+  EngineImpl(DeliveryEngine::Deps deps, DeliveryStats* stats)
+      : deps_(std::move(deps)),
+        cfg_(deps_.config->delivery),
+        stats_(stats),
+        event_log_(cfg_.event_log),
+        site_metrics_(deps_.config->metrics.site_labels) {}
+  ~EngineImpl() override;
+
+  absl::Status Init();  // on the loop thread
+  void Run() { loop_->Run(); }
+  void Enqueue(std::unique_ptr<ActiveMessage> m);
+  bool ReserveIntakeBudget(uint64_t bytes);  // thread-safe
+  std::atomic<int64_t>* intake_budget() { return &intake_budget_; }
+  void ReopenLog() {
+    auto st = event_log_.Reopen();
+    if (!st.ok()) spdlog::error("event=event_log_reopen_failed error=\"{}\"", st);
+  }
+  void SetRoutes(std::vector<RouteConfig> routes);
+  void BeginDrain(int64_t deadline_ms);
+  void CloseAll();
+  void StopIo() {
+    bookkeeping_.reset();
+    bodies_.reset();
+    io_.reset();
+  }
+
+  // ConnectionOwner.
+  EventLoop* loop() override { return loop_.get(); }
+  Resolver* resolver() override { return resolver_.get(); }
+  const DeliveryConfig& cfg() const override { return cfg_; }
+  const std::string& helo_name() const override { return helo_; }
+  SSL_CTX* tls_ctx(bool verify) override { return verify ? tls_verify_ : tls_noverify_; }
+  DeliveryStats* stats() override { return stats_; }
+  void OnConnReady(OutboundConnection* c) override;
+  void OnJobDone(OutboundConnection* c, Job* j, const std::vector<RcptResult>& results) override;
+  void OnConnGone(OutboundConnection* c, bool ever_ready, const Reply& why) override;
+  void GetBody(Job* j, std::function<void(const absl::Status&, BodyRef)> then) override;
+  void Requeue(Job* j) override;
+  void Freed(OutboundConnection* c) override { conns_.erase(c->self); }
+
+ private:
+  void Tick();
+  void PumpSchedule();
+  void Activate(const queue::QueueId& id);
+  void StartMessage(std::unique_ptr<ActiveMessage> m);
+  void Route(Job* j);
+  void JobToSite(Job* j, const std::vector<std::string>& hosts, const SiteSettings& settings,
+                 const std::string& route_domain);
+  void FailJob(Job* j, int code, const std::string& enhanced, const std::string& text);
+  void HoldJob(Job* j, int64_t until_us, const std::string& text);
+  void JobFinished(Job* j);
+  void Pump(Site* s);
+  void AfterRecord(ActiveMessage* m, const NextStep& step);
+  void RefreshOldest();
+  void PublishSnapshot(int64_t now_ms);
+  bool Draining() const { return drain_deadline_ms_ > 0; }
+  void CheckDrained();
+  ActiveMessage* Find(const queue::QueueId& id) {
+    auto it = active_.find(id);
+    return it == active_.end() ? nullptr : it->second.get();
+  }
+
+  DeliveryEngine::Deps deps_;
+  DeliveryConfig cfg_;
+  DeliveryStats* stats_;
+  EventLog event_log_;
+  SiteMetrics site_metrics_;
+  std::string helo_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<Resolver> resolver_;
+  std::unique_ptr<SpoolIo> io_;
+  std::unique_ptr<BodyLoader> bodies_;
+  std::unique_ptr<Bookkeeping> bookkeeping_;
+  SSL_CTX* tls_verify_ = nullptr;
+  SSL_CTX* tls_noverify_ = nullptr;
+
+  ScheduledQueue scheduled_;
+  std::unordered_map<queue::QueueId, std::unique_ptr<ActiveMessage>, QueueIdHash> active_;
+  std::unordered_map<std::string, std::unique_ptr<Site>> sites_;  // by Site::identity()
+  std::list<std::unique_ptr<OutboundConnection>> conns_;
+  size_t loading_ = 0;
+  bool stopping_ = false;       // final teardown: results are no longer recorded
+  int64_t drain_deadline_ms_ = 0;
+  std::atomic<int64_t> intake_budget_{0};
+  int64_t last_site_gc_ms_ = 0;
+  int64_t last_relabel_ms_ = 0;
+  std::shared_ptr<const std::vector<RouteConfig>> routes_;
+
+  // Oldest-message gauge: the spool's smallest id, asked on the spool I/O
+  // thread once a second from the previous answer (delivery/oldest_tracker.h).
+  OldestTracker oldest_;
+  int64_t last_oldest_ms_ = 0;
+  bool oldest_failing_ = false;  // log a failing query once, not every second
+};
+
+}  // namespace mxr::delivery
