@@ -119,6 +119,7 @@ mode = "plain"
 enabled = false
 [delivery]
 max_connections_per_site = 20
+deny_networks = []  # the sink is on loopback, which the default refuses
 $ev
 [[route]]
 domain = "*"

@@ -236,6 +236,8 @@ name = "bench"
 address = "127.0.0.1"
 port = {port}
 mode = "plain"
+[delivery]
+deny_networks = []  # the sink is on loopback, which the default refuses
 [[route]]
 domain = "*"
 host = "127.0.0.1"

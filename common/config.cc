@@ -211,6 +211,16 @@ absl::Status ParseDelivery(const toml::table& t, std::string_view source, Delive
   MXR_RETURN_IF_ERROR(r.Int("data_timeout", &d->data_timeout, 1, 3600));
   MXR_RETURN_IF_ERROR(r.Int("drain_timeout", &d->drain_timeout, 0, 3600));
   MXR_RETURN_IF_ERROR(r.Int("max_body_memory", &d->max_body_memory, 1 << 20, int64_t{1} << 40));
+  if (t.get("deny_networks")) {
+    std::vector<std::string> nets;
+    MXR_RETURN_IF_ERROR(r.StrList("deny_networks", &nets));
+    d->deny_networks.clear();
+    for (const auto& n : nets) {
+      auto cidr = Cidr::Parse(n);
+      if (!cidr.ok()) return r.Error("deny_networks", *t.get("deny_networks"), std::string(cidr.status().message()));
+      d->deny_networks.push_back(*cidr);
+    }
+  }
   if (d->initial_window > d->max_connections_per_site) d->initial_window = d->max_connections_per_site;
   if (d->retry_max < d->retry_initial) {
     return r.Error("retry_max", KeyOr(t, {"retry_max", "retry_initial"}), "must be >= retry_initial");
@@ -432,6 +442,21 @@ std::string Config::SpoolPath() const {
 }
 std::string Config::UsersFile() const {
   return auth.users_file.empty() ? data_dir + "/users" : auth.users_file;
+}
+
+std::vector<Cidr> DefaultDenyNetworks() {
+  static const char* const kNets[] = {
+      "127.0.0.0/8",     "::1/128",          // loopback
+      "169.254.0.0/16",  "fe80::/10",        // link-local (cloud metadata: 169.254.169.254)
+      "0.0.0.0/8",       "::/128",           // unspecified / "this network"
+      "224.0.0.0/4",     "ff00::/8",         // multicast
+      "240.0.0.0/4",                         // reserved (incl. 255.255.255.255)
+      "192.0.0.0/24",    "198.18.0.0/15",    // IETF protocol assignments, benchmarking
+      "100::/64",        "2001:db8::/32",    // discard-only, documentation
+  };
+  std::vector<Cidr> out;
+  for (const char* n : kNets) out.push_back(*Cidr::Parse(n));
+  return out;
 }
 
 Config DefaultConfig() {

@@ -112,6 +112,9 @@ struct RouteConfig {
   int max_connections = 0;   // 0 = delivery.max_connections_per_site
 };
 
+// The default delivery.deny_networks (see DeliveryConfig).
+std::vector<Cidr> DefaultDenyNetworks();
+
 struct DeliveryConfig {
   bool enabled = true;
   uint16_t port = 25;              // remote SMTP port (tests point it at loopback sinks)
@@ -147,6 +150,14 @@ struct DeliveryConfig {
   // goes alone). Bodies stream to sockets in chunks, so no transaction holds
   // a copy of its own.
   uint64_t max_body_memory = 256ull << 20;
+  // Delivery never connects to these networks, whatever an MX, an MX
+  // written as an IP or /etc/hosts says (checked after resolution): the
+  // recipients bounce 5.4.4. Default (DefaultDenyNetworks()): loopback,
+  // link-local (incl. cloud metadata 169.254.169.254), unspecified,
+  // multicast, reserved and benchmarking ranges. Private ranges (10/8,
+  // 172.16/12, 192.168/16, fc00::/7) are allowed. Tests delivering to
+  // loopback sinks set it to [].
+  std::vector<Cidr> deny_networks = DefaultDenyNetworks();
 };
 
 struct MetricsConfig {

@@ -301,6 +301,24 @@ void EngineImpl::OnJobDone(OutboundConnection* c, Job* j, const std::vector<Rcpt
 
 void EngineImpl::OnConnGone(OutboundConnection* c, bool ever_ready, const Reply& why) {
   Site* s = c->site();
+  if (c->destination_refused()) {
+    // Not a connection failure: the destination is one delivery must never
+    // use. Everything queued for the site bounces with the reason.
+    const Reply& r = c->refusal();
+    while (Job* j = s->ready.Pop()) {
+      for (size_t i : j->rcpts) {
+        RcptOutcome o = RcptOutcome::Local(r.code, r.enhanced, r.text);
+        o.site = s->name();
+        o.site_label = s->label();  // no mx_host: no server said it (the DSN says X-mxrelay)
+        j->msg->outcomes[i] = std::move(o);
+      }
+      JobFinished(j);
+    }
+    s->conns.erase(c->in_site);
+    c->in_site = s->conns.end();
+    if (Draining()) CheckDrained();
+    return;
+  }
   (ever_ready ? stats_->connections_ok : stats_->connections_failed)++;
   // A session that worked and then failed (421, timeout, reset) is a
   // connection-level failure too; a normal end (QUIT answered) is not.

@@ -16,6 +16,7 @@
 #include "common/event_loop.h"
 #include "common/strings.h"
 #include "delivery/body_loader.h"
+#include "delivery/destination_guard.h"
 #include "delivery/bookkeeping.h"
 #include "delivery/engine.h"
 #include "delivery/event_log.h"
@@ -46,6 +47,7 @@ class EngineImpl final : public ConnectionOwner {
   EngineImpl(DeliveryEngine::Deps deps, DeliveryStats* stats)
       : deps_(std::move(deps)),
         cfg_(deps_.config->delivery),
+        guard_(DestinationGuard::FromConfig(*deps_.config)),
         stats_(stats),
         event_log_(cfg_.event_log),
         site_metrics_(deps_.config->metrics.site_labels) {}
@@ -76,6 +78,7 @@ class EngineImpl final : public ConnectionOwner {
   const std::string& helo_name() const override { return helo_; }
   SSL_CTX* tls_ctx(bool verify) override { return verify ? tls_verify_ : tls_noverify_; }
   DeliveryStats* stats() override { return stats_; }
+  const DestinationGuard& guard() const override { return guard_; }
   void OnConnReady(OutboundConnection* c) override;
   void OnJobDone(OutboundConnection* c, Job* j, const std::vector<RcptResult>& results) override;
   void OnConnGone(OutboundConnection* c, bool ever_ready, const Reply& why) override;
@@ -107,6 +110,7 @@ class EngineImpl final : public ConnectionOwner {
 
   DeliveryEngine::Deps deps_;
   DeliveryConfig cfg_;
+  DestinationGuard guard_;
   DeliveryStats* stats_;
   EventLog event_log_;
   SiteMetrics site_metrics_;

@@ -261,6 +261,10 @@ void OutboundConnection::Close() {
 
 void OutboundConnection::NextHost() {
   if (host_index_ >= site_->hosts.size()) {
+    if (refusal_.code && !tried_any_) {
+      refused_ = true;  // nothing but refused addresses: permanent
+      return Finish(refusal_);
+    }
     Finish(last_error_.code ? last_error_ : Reply{451, "4.4.1", "No MX host could be reached", {}});
     return;
   }
@@ -273,10 +277,22 @@ void OutboundConnection::NextHost() {
     holds_--;
     if (state_ == State::kClosed) return MaybeFree();
     if (a.outcome != DnsOutcome::kOk) {
+      tried_any_ = true;
       last_error_ = Reply{451, "4.4.3", a.error, {}};
       NextHost();
     } else {
-      addrs_ = a.addrs;
+      // Where delivery may not connect (a loop to ourselves, deny_networks)
+      // is decided here, after resolution, whatever named the address.
+      addrs_.clear();
+      for (const IpAddress& ip : a.addrs) {
+        if (auto r = owner_->guard().Check(ip, site_->settings().port, host_)) {
+          spdlog::warn("event=destination_refused site={} host={} ip={} reason={} detail=\"{}\"", site_->name(),
+                       host_, ip.ToString(), r->reason, LogEscape(r->text));
+          refusal_ = Reply{r->code, r->enhanced, r->text, {}};
+        } else {
+          addrs_.push_back(ip);
+        }
+      }
       NextAddress();
     }
     MaybeFree();
@@ -315,6 +331,7 @@ void OutboundConnection::NextAddress() {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   peer_ = ss;
+  tried_any_ = true;
   stream_ = std::make_unique<IoStream>(owner_->loop(), this, fd, IoStream::RecvMode::kOwnBuffer);
   stream_->Connect(reinterpret_cast<sockaddr*>(&peer_), *len);
   last_unsent_ = -1;

@@ -28,6 +28,7 @@
 #include "common/io_stream.h"
 #include "common/net.h"
 #include "common/tls_endpoint.h"
+#include "delivery/destination_guard.h"
 #include "delivery/message.h"
 #include "delivery/resolver.h"
 #include "delivery/site.h"
@@ -48,6 +49,7 @@ class ConnectionOwner {
   virtual const std::string& helo_name() const = 0;
   virtual SSL_CTX* tls_ctx(bool verify) = 0;
   virtual DeliveryStats* stats() = 0;
+  virtual const DestinationGuard& guard() const = 0;
   // The connection is idle: give it a job (Take) or let it wait or Quit.
   virtual void OnConnReady(OutboundConnection* c) = 0;
   // Results of a job the connection took (one per recipient of the job).
@@ -93,6 +95,10 @@ class OutboundConnection final : public ClientHost, public IoStream::Owner {
   int messages() const { return messages_; }
   const std::string& host() const { return host_; }
   std::string ip() const { return ip_.ToString(); }
+  // Every address of every host was refused (a loop, or deny_networks):
+  // the site's jobs bounce with refusal() instead of being retried.
+  bool destination_refused() const { return refused_; }
+  const Reply& refusal() const { return refusal_; }
   std::string tls_version() const { return stream_ && stream_->tls_up() ? stream_->tls()->version() : ""; }
 
   // Entry points from the engine (any of them may be called from inside a
@@ -158,6 +164,9 @@ class OutboundConnection final : public ClientHost, public IoStream::Owner {
   std::string host_;
   IpAddress ip_;
   Reply last_error_;
+  Reply refusal_;               // the last address refused by the guard
+  bool refused_ = false;        // every candidate address was refused
+  bool tried_any_ = false;      // an address was connected to, or a lookup failed
   int64_t deadline_ms_ = 0;
   int last_unsent_ = -1;  // kernel's unsent bytes at the last look (BodyStillMoving)
 };

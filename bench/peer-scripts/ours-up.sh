@@ -49,6 +49,7 @@ $( [ -n "${MXRELAY_COMMIT_DELAY_US:-}" ] && printf '[spool]\ncommit_delay_us = %
 $( [ -n "$METRICS" ] && printf '[metrics]\nlisten = "%s"\n' "$METRICS" )
 [delivery]
 max_connections_per_site = 20
+deny_networks = []  # the sink is on loopback, which the default refuses
 [[route]]
 domain = "*"
 host = "127.0.0.1"

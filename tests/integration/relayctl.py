@@ -197,6 +197,11 @@ class Relay:
         self.event_log_path = None
         if delivery is not None:
             self.delivery = dict(delivery)
+            # Test sinks live on loopback, which delivery.deny_networks refuses
+            # by default: allow it unless the test asks for the default (None).
+            self.delivery.setdefault("deny_networks", [])
+            if self.delivery["deny_networks"] is None:
+                del self.delivery["deny_networks"]
             self.delivery.setdefault("event_log", os.path.join(self.workdir, "events.jsonl"))
             self.event_log_path = self.delivery["event_log"]
         self.routes = [dict(r) for r in routes]

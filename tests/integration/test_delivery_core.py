@@ -39,6 +39,8 @@ SHARED = "127.0.0.21"
 SMARTHOST = "127.0.0.22"
 STALL = "127.0.0.23"
 SLOW = "127.0.0.24"
+CORE_MX["loop.test"] = [(10, "mx.loop.test")]
+CORE_HOSTS["mx.loop.test"] = "127.0.0.1"
 CORE_MX["slow.test"] = [(10, "mx.slow.test")]
 CORE_HOSTS["mx.slow.test"] = SLOW
 STALL_DOMAINS = 60
@@ -229,6 +231,39 @@ class DeliveryCoreTest(DeliveryBase):
         dups = sorted({i for i in ids if ids.count(i) > 1})
         self.assertEqual(dups, [], "delivered twice after SIGTERM + restart")
         self.assertEqual(sorted(ids), sorted("<%s@client.test>" % t for t in tokens))
+
+    # ------------------------------------------------- where delivery may connect (issue 15)
+
+    def test_default_deny_networks_refuse_a_loopback_mx(self):
+        port, (alpha,) = self.sinks(("127.0.0.2", {}))
+        relay = self.relay(port, deny_networks=None)  # the relay's default
+        qid = self.send(relay, ["a@alpha.test"], "denied-loopback")
+        ev = relay.wait_events(lambda e: e["recipient"] == "a@alpha.test", timeout=WAIT)[0]
+        self.assertEqual((ev["outcome"], ev["code"], ev["enhanced"]), ("bounced", 554, "5.4.4"), ev)
+        self.assertIn("127.0.0.0/8 is in delivery.deny_networks", ev["response"])
+        relay.wait_log(r"event=destination_refused site=\S+ host=mx.alpha.test ip=127.0.0.2 reason=deny_networks",
+                       timeout=5)
+        relay.wait_queue_empty()
+        time.sleep(0.5)
+        self.assertEqual(alpha.stats()["connections"], 0, "a connection was opened to a denied address")
+        self.assertNotIn(qid, relay.queue_by_id())
+
+    def test_mx_pointing_at_our_own_listener_bounces_5_4_6(self):
+        relay = self.new_relay(listeners=[self.listener()], trusted_networks=["127.0.0.0/8"],
+                               delivery=self.delivery_cfg(0), start=False,
+                               limits={"max_connections_per_ip": 100})
+        relay.delivery["port"] = relay.port("plain")  # MX delivery comes back to us
+        relay.start()
+        self.send(relay, ["me@loop.test"], "loop-to-self")
+        ev = relay.wait_events(lambda e: e["recipient"] == "me@loop.test", timeout=WAIT)[0]
+        self.assertEqual((ev["outcome"], ev["code"], ev["enhanced"]), ("bounced", 554, "5.4.6"), ev)
+        self.assertIn("loops back to myself", ev["response"])
+        relay.wait_log(r"event=destination_refused .*host=mx.loop.test ip=127.0.0.1 reason=loop", timeout=5)
+        # Only the client's own connection was ever accepted: nothing came back in.
+        time.sleep(1.0)
+        m = relay.scrape()
+        accepted = sum(v for k, v in m.items() if k.startswith("mxrelay_connections_accepted_total"))
+        self.assertEqual(accepted, 1, m)
 
     # ------------------------------------------------- helpers
 
