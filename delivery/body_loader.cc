@@ -21,7 +21,9 @@ void BodyLoader::Get(ActiveMessage* m, Ready ready, std::function<ActiveMessage*
   if (m->body_loading) return;
   m->body_loading = true;
   uint64_t bytes = m->meta.body_size;
-  if (state_->loaded > 0 && state_->loaded + static_cast<int64_t>(bytes) > state_->budget) {
+  // First come, first read: a read behind a waiting one waits too, so a
+  // large body is not overtaken for ever by small ones that would fit.
+  if (!waiting_.empty() || (state_->loaded > 0 && state_->loaded + static_cast<int64_t>(bytes) > state_->budget)) {
     state_->stats->body_waits.fetch_add(1, std::memory_order_relaxed);
     waiting_.push_back(Wait{m->meta.id, bytes, std::move(find)});
     return;

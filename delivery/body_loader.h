@@ -4,9 +4,9 @@
 // A body read from the spool is shared by every transaction of its message
 // under way (BodyRef) and freed when the last one ends, so bodies in memory
 // are those being sent now, never those of messages waiting on a stalled
-// site. A read that would take the loaded bytes past the budget waits (FIFO)
-// until bytes come back, unless nothing is loaded at all (a body larger than
-// the budget still goes, alone). With transactions streaming their body to
+// site. A read that would take the loaded bytes past the budget waits until
+// bytes come back, unless nothing is loaded at all (a body larger than the
+// budget still goes, alone); reads start in the order they were asked for. With transactions streaming their body to
 // the socket in chunks (OutboundConnection), memory is bounded by
 //   intake budget (256 MiB) + max_body_memory + connections x ~2 x 256 KiB.
 //

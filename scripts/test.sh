@@ -35,8 +35,9 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure --timeout 900 -j1 -LE bench)
 
 echo "=== [4/4] TSan build + threaded unit tests + the relay binary's threads"
-./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test mxrelay
-for t in common/common_test queue/queue_test relay/relay_test relay/relay_server_test; do
+./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test delivery_test mxrelay
+# delivery_test: the body loader's reads on the spool I/O thread.
+for t in common/common_test queue/queue_test relay/relay_test relay/relay_server_test delivery/delivery_test; do
   TSAN_OPTIONS=halt_on_error=1 "build-tsan/$t" --gtest_brief=1
 done
 # The exporter racing the counters (civetweb itself is not instrumented: its
