@@ -81,16 +81,22 @@ class PrivilegeTest(RelayTestCase):
                 f.write("root only\n")
         return outside
 
-    def test_symlinks_and_hard_links_in_data_dir_are_not_followed(self):
-        """Issue 15, item 5: data_dir is handed over (chown -R) at every start
-        as root; links the previous run left there must not redirect it."""
-        nobody = pwd.getpwnam("nobody")
-        outside = self.outside_tree()
+    def unstarted_relay_for_nobody(self):
+        """A relay not started yet whose workdir and users file `nobody` can
+        read, with an empty data_dir for the test to plant links in."""
         relay = self.new_relay(start=False, listeners=[Listener("plain", "plain")],
                                trusted_networks=["127.0.0.0/8"])
         os.chmod(relay.workdir, 0o755)
         os.chmod(relay.users_file, 0o644)
         os.makedirs(relay.data_dir)
+        return relay
+
+    def test_symlinks_and_hard_links_in_data_dir_are_not_followed(self):
+        """Issue 15, item 5: data_dir is handed over (chown -R) at every start
+        as root; links the previous run left there must not redirect it."""
+        nobody = pwd.getpwnam("nobody")
+        outside = self.outside_tree()
+        relay = self.unstarted_relay_for_nobody()
         os.symlink(os.path.join(outside, "shadow"), os.path.join(relay.data_dir, "initial-credentials"))
         os.symlink(os.path.join(outside, "sub"), os.path.join(relay.data_dir, "tls"))
         os.link(os.path.join(outside, "shadow2"), os.path.join(relay.data_dir, "hard"))
@@ -107,11 +113,7 @@ class PrivilegeTest(RelayTestCase):
         symlink to a root-owned directory: before, the relay followed it and
         handed that directory's contents over to nobody."""
         outside = self.outside_tree()
-        relay = self.new_relay(start=False, listeners=[Listener("plain", "plain")],
-                               trusted_networks=["127.0.0.0/8"])
-        os.chmod(relay.workdir, 0o755)
-        os.chmod(relay.users_file, 0o644)
-        os.makedirs(relay.data_dir)
+        relay = self.unstarted_relay_for_nobody()
         link = os.path.join(relay.data_dir, "spool")
         os.symlink(outside, link)
         relay.spool = {"path": link}
