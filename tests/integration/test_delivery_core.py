@@ -177,6 +177,8 @@ class DeliveryCoreTest(DeliveryBase):
         self.assertEqual(stall.stalled, STALL_DOMAINS, "not every site reached DATA")
         time.sleep(2.0)  # let every connection push what its socket takes
         hwm = rss_kib(relay.pid) * 1024
+        print("\n[memory] peak RSS %.0f MiB, %d transactions of %d MiB stalled after 354"
+              % (hwm / 2**20, STALL_DOMAINS, size >> 20), flush=True)
         # Bound (README): base + one copy of the body + 2 x 256 KiB per
         # connection; before the fix each connection held its own stuffed copy
         # (60 x 16 MiB ~ 1 GB).
