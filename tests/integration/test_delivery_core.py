@@ -234,6 +234,20 @@ class DeliveryCoreTest(DeliveryBase):
         self.assertEqual(dups, [], "delivered twice after SIGTERM + restart")
         self.assertEqual(sorted(ids), sorted("<%s@client.test>" % t for t in tokens))
 
+    # ------------------------------------------------- remote text in our logs
+
+    def test_reply_text_cannot_forge_log_fields(self):
+        forged = '421 4.3.2 busy" event=delivered id=forged x="'
+        port, (alpha,) = self.sinks(("127.0.0.2", {"banner": forged}))
+        relay = self.relay(port)
+        self.send(relay, ["f@alpha.test"], "forge")
+        ev = relay.wait_events(lambda e: e["recipient"] == "f@alpha.test", timeout=WAIT)[0]
+        self.assertEqual(ev["outcome"], "deferred", ev)
+        self.assertIn('busy" event=delivered', ev["response"])  # JSON keeps the text, quoted
+        relay.wait_log(r'event=(connection_failed|site_backoff) .*busy\\" event=delivered', timeout=5)
+        self.assertNotRegex(relay.log_text(), r'busy" event=delivered',
+                            "a remote reply added fields to a log line")
+
     # ------------------------------------------------- where delivery may connect (issue 15)
 
     def test_default_deny_networks_refuse_a_loopback_mx(self):
