@@ -9,7 +9,7 @@
 # Both relays stay up for the whole run: mxrelay through
 # bench/peer-scripts/ours-up.sh (plain listener, loopback trusted, static
 # route to its sink, every 250 WAL-synced) and a private Postfix through the
-# shared harness's postfix-up.sh (../shared/bench/peers: relayhost
+# harness's postfix-up.sh (bench/peers/: relayhost
 # [127.0.0.1]:SINK, its normal fsync, started in its own cgroup). Each has
 # its own mxr-sink, also up for the whole run (a sink restarted between runs
 # would make Postfix defer to a dead next hop). For every repeat and size the
@@ -28,7 +28,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-PEERS=$(cd "$ROOT/../shared/bench/peers" && pwd)
+PEERS=$ROOT/bench/peers
 BUILD=$ROOT/build
 RELAY_BIN=""
 SIZES=1K,100K REPEATS=3 SECS=10 SESSIONS=20 DRAIN=30 OUT=""
@@ -53,7 +53,7 @@ RELAY_BIN=${RELAY_BIN:-$BUILD/main/mxrelay}
 for f in "$LOADGEN" "$SINK" "$RELAY_BIN"; do
   [ -x "$f" ] || { echo "$0: $f not built" >&2; exit 2; }
 done
-command -v postfix >/dev/null || { echo "$0: postfix missing: run $PEERS/install-peers.sh" >&2; exit 2; }
+command -v postfix >/dev/null || { echo "$0: postfix missing: run scripts/install-deps.sh" >&2; exit 2; }
 [ -n "$OUT" ] || OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-vs-postfix
 mkdir -p "$OUT"
 echo "command: $0 --build $BUILD --relay-bin $RELAY_BIN --sizes $SIZES --repeats $REPEATS --seconds $SECS --sessions $SESSIONS --drain $DRAIN" >"$OUT/command.txt"

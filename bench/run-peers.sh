@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the shared peer harness (../shared/bench/peers) with mxrelay plugged
+# Runs the peer harness (bench/peers/) with mxrelay plugged
 # in (bench/peer-scripts/ours-*.sh), side by side with Postfix and the load
 # tool's ceiling (smtp-source straight into smtp-sink), in one interleaved run.
 # Results: bench/results/<timestamp>/ (summary.txt, raw.tsv, ...).
@@ -12,7 +12,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-PEERS=$(cd "$ROOT/../shared/bench/peers" && pwd)
+PEERS=$HERE/peers
 SYSTEMS=ours,postfix,ceiling
 if [ "${1:-}" = "--systems" ]; then SYSTEMS=$2; shift 2; fi
 [ "${1:-}" = "--" ] && shift

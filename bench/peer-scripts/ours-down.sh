@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops an mxrelay started by ours-up.sh (by PID, via the harness launcher).
 set -euo pipefail
-PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../../../shared/bench/peers" && pwd)}
+PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../peers" && pwd)}
 . "$PEERS/lib/common.sh"
 WORKDIR=""
 while [ $# -gt 0 ]; do

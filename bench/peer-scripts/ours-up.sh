@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Plug-in for ../shared/bench/peers (bench-peers.sh --scripts-dir THIS_DIR):
+# Plug-in for bench/peers (bench-peers.sh --scripts-dir THIS_DIR):
 # starts mxrelay listening on 127.0.0.1:PORT (plain SMTP, loopback trusted:
 # smtp-source cannot AUTH) with a fresh spool in a work dir.
 #
@@ -11,7 +11,7 @@
 # Every message is delivered to 127.0.0.1:S through a static route (no DNS,
 # no TLS), as the harness's contract asks.
 set -euo pipefail
-PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../../../shared/bench/peers" && pwd)}
+PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../peers" && pwd)}
 . "$PEERS/lib/common.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${MXRELAY_BIN:-$HERE/../../build/main/mxrelay}
