@@ -186,7 +186,7 @@ void EngineImpl::JobToSite(Job* j, const std::vector<std::string>& hosts, const 
   MXR_DCHECK(j->site == nullptr || j->site == s, "a job moved to another site");
   s->hosts = hosts;  // latest order (shuffled within preference)
   j->site = s;
-  if (Draining()) return HoldJob(j, deps_.clock->NowMicros(), "Relay stopping: not attempted");
+  if (Draining()) return HoldForRestart(j);
   if (s->window.dead_until_ms > loop_->now_ms()) {
     std::string text = Cat("Destination ", s->name(), " backed off after connection failures");
     if (s->last_error.code) text += Cat("; last error: ", s->last_error.ToString());
@@ -212,10 +212,21 @@ void EngineImpl::HoldJob(Job* j, int64_t until_us, const std::string& text) {
   JobFinished(j);
 }
 
+// A local result for every recipient of `j` (no server said it: the DSN
+// says X-mxrelay). Before routing (DNS) the job has no site yet.
 void EngineImpl::FailJob(Job* j, int code, const std::string& enhanced, const std::string& text) {
-  for (size_t i : j->rcpts) j->msg->outcomes[i] = RcptOutcome::Local(code, enhanced, text);
+  for (size_t i : j->rcpts) {
+    RcptOutcome o = RcptOutcome::Local(code, enhanced, text);
+    if (j->site) {
+      o.site = j->site->name();
+      o.site_label = j->site->label();
+    }
+    j->msg->outcomes[i] = std::move(o);
+  }
   JobFinished(j);
 }
+
+void EngineImpl::HoldForRestart(Job* j) { HoldJob(j, deps_.clock->NowMicros(), "Relay stopping: not attempted"); }
 
 void EngineImpl::JobFinished(Job* j) {
   MXR_DCHECK(!j->done && !j->queued && !j->on_connection, "a job finished twice or while queued");
@@ -273,7 +284,7 @@ void EngineImpl::GetBody(Job* j, std::function<void(const absl::Status&, BodyRef
 
 void EngineImpl::Requeue(Job* j) {
   if (stopping_) return;
-  if (Draining()) return HoldJob(j, deps_.clock->NowMicros(), "Relay stopping: not attempted");
+  if (Draining()) return HoldForRestart(j);
   Site* s = j->site;
   s->ready.Push(j);
   loop_->Post([this, s] { Pump(s); });
@@ -305,36 +316,25 @@ void EngineImpl::OnConnGone(OutboundConnection* c, bool ever_ready, const Reply&
     // Not a connection failure: the destination is one delivery must never
     // use. Everything queued for the site bounces with the reason.
     const Reply& r = c->refusal();
-    while (Job* j = s->ready.Pop()) {
-      for (size_t i : j->rcpts) {
-        RcptOutcome o = RcptOutcome::Local(r.code, r.enhanced, r.text);
-        o.site = s->name();
-        o.site_label = s->label();  // no mx_host: no server said it (the DSN says X-mxrelay)
-        j->msg->outcomes[i] = std::move(o);
+    while (Job* j = s->ready.Pop()) FailJob(j, r.code, r.enhanced, r.text);
+  } else {
+    (ever_ready ? stats_->connections_ok : stats_->connections_failed)++;
+    // A session that worked and then failed (421, timeout, reset) is a
+    // connection-level failure too; a normal end (QUIT answered) is not.
+    if (!stopping_ && !Draining() && (!ever_ready || why.code >= 400)) {
+      stats_->connection_failures++;
+      s->last_error = why;
+      if (OnConnectFailure(cfg_, loop_->now_ms(), &s->window)) {
+        stats_->site_backoffs++;
+        spdlog::warn("event=site_backoff site={} seconds={} last_error=\"{}\" queued={}", s->name(),
+                     s->window.backoff_ms / 1000, LogEscape(why.ToString()), s->ready.size());
+        std::string text = Cat("Destination ", s->name(), " backed off after connection failures; last error: ",
+                               why.ToString());
+        int64_t until = deps_.clock->NowMicros() + (s->window.dead_until_ms - loop_->now_ms()) * 1000;
+        while (Job* held = s->ready.Pop()) HoldJob(held, until, text);
+      } else {
+        spdlog::info("event=connection_failed site={} error=\"{}\"", s->name(), LogEscape(why.ToString()));
       }
-      JobFinished(j);
-    }
-    s->conns.erase(c->in_site);
-    c->in_site = s->conns.end();
-    if (Draining()) CheckDrained();
-    return;
-  }
-  (ever_ready ? stats_->connections_ok : stats_->connections_failed)++;
-  // A session that worked and then failed (421, timeout, reset) is a
-  // connection-level failure too; a normal end (QUIT answered) is not.
-  if (!stopping_ && !Draining() && (!ever_ready || why.code >= 400)) {
-    stats_->connection_failures++;
-    s->last_error = why;
-    if (OnConnectFailure(cfg_, loop_->now_ms(), &s->window)) {
-      stats_->site_backoffs++;
-      spdlog::warn("event=site_backoff site={} seconds={} last_error=\"{}\" queued={}", s->name(),
-                   s->window.backoff_ms / 1000, LogEscape(why.ToString()), s->ready.size());
-      std::string text = Cat("Destination ", s->name(), " backed off after connection failures; last error: ",
-                             why.ToString());
-      int64_t until = deps_.clock->NowMicros() + (s->window.dead_until_ms - loop_->now_ms()) * 1000;
-      while (Job* held = s->ready.Pop()) HoldJob(held, until, text);
-    } else {
-      spdlog::info("event=connection_failed site={} error=\"{}\"", s->name(), LogEscape(why.ToString()));
     }
   }
   s->conns.erase(c->in_site);
@@ -435,9 +435,8 @@ void EngineImpl::BeginDrain(int64_t deadline_ms) {
   for (auto& c : conns_) in_flight += c->busy() ? 1 : 0;
   spdlog::info("event=delivery_draining transactions={} timeout_ms={}", in_flight,
                deadline_ms - loop_->now_ms());
-  int64_t now_us = deps_.clock->NowMicros();
   for (auto& [k, s] : sites_) {
-    while (Job* j = s->ready.Pop()) HoldJob(j, now_us, "Relay stopping: not attempted");
+    while (Job* j = s->ready.Pop()) HoldForRestart(j);
   }
   for (auto it = conns_.begin(); it != conns_.end();) {
     OutboundConnection* c = (it++)->get();

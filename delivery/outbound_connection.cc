@@ -87,18 +87,8 @@ void OutboundConnection::SendJob(Job* j, const absl::Status& st, BodyRef body) {
   if (!st.ok()) {
     // Never send an empty or partial body: the recipients are deferred with
     // a local error and the session stays usable for other jobs.
-    job_ = nullptr;
-    j->on_connection = false;
-    state_ = State::kIdle;
-    std::vector<RcptResult> res(j->rcpts.size(),
-                                RcptResult{451, "4.3.0", Cat("Local error: the message body could not be read from "
-                                                             "the queue (", st.message(), ")")});
-    owner_->OnJobDone(this, j, res);
-    if (state_ == State::kIdle) {
-      Touch(owner_->cfg().idle_timeout);
-      owner_->OnConnReady(this);
-    }
-    return;
+    return GiveBack(j, RcptResult{451, "4.3.0", Cat("Local error: the message body could not be read from the "
+                                                    "queue (", st.message(), ")")});
   }
   j->body = std::move(body);
   ActiveMessage* m = j->msg;
@@ -109,24 +99,26 @@ void OutboundConnection::SendJob(Job* j, const absl::Status& st, BodyRef body) {
   j->out.body_8bit = m->meta.body_8bit;
   j->out.body = j->body.get();
   RcptResult why;
-  if (!client_->CanSend(j->out, &why)) {
-    job_ = nullptr;
-    j->on_connection = false;
-    j->body.reset();
-    state_ = State::kIdle;
-    std::vector<RcptResult> res(j->rcpts.size(), why);
-    owner_->OnJobDone(this, j, res);
-    if (state_ == State::kIdle) {
-      Touch(owner_->cfg().idle_timeout);
-      owner_->OnConnReady(this);
-    }
-    return;
-  }
+  if (!client_->CanSend(j->out, &why)) return GiveBack(j, why);
   state_ = State::kSending;
   client_->Send(j->out);
   Touch(owner_->cfg().command_timeout);
   Flush();
   AfterClient();
+}
+
+// A job taken but not sent: every recipient gets `why`, and the session,
+// still ready, is idle again for the next job.
+void OutboundConnection::GiveBack(Job* j, const RcptResult& why) {
+  job_ = nullptr;
+  j->on_connection = false;
+  j->body.reset();
+  state_ = State::kIdle;
+  owner_->OnJobDone(this, j, std::vector<RcptResult>(j->rcpts.size(), why));
+  if (state_ == State::kIdle) {
+    Touch(owner_->cfg().idle_timeout);
+    owner_->OnConnReady(this);
+  }
 }
 
 void OutboundConnection::Quit() {

@@ -140,6 +140,7 @@ class OutboundConnection final : public ClientHost, public IoStream::Owner {
   void NextAddress();
   void RetireStream();
   void SendJob(Job* j, const absl::Status& st, BodyRef body);
+  void GiveBack(Job* j, const RcptResult& why);
   void Flush();
   void TlsHandshakeFailed(const std::string& detail);
   bool BodyStillMoving();

@@ -95,14 +95,18 @@ class DeliveryBase(RelayTestCase):
             self.addCleanup(s.stop)
         return port, sinks
 
-    def relay(self, port, routes=(), **delivery):
+    def delivery_cfg(self, port, **delivery):
+        """[delivery] for this zone's DNS server and short test timers."""
         d = {"port": port, "resolver": self.dns.resolver, "retry_initial": 1, "retry_max": 2,
              "max_age": 120, "connect_timeout": 5, "banner_timeout": 10, "command_timeout": 10,
              "data_timeout": 10}
         d.update(delivery)
+        return d
+
+    def relay(self, port, routes=(), **delivery):
         return self.new_relay(listeners=[Listener("plain", "plain")],
-                              trusted_networks=["127.0.0.0/8"], delivery=d, routes=routes,
-                              limits={"max_connections_per_ip": 100})
+                              trusted_networks=["127.0.0.0/8"], delivery=self.delivery_cfg(port, **delivery),
+                              routes=routes, limits={"max_connections_per_ip": 100})
 
     def send(self, relay, rcpts, token, sender=SENDER, **kw):
         """Submits one message (unique Message-ID <token@client.test>); returns the queue id."""

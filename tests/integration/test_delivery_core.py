@@ -22,7 +22,7 @@ import subprocess
 import time
 import unittest
 
-from relayctl import MXRELAY_BIN, make_message, submit
+from relayctl import MXRELAY_BIN, Listener, make_message, submit
 from sink import start_sinks
 from test_delivery import MX, HOSTS, NULLMX, SENDER, WAIT, DeliveryBase
 
@@ -284,15 +284,7 @@ class DeliveryCoreTest(DeliveryBase):
     # ------------------------------------------------- helpers
 
     def listener(self):
-        from relayctl import Listener
         return Listener("plain", "plain")
-
-    def delivery_cfg(self, port, **kw):
-        d = {"port": port, "resolver": self.dns.resolver, "retry_initial": 1, "retry_max": 2,
-             "max_age": 120, "connect_timeout": 5, "banner_timeout": 10, "command_timeout": 10,
-             "data_timeout": 10}
-        d.update(kw)
-        return d
 
 
 if __name__ == "__main__":
