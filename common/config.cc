@@ -337,6 +337,7 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
   if (const toml::table* t = r.SubTable("auth", &st)) {
     TableReader s(*t, "auth.", source);
     MXR_RETURN_IF_ERROR(s.Str("users_file", &c->auth.users_file));
+    MXR_RETURN_IF_ERROR(s.Bool("local_part_login", &c->auth.local_part_login));
     MXR_RETURN_IF_ERROR(s.Int("max_failures", &c->auth.max_failures, 1, 100));
     MXR_RETURN_IF_ERROR(s.Int("failure_delay_ms", &c->auth.failure_delay_ms, 0, 60000));
     MXR_RETURN_IF_ERROR(s.Int("max_failures_per_ip", &c->auth.max_failures_per_ip, 0, 1000000));
@@ -365,6 +366,7 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(s.Int("command", &x.command, 1, 3600));
     MXR_RETURN_IF_ERROR(s.Int("data", &x.data, 1, 3600));
     MXR_RETURN_IF_ERROR(s.Int("tls_handshake", &x.tls_handshake, 1, 600));
+    MXR_RETURN_IF_ERROR(s.Int("implicit_tls_wait", &x.implicit_tls_wait, 0, 600));
     MXR_RETURN_IF_ERROR(s.Int("spool_write", &x.spool_write, 1, 600));
     MXR_RETURN_IF_ERROR(s.Finish());
   }

@@ -40,6 +40,9 @@ struct TlsConfig {
 
 struct AuthConfig {
   std::string users_file;  // "user:crypt-hash" per line; empty -> data_dir/users
+  // A user written as an address ("alice@example.com") may also log in with
+  // its local part ("alice") when no other user shares it.
+  bool local_part_login = false;
   int max_failures = 3;    // per session; then 421 4.7.0 and disconnect
   int failure_delay_ms = 1000;  // added before each failed-AUTH reply
   // Across sessions: this many failures from one IP within ip_block_seconds
@@ -68,6 +71,10 @@ struct TimeoutsConfig {  // seconds
   int command = 300;
   int data = 180;           // between two reads while receiving DATA/BDAT
   int tls_handshake = 30;
+  // Implicit-TLS listeners: a client that sends nothing for this long (or
+  // sends plaintext) expects plaintext SMTP; it gets a 421 in clear saying
+  // which port to use. 0: wait for the TLS handshake timeout instead.
+  int implicit_tls_wait = 3;
   int spool_write = 10;     // a commit that waits longer answers 451 4.3.0
 };
 

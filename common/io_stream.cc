@@ -186,12 +186,13 @@ bool IoStream::Write(std::string&& data) {
   return Write(std::string_view(data));
 }
 
-void IoStream::StartTls(std::unique_ptr<TlsEndpoint> tls) {
+void IoStream::StartTls(std::unique_ptr<TlsEndpoint> tls, std::string_view received) {
   tls_ = std::move(tls);
   if (tls_->has_cipher()) {  // a client's ClientHello
     tls_->TakeCipher(&out_);
     Flush();
   }
+  if (!received.empty() && !closing_ && owner_) HandleBytes(received);
 }
 
 void IoStream::ShutdownTls() {

@@ -103,7 +103,10 @@ class IoStream {
 
   // From now on bytes are TLS records (the endpoint's role decides client
   // or server). Output queued before this call goes out in clear first.
-  void StartTls(std::unique_ptr<TlsEndpoint> tls);
+  // `received`: bytes already received that belong to TLS (the owner looked
+  // at them first); they are fed now, so the owner's callbacks (OnStreamTls
+  // with a failure) may run before this returns.
+  void StartTls(std::unique_ptr<TlsEndpoint> tls, std::string_view received = {});
   TlsEndpoint* tls() const { return tls_.get(); }
   bool tls_up() const { return tls_ && tls_->handshake_done(); }
   // Queues TLS close_notify (once) before a close.

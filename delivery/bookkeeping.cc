@@ -31,6 +31,14 @@ void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d) {
   bool counted = !(o.not_attempted && d.outcome == Outcome::kDeferred);
   e.attempt = m.meta.recipients[d.rcpt].attempts + (counted ? 0 : 1);
   e.queue_seconds = static_cast<double>(e.time_us - m.meta.received_us) / 1e6;
+  // The operator's log: with event=queued (ingress) and event=rescheduled
+  // below, `grep <queue id>` tells the message's story.
+  spdlog::info("event={} id={} rcpt=<{}> site={} mx={} ip={} tls={} code={} enhanced={} reply=\"{}\" attempt={}{} "
+               "queue_s={:.1f}",
+               e.outcome, e.queue_id, LogEscape(e.recipient), e.site.empty() ? "-" : e.site,
+               e.mx_host.empty() ? "-" : e.mx_host, e.ip.empty() ? "-" : e.ip, e.tls.empty() ? "no" : e.tls, e.code,
+               e.enhanced.empty() ? "-" : e.enhanced, LogEscape(e.response), e.attempt,
+               o.not_attempted ? " held=1" : "", e.queue_seconds);
   deps_.event_log->Write(e);
 }
 
@@ -102,6 +110,10 @@ void Bookkeeping::Record(ActiveMessage* m, bool bounce_committed) {
     deps_.stats->messages_completed++;
   } else {
     deps_.spool->UpdateAsync(m->meta, old_next);
+    int64_t now_us = deps_.clock->NowMicros();
+    spdlog::info("event=rescheduled id={} pending={} attempts={} next_attempt_in_s={}", m->meta.id.ToString(),
+                 m->meta.PendingRecipients(), m->meta.attempts,
+                 std::max<int64_t>(0, (step.next_attempt_us - now_us + 500'000) / 1'000'000));
   }
   ScheduleFlush();
   done_(m, step);

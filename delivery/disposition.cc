@@ -63,7 +63,16 @@ Disposition Dispose(const DeliveryConfig& cfg, queue::MessageMeta* meta, std::ve
       dec.outcome = Outcome::kDeferred;
     }
     d.decisions.push_back(std::move(dec));
-    if (o.not_attempted && r.state == queue::RcptState::kPending) continue;
+    if (o.not_attempted && r.state == queue::RcptState::kPending) {
+      // Held back: no attempt charged, but the reason is what `queue list`
+      // shows (e.g. the destination's connection error), unless the hold
+      // says nothing about the destination (a stop).
+      if (o.record_reply) {
+        r.last_code = static_cast<uint32_t>(o.code);
+        r.last_response = Cat(o.enhanced, o.enhanced.empty() ? "" : " ", o.text);
+      }
+      continue;
+    }
     r.attempts++;
     r.last_code = static_cast<uint32_t>(o.code);
     r.last_response = Cat(o.enhanced, o.enhanced.empty() ? "" : " ", o.text);

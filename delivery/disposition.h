@@ -24,6 +24,7 @@ namespace mxr::delivery {
 struct RcptOutcome {
   bool set = false;            // false: nothing happened to it this round
   bool not_attempted = false;  // held back (site backed off, shutdown): no attempt charged
+  bool record_reply = true;    // with not_attempted: the record keeps this as its last reply
   int64_t hold_until_us = 0;   // with not_attempted: retry no earlier than this
   int code = 0;
   std::string enhanced, text;
@@ -51,7 +52,8 @@ struct Disposition {
 // per-recipient attempts and last reply. A recipient without a result this
 // round keeps its last reply. 2xx -> delivered; 5xx -> bounced; otherwise
 // past max_age -> expired (4.4.7, a bounce); otherwise deferred. A recipient
-// held back (not_attempted) is not charged an attempt.
+// held back (not_attempted) is not charged an attempt; the hold's reason
+// becomes its last reply (unless !record_reply).
 // REQUIRES: outcomes->size() == meta->recipients.size().
 Disposition Dispose(const DeliveryConfig& cfg, queue::MessageMeta* meta, std::vector<RcptOutcome>* outcomes,
                     int64_t now_us);

@@ -96,7 +96,24 @@ TEST(Dispose, HeldRecipientsAreNotCharged) {
   Disposition d = Dispose(cfg, &m, &o, kT0 + kSec);
   EXPECT_EQ(d.decisions[0].outcome, Outcome::kDeferred);
   EXPECT_EQ(m.recipients[0].attempts, 0u);
-  EXPECT_EQ(m.recipients[0].last_code, 0u);
+  // Issue 21: the hold's reason is what `queue list` shows (it said
+  // last_code 0 after rounds of connection refused).
+  EXPECT_EQ(m.recipients[0].last_code, 451u);
+  EXPECT_EQ(m.recipients[0].last_response, "4.4.1 backed off");
+}
+
+TEST(Dispose, HeldForAStopKeepsTheLastRealReply) {
+  DeliveryConfig cfg = Cfg();
+  queue::MessageMeta m = Meta(1);
+  m.recipients[0].attempts = 1;
+  m.recipients[0].last_code = 452;
+  m.recipients[0].last_response = "4.2.2 mailbox full";
+  std::vector<RcptOutcome> o = {RcptOutcome::Held(kT0 + kSec, 451, "4.4.1", "Relay stopping: not attempted")};
+  o[0].record_reply = false;
+  Dispose(cfg, &m, &o, kT0 + kSec);
+  EXPECT_EQ(m.recipients[0].attempts, 1u);
+  EXPECT_EQ(m.recipients[0].last_code, 452u);
+  EXPECT_EQ(m.recipients[0].last_response, "4.2.2 mailbox full");
 }
 
 TEST(Reschedule, Table) {

@@ -198,11 +198,12 @@ void EngineImpl::JobToSite(Job* j, const std::vector<std::string>& hosts, const 
 
 // The job is held back without an attempt until `until_us` (a backed-off
 // site, or a stop).
-void EngineImpl::HoldJob(Job* j, int64_t until_us, const std::string& text) {
+void EngineImpl::HoldJob(Job* j, int64_t until_us, const std::string& text, bool record_reply) {
   Site* s = j->site;
   std::string enhanced = s && !s->last_error.enhanced.empty() ? s->last_error.enhanced : "4.4.1";
   for (size_t i : j->rcpts) {
     RcptOutcome o = RcptOutcome::Held(until_us, 451, enhanced, text);
+    o.record_reply = record_reply;
     if (s) {
       o.site = s->name();
       o.site_label = s->label();
@@ -226,7 +227,9 @@ void EngineImpl::FailJob(Job* j, int code, const std::string& enhanced, const st
   JobFinished(j);
 }
 
-void EngineImpl::HoldForRestart(Job* j) { HoldJob(j, deps_.clock->NowMicros(), "Relay stopping: not attempted"); }
+void EngineImpl::HoldForRestart(Job* j) {
+  HoldJob(j, deps_.clock->NowMicros(), "Relay stopping: not attempted", /*record_reply=*/false);
+}
 
 void EngineImpl::JobFinished(Job* j) {
   MXR_DCHECK(!j->done && !j->queued && !j->on_connection, "a job finished twice or while queued");
@@ -371,6 +374,7 @@ void EngineImpl::Tick() {
     last_oldest_ms_ = now;
     RefreshOldest();
   }
+  stats_->messages_deferred = static_cast<int64_t>(scheduled_.Waiting(deps_.clock->NowMicros()));
   PublishSnapshot(now);
 }
 

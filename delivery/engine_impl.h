@@ -95,7 +95,7 @@ class EngineImpl final : public ConnectionOwner {
   void JobToSite(Job* j, const std::vector<std::string>& hosts, const SiteSettings& settings,
                  const std::string& route_domain);
   void FailJob(Job* j, int code, const std::string& enhanced, const std::string& text);
-  void HoldJob(Job* j, int64_t until_us, const std::string& text);
+  void HoldJob(Job* j, int64_t until_us, const std::string& text, bool record_reply = true);
   void HoldForRestart(Job* j);  // stopping: not attempted, retried right after the restart
   void JobFinished(Job* j);
   void Pump(Site* s);

@@ -7,11 +7,31 @@ namespace mxr::delivery {
 bool ScheduledQueue::Add(int64_t when_us, const queue::QueueId& id) {
   if (!ids_.insert(id).second) return false;
   heap_.push({when_us, id});
+  if (Second(when_us) > boundary_s_) {
+    future_[Second(when_us)]++;
+    future_count_++;
+  }
   MXR_DCHECK(heap_.size() == ids_.size(), "scheduled ids and heap out of step");
   return true;
 }
 
+void ScheduledQueue::Advance(int64_t now_us) {
+  int64_t now_s = Second(now_us);
+  if (now_s <= boundary_s_) return;
+  boundary_s_ = now_s;
+  while (!future_.empty() && future_.begin()->first <= now_s) {
+    future_count_ -= future_.begin()->second;
+    future_.erase(future_.begin());
+  }
+}
+
+size_t ScheduledQueue::Waiting(int64_t now_us) {
+  Advance(now_us);
+  return future_count_;
+}
+
 std::optional<queue::QueueId> ScheduledQueue::PopDue(int64_t now_us) {
+  Advance(now_us);  // what it pops is never counted as waiting
   if (heap_.empty() || heap_.top().first > now_us) return std::nullopt;
   queue::QueueId id = heap_.top().second;
   heap_.pop();

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <map>
 #include <optional>
 #include <queue>
 #include <unordered_set>
@@ -39,11 +41,23 @@ class ScheduledQueue {
   bool empty() const { return ids_.empty(); }
   // When the earliest entry is due (nullopt when empty).
   std::optional<int64_t> NextDue() const;
+  // Entries due after `now_us` (to the second): the messages waiting for a
+  // retry time, which `mxrelay queue summary` calls deferred. Amortised
+  // O(1): each second's count is dropped once, when that second passes.
+  // `now_us` never goes back (an earlier value counts as the last one).
+  size_t Waiting(int64_t now_us);
 
  private:
+  static int64_t Second(int64_t us) { return us >= 0 ? us / 1'000'000 : -((-us + 999'999) / 1'000'000); }
+  void Advance(int64_t now_us);
+
   using Entry = std::pair<int64_t, queue::QueueId>;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
   std::unordered_set<queue::QueueId, QueueIdHash> ids_;  // exactly the ids in heap_
+  // Entries in seconds after boundary_s_, by second (see Waiting()).
+  std::map<int64_t, size_t> future_;
+  size_t future_count_ = 0;
+  int64_t boundary_s_ = std::numeric_limits<int64_t>::min();
 };
 
 }  // namespace mxr::delivery

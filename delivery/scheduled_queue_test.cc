@@ -43,5 +43,31 @@ TEST(ScheduledQueue, EqualTimesComeOutInIdOrder) {
   EXPECT_EQ(q.PopDue(10), Id(1, 5));
 }
 
+// Issue 21: the deferred count (`mxrelay_queue_deferred_messages`) is the
+// entries whose time is still ahead, the same rule as `queue summary`.
+TEST(ScheduledQueue, WaitingCountsEntriesDueLaterToTheSecond) {
+  constexpr int64_t kS = 1'000'000;
+  ScheduledQueue q;
+  int64_t now = 1000 * kS;
+  q.Add(now - 5 * kS, Id(1));   // overdue: not waiting
+  q.Add(now, Id(2));            // due now: not waiting
+  q.Add(now + 30 * kS, Id(3));  // a retry in 30 s
+  q.Add(now + 30 * kS + 1, Id(4));
+  q.Add(now + 600 * kS, Id(5));
+  EXPECT_EQ(q.Waiting(now), 3u);
+  EXPECT_EQ(q.PopDue(now), Id(1));
+  EXPECT_EQ(q.PopDue(now), Id(2));
+  EXPECT_EQ(q.Waiting(now), 3u);
+  EXPECT_EQ(q.Waiting(now + 31 * kS), 1u) << "the two retries at +30 s are due now";
+  EXPECT_EQ(q.Waiting(now), 1u) << "time does not go back";
+  q.Add(now + 31 * kS + 10, Id(6));  // within the second already passed: due
+  q.Add(now + 40 * kS, Id(7));
+  EXPECT_EQ(q.Waiting(now + 31 * kS), 2u);
+  while (q.PopDue(now + 700 * kS)) {
+  }
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.Waiting(now + 700 * kS), 0u);
+}
+
 }  // namespace
 }  // namespace mxr::delivery

@@ -63,6 +63,9 @@ struct DeliveryStats {
   std::atomic<int64_t> sites_backed_off{0};       // gauge
   std::atomic<int64_t> messages_active{0};        // gauge: loaded, being worked on
   std::atomic<int64_t> messages_scheduled{0};     // gauge: waiting in the schedule
+  // gauge: scheduled for a later time (after a deferral or a hold): what
+  // `mxrelay queue summary` calls deferred. Refreshed every tick.
+  std::atomic<int64_t> messages_deferred{0};
   std::atomic<int64_t> oldest_message_us{0};      // gauge: id time of the oldest queued message, 0 = none
   std::atomic<uint64_t> body_read_failures{0};    // bodies that could not be read (jobs deferred 4.3.0)
   std::atomic<int64_t> body_bytes_loaded{0};      // gauge: bodies read from the spool, held for transactions

@@ -2,6 +2,7 @@
 //
 //   mxrelay [run] [-c mxrelay.toml]     run the relay (embedded defaults without -c)
 //   mxrelay queue list|summary [-c ..]  inspect the spool (safe while running)
+//   mxrelay queue show ID [-c ..]       one message, with its history
 //   mxrelay hash-password               read a password on stdin, print a yescrypt hash
 //   mxrelay check-config -c FILE        validate a config file and exit
 #include <signal.h>
@@ -104,6 +105,19 @@ void PrintWelcome(const Config& cfg) {
              sub->address, sub->port, user, password, cfg.data_dir, cfg.UsersFile());
 }
 
+relay::UserDb::Options UserOptions(const Config& cfg) {
+  relay::UserDb::Options o;
+  o.local_part_login = cfg.auth.local_part_login;
+  return o;
+}
+
+void WarnAmbiguous(const relay::UserDb& db) {
+  if (db.ambiguous_local_parts() == 0) return;
+  spdlog::warn("event=users_local_part_ambiguous count={} note=\"auth.local_part_login: these local parts belong "
+               "to several users; those users must log in with their full address\"",
+               db.ambiguous_local_parts());
+}
+
 // Routes that send their AUTH password over TLS without checking the
 // certificate: allowed only with the explicit key, and said at every start
 // and reload.
@@ -132,10 +146,11 @@ void Reload(const std::string& config_path, const Config& cfg, const std::string
     }
     next = std::move(*c);
   }
-  auto u = relay::UserDb::Load(next.UsersFile());
+  auto u = relay::UserDb::Load(next.UsersFile(), UserOptions(next));
   if (u.ok()) {
     auth->SetUsers(*u);
     spdlog::info("event=users_reloaded path={} users={}", next.UsersFile(), (*u)->size());
+    WarnAmbiguous(**u);
   } else {
     spdlog::error("event=users_reload_failed error=\"{}\" action=\"kept the previous users\"",
                   u.status().message());
@@ -143,7 +158,8 @@ void Reload(const std::string& config_path, const Config& cfg, const std::string
   bool need_tls = false;
   for (const auto& l : cfg.listeners) need_tls |= l.mode != ListenerMode::kPlain;
   if (need_tls) {
-    auto t = relay::TlsContext::Create(next.tls, cfg.data_dir, hostname);
+    auto t = relay::TlsContext::Create(next.tls, cfg.data_dir, hostname,
+                                       relay::TlsContext::ListeningAddresses(cfg.listeners));
     if (t.ok()) {
       server->SetTls(*t);
       spdlog::info("event=tls_reloaded cert={}", (*t)->cert_path());
@@ -243,18 +259,20 @@ int Run(const std::string& config_path) {
     spdlog::critical("event=startup_failed error=\"{}\"", st.message());
     return 1;
   }
-  auto users = relay::UserDb::Load(cfg.UsersFile());
+  auto users = relay::UserDb::Load(cfg.UsersFile(), UserOptions(cfg));
   if (!users.ok()) {
     spdlog::critical("event=startup_failed error=\"{}\"", users.status().message());
     return 1;
   }
   spdlog::info("event=users_loaded path={} users={}", cfg.UsersFile(), (*users)->size());
+  WarnAmbiguous(**users);
 
   std::shared_ptr<relay::TlsContext> tls;
   bool need_tls = false;
   for (const auto& l : cfg.listeners) need_tls |= l.mode != ListenerMode::kPlain;
   if (need_tls) {
-    auto t = relay::TlsContext::Create(cfg.tls, cfg.data_dir, hostname);
+    auto t = relay::TlsContext::Create(cfg.tls, cfg.data_dir, hostname,
+                                       relay::TlsContext::ListeningAddresses(cfg.listeners));
     if (!t.ok()) {
       spdlog::critical("event=startup_failed error=\"{}\"", t.status().message());
       return 1;
@@ -408,6 +426,11 @@ int main(int argc, char** argv) {
   ql->add_option("--limit", limit, "At most this many messages")->default_val(1000);
   ql->add_flag("--json", json, "One JSON object per line");
   auto* qs = q->add_subcommand("summary", "Count, bytes and age of the queue");
+  std::string show_id;
+  bool show_json = false;
+  auto* qw = q->add_subcommand("show", "One message: recipients, last replies, next attempt, history");
+  qw->add_option("id", show_id, "Queue id (from \"queued as ...\" or the log)")->required();
+  qw->add_flag("--json", show_json, "One JSON object");
   auto* hp = app.add_subcommand("hash-password", "Read a password on stdin, print a yescrypt hash");
   auto* cc = app.add_subcommand("check-config", "Validate the configuration and exit");
   for (CLI::App* sub : {run, q, hp, cc}) {
@@ -415,6 +438,7 @@ int main(int argc, char** argv) {
   }
   ql->add_option("-c,--config", config, "TOML configuration file");
   qs->add_option("-c,--config", config, "TOML configuration file");
+  qw->add_option("-c,--config", config, "TOML configuration file");
   CLI11_PARSE(app, argc, argv);
 
   if (*hp) return mxr::HashPasswordCmd();
@@ -430,6 +454,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*ql) return mxr::QueueList(*cfg, limit, json);
+    if (*qw) return mxr::QueueShow(*cfg, show_id, show_json);
     return mxr::QueueSummary(*cfg);
   }
   return mxr::Run(config);

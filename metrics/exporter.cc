@@ -167,6 +167,10 @@ void RenderDelivery(const Sources& src, Families& f) {
   f.Gauge("mxrelay_delivery_sites_backed_off", "Sites in dead-site backoff now.", Load(s.sites_backed_off));
   f.Counter("mxrelay_delivery_site_backoffs_total", "Times a site entered backoff.", Load(s.site_backoffs));
   f.Gauge("mxrelay_delivery_messages_active", "Messages loaded and being worked on.", Load(s.messages_active));
+  f.Gauge("mxrelay_queue_deferred_messages",
+          "Messages waiting for a later attempt (after a deferral or a held round); what `mxrelay queue summary` "
+          "calls deferred.",
+          Load(s.messages_deferred));
   f.Counter("mxrelay_delivery_body_read_failures_total",
             "Message bodies that could not be read from the spool (their recipients deferred 4.3.0, nothing sent).",
             Load(s.body_read_failures));

@@ -49,7 +49,7 @@ std::string Authenticator::CacheKey(const std::string& user, const std::string& 
 }
 
 void Authenticator::Verify(std::string user, std::string password,
-                           absl::AnyInvocable<void(AuthResult) &&> done) {
+                           absl::AnyInvocable<void(AuthAnswer) &&> done) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!stop_ && jobs_.size() < kMaxQueuedJobs) {
@@ -62,15 +62,16 @@ void Authenticator::Verify(std::string user, std::string password,
   WipeString(password);
   // Not a failure: the client is told to try later (454 4.7.0) and nothing
   // is counted against it (a flood must not lock out real users).
-  std::move(done)(AuthResult::kBusy);
+  std::move(done)(AuthAnswer{AuthResult::kBusy, {}});
 }
 
-bool Authenticator::CachedOk(const std::string& user, const std::string& password) const {
+std::optional<std::string> Authenticator::CachedOk(const std::string& user, const std::string& password) const {
   std::string key = CacheKey(user, password);
   int64_t now = clock_.MonoMillis();
   std::lock_guard<std::mutex> l(mu_);
   auto it = cache_.find(key);
-  return it != cache_.end() && it->second > now;
+  if (it == cache_.end() || it->second.expiry_ms <= now) return std::nullopt;
+  return it->second.user;
 }
 
 void Authenticator::SetUsers(std::shared_ptr<const UserDb> users) {
@@ -99,26 +100,33 @@ void Authenticator::Work() {
     }
     std::string key = CacheKey(job.user, job.password);
     int64_t now = clock_.MonoMillis();
-    bool ok = false, cached = false;
+    AuthAnswer answer;
+    bool cached = false;
     {
       std::lock_guard<std::mutex> l(mu_);
       auto it = cache_.find(key);
-      if (it != cache_.end() && it->second > now && users == users_) {
-        ok = cached = true;
+      if (it != cache_.end() && it->second.expiry_ms > now && users == users_) {
+        cached = true;
+        answer = AuthAnswer{AuthResult::kOkCached, it->second.user};
       }
     }
     if (!cached) {
-      ok = users != nullptr && users->Verify(job.user, job.password);
-      if (ok) {
+      UserDb::Check c;
+      if (users != nullptr) c = users->CheckPassword(job.user, job.password);
+      answer.user = c.user;
+      answer.result = c.result == UserDb::Result::kOk            ? AuthResult::kOk
+                      : c.result == UserDb::Result::kBadPassword ? AuthResult::kBad
+                                                                 : AuthResult::kUnknownUser;
+      if (answer.result == AuthResult::kOk) {
         std::lock_guard<std::mutex> l(mu_);
         if (users == users_) {
           if (cache_.size() >= kMaxCacheEntries) cache_.clear();
-          cache_[key] = now + cache_ttl_ms_;
+          cache_[key] = Cached{now + cache_ttl_ms_, c.user};
         }
       }
     }
     WipeString(job.password);
-    std::move(job.done)(!ok ? AuthResult::kBad : cached ? AuthResult::kOkCached : AuthResult::kOk);
+    std::move(job.done)(std::move(answer));
   }
 }
 

@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -24,10 +25,17 @@
 namespace mxr::relay {
 
 enum class AuthResult {
-  kOk,        // the password was checked and is right
-  kOkCached,  // right, answered from the cache of recent successes (no check)
-  kBad,       // checked and wrong (or no such user)
-  kBusy,      // not checked: the checker's queue is full (answer 454 4.7.0)
+  kOk,           // the password was checked and is right
+  kOkCached,     // right, answered from the cache of recent successes (no check)
+  kBad,          // checked and wrong
+  kUnknownUser,  // no such user (the client is told the same as for kBad)
+  kBusy,         // not checked: the checker's queue is full (answer 454 4.7.0)
+};
+
+struct AuthAnswer {
+  AuthResult result = AuthResult::kBad;
+  std::string user;  // the user's name as the users file writes it (not for kUnknownUser/kBusy)
+  bool failed() const { return result == AuthResult::kBad || result == AuthResult::kUnknownUser; }
 };
 
 class Authenticator {
@@ -39,11 +47,12 @@ class Authenticator {
   // Thread-safe. `done` runs on a worker thread (post it to your loop), or
   // at once on the calling thread with kBusy when kMaxQueuedJobs wait already.
   // `password` is wiped (also its moved-from buffer) before this returns.
-  void Verify(std::string user, std::string password, absl::AnyInvocable<void(AuthResult) &&> done);
-  // Whether user/password logged in successfully within the cache TTL: one
-  // HMAC and one short lock, no password check. Thread-safe. An oracle like
-  // Verify(): callers rate-limit it the same way (AuthLimiter).
-  bool CachedOk(const std::string& user, const std::string& password) const;
+  void Verify(std::string user, std::string password, absl::AnyInvocable<void(AuthAnswer) &&> done);
+  // Whether user/password logged in successfully within the cache TTL (the
+  // user's name as the file writes it), or nullopt: one HMAC and one short
+  // lock, no password check. Thread-safe. An oracle like Verify(): callers
+  // rate-limit it the same way (AuthLimiter).
+  std::optional<std::string> CachedOk(const std::string& user, const std::string& password) const;
   static constexpr size_t kMaxQueuedJobs = 1000;  // beyond this, kBusy (brute-force flood)
   // Swaps the user database (SIGHUP) and clears the cache. Thread-safe.
   void SetUsers(std::shared_ptr<const UserDb> users);
@@ -52,7 +61,7 @@ class Authenticator {
  private:
   struct Job {
     std::string user, password;
-    absl::AnyInvocable<void(AuthResult) &&> done;
+    absl::AnyInvocable<void(AuthAnswer) &&> done;
   };
   void Work();
   std::string CacheKey(const std::string& user, const std::string& password) const;
@@ -64,7 +73,11 @@ class Authenticator {
   std::condition_variable cv_;
   std::shared_ptr<const UserDb> users_ ABSL_GUARDED_BY(mu_);
   std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
-  std::unordered_map<std::string, int64_t> cache_ ABSL_GUARDED_BY(mu_);  // key -> expiry
+  struct Cached {
+    int64_t expiry_ms = 0;
+    std::string user;  // as the file writes it
+  };
+  std::unordered_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };

@@ -36,7 +36,7 @@ bool AuthLimiter::MakeRoom(Stripe& s, int64_t now_ms) {
   return true;
 }
 
-AuthLimiter::Admit AuthLimiter::Begin(const IpAddress& ip, int64_t now_ms) {
+AuthLimiter::Admit AuthLimiter::Begin(const IpAddress& ip, int64_t now_ms, int64_t* blocked_until_ms) {
   if (max_failures_ <= 0) return Admit::kAllowed;
   IpAddress key = ip.ClientKey(ipv6_prefix_);
   Stripe& s = StripeOf(key);
@@ -49,7 +49,10 @@ AuthLimiter::Admit AuthLimiter::Begin(const IpAddress& ip, int64_t now_ms) {
     it = s.map.emplace(key, Entry{0, 0, now_ms, 0}).first;
   }
   Entry& e = it->second;
-  if (e.blocked_until_ms > now_ms) return Admit::kBlocked;
+  if (e.blocked_until_ms > now_ms) {
+    if (blocked_until_ms != nullptr) *blocked_until_ms = e.blocked_until_ms;
+    return Admit::kBlocked;
+  }
   if (now_ms - e.window_start_ms > window_ms_) {  // a new window
     e.failures = 0;
     e.window_start_ms = now_ms;

@@ -51,7 +51,8 @@ class AuthLimiter {
   explicit AuthLimiter(Options o);
 
   // Whether `ip` may have a password checked now; reserves a slot if so.
-  Admit Begin(const IpAddress& ip, int64_t now_ms);
+  // With kBlocked, *blocked_until_ms (if given) says until when.
+  Admit Begin(const IpAddress& ip, int64_t now_ms, int64_t* blocked_until_ms = nullptr);
   // Ends what Begin() admitted; true if this failure has just blocked `ip`.
   bool End(const IpAddress& ip, Outcome outcome, int64_t now_ms);
 

@@ -17,13 +17,13 @@ TEST(Authenticator, FullQueueAnswersBusyNotBad) {
   Authenticator auth(nullptr, /*threads=*/0, RealClock::Get());  // nothing drains the queue
   std::atomic<int> answered{0};
   for (size_t i = 0; i < Authenticator::kMaxQueuedJobs; ++i) {
-    auth.Verify("alice", "pw", [&](AuthResult) { answered++; });
+    auth.Verify("alice", "pw", [&](AuthAnswer) { answered++; });
   }
   EXPECT_EQ(answered.load(), 0);
   AuthResult got = AuthResult::kOk;
   bool called = false;
-  auth.Verify("alice", "pw", [&](AuthResult r) {
-    got = r;
+  auth.Verify("alice", "pw", [&](AuthAnswer r) {
+    got = r.result;
     called = true;
   });
   ASSERT_TRUE(called) << "a full queue must answer at once";
@@ -37,7 +37,7 @@ TEST(Authenticator, SuccessIsCachedAndFailureIsNot) {
   Authenticator auth(*db, 1, RealClock::Get());
   auto verify = [&](const char* pw) {
     std::atomic<int> r{-1};
-    auth.Verify("alice", pw, [&](AuthResult x) { r = static_cast<int>(x); });
+    auth.Verify("alice", pw, [&](AuthAnswer x) { r = static_cast<int>(x.result); });
     for (int i = 0; i < 500 && r.load() < 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return static_cast<AuthResult>(r.load());
   };

@@ -93,6 +93,7 @@ class Connection final : public SessionHost, public IoStream::Owner {
              bool trusted, bool implicit_tls)
       : w_(w),
         ip_(ip),
+        env_(env),
         session_(*env, this, ConnInfo{ip.ToString(), trusted}),
         stream_(std::make_unique<IoStream>(w->loop(), this, fd, IoStream::RecvMode::kProvidedBuffers,
                                            w->buffers(), kBufGroup)),
@@ -100,7 +101,9 @@ class Connection final : public SessionHost, public IoStream::Owner {
     started_ms_ = w_->loop()->now_ms();
     progress_ms_ = started_ms_;
     if (implicit_tls) {
-      stream_->StartTls(std::make_unique<TlsEndpoint>(tls_ctx_->get()));  // greeting after the handshake
+      // TLS starts with the client's first byte if it is a TLS record (see
+      // OnStreamData); the greeting comes after the handshake.
+      sniffing_ = true;
     } else {
       session_.Start();
     }
@@ -128,33 +131,36 @@ class Connection final : public SessionHost, public IoStream::Owner {
     stream_->Hold();  // keeps us alive until the answer
     EventLoop* loop = w_->loop();
     IngressServer* srv = w_->server();
-    auto answer_now = [this, loop](AuthVerdict v) {
-      loop->Post([this, v] { AuthDone(v); });  // never call back into the session from here
+    auto answer_now = [this, loop](AuthVerdict v, std::string who = {}, int64_t blocked_s = 0) {
+      // Never call back into the session from here.
+      loop->Post([this, v, who = std::move(who), blocked_s]() mutable { AuthDone(v, std::move(who), blocked_s); });
     };
-    switch (srv->auth_limiter_.Begin(ip_, loop->now_ms())) {
+    int64_t blocked_until = 0;
+    switch (srv->auth_limiter_.Begin(ip_, loop->now_ms(), &blocked_until)) {
       case AuthLimiter::Admit::kBlocked:
         WipeString(password);
-        return answer_now(AuthVerdict::kBlocked);
+        return answer_now(AuthVerdict::kBlocked, {}, (blocked_until - loop->now_ms() + 999) / 1000);
       case AuthLimiter::Admit::kBusy:
         WipeString(password);
         return answer_now(AuthVerdict::kBusy);
       case AuthLimiter::Admit::kAllowed:
         break;
     }
-    if (srv->deps_.auth->CachedOk(user, password)) {
+    if (auto who = srv->deps_.auth->CachedOk(user, password)) {
       WipeString(password);
       srv->auth_limiter_.End(ip_, AuthLimiter::Outcome::kSuccess, loop->now_ms());
-      return answer_now(AuthVerdict::kOk);
+      return answer_now(AuthVerdict::kOk, std::move(*who));
     }
     int delay = srv->deps_.config->auth.failure_delay_ms;
-    srv->deps_.auth->Verify(std::move(user), std::move(password), [this, loop, delay](AuthResult r) {
-      loop->Post([this, r, loop, delay] {
+    srv->deps_.auth->Verify(std::move(user), std::move(password), [this, loop, delay](AuthAnswer a) {
+      loop->Post([this, a = std::move(a), loop, delay]() mutable {
         IngressServer* server = w_->server();
         auto& st = server->stats_;
-        if (r == AuthResult::kOk || r == AuthResult::kBad) {
+        AuthResult r = a.result;
+        if (r != AuthResult::kBusy && r != AuthResult::kOkCached) {
           st.auth_password_checks.fetch_add(1, std::memory_order_relaxed);
         }
-        AuthLimiter::Outcome o = r == AuthResult::kBad    ? AuthLimiter::Outcome::kFailure
+        AuthLimiter::Outcome o = a.failed()              ? AuthLimiter::Outcome::kFailure
                                  : r == AuthResult::kBusy ? AuthLimiter::Outcome::kNotChecked
                                                           : AuthLimiter::Outcome::kSuccess;
         if (server->auth_limiter_.End(ip_, o, loop->now_ms())) {
@@ -163,13 +169,14 @@ class Connection final : public SessionHost, public IoStream::Owner {
                        "address refused with 421 4.7.0 until then\"",
                        ip_.ToString(), ac.max_failures_per_ip, ac.ip_block_seconds);
         }
-        AuthVerdict v = r == AuthResult::kBad    ? AuthVerdict::kBad
-                        : r == AuthResult::kBusy ? AuthVerdict::kBusy
-                                                 : AuthVerdict::kOk;
-        if (v == AuthVerdict::kBad && delay > 0) {
-          loop->RunAfter(delay, [this] { AuthDone(AuthVerdict::kBad); });  // slow down guessing
+        AuthVerdict v = r == AuthResult::kBad           ? AuthVerdict::kBad
+                        : r == AuthResult::kUnknownUser ? AuthVerdict::kUnknownUser
+                        : r == AuthResult::kBusy        ? AuthVerdict::kBusy
+                                                        : AuthVerdict::kOk;
+        if (a.failed() && delay > 0) {
+          loop->RunAfter(delay, [this, v] { AuthDone(v); });  // slow down guessing
         } else {
-          AuthDone(v);
+          AuthDone(v, std::move(a.user));
         }
       });
     });
@@ -204,21 +211,27 @@ class Connection final : public SessionHost, public IoStream::Owner {
   }
   bool SpoolAccepting() override { return w_->server()->deps_.spool->Healthy(); }
 
-  enum class AuthVerdict { kOk, kBad, kBlocked, kBusy };
-  // Answers an Authenticate(): on the loop, at the top of a callback.
-  void AuthDone(AuthVerdict v) {
+  enum class AuthVerdict { kOk, kBad, kUnknownUser, kBlocked, kBusy };
+  // Answers an Authenticate(): on the loop, at the top of a callback. `user`:
+  // the name as the users file writes it (kOk); `blocked_s`: how long a
+  // block lasts (kBlocked).
+  void AuthDone(AuthVerdict v, std::string user = {}, int64_t blocked_s = 0) {
     auto& st = w_->server()->stats_;
     switch (v) {
       case AuthVerdict::kOk: st.auth_success.fetch_add(1, std::memory_order_relaxed); break;
-      case AuthVerdict::kBad: st.auth_failure.fetch_add(1, std::memory_order_relaxed); break;
+      case AuthVerdict::kBad:
+      case AuthVerdict::kUnknownUser: st.auth_failure.fetch_add(1, std::memory_order_relaxed); break;
       case AuthVerdict::kBlocked: st.auth_blocked.fetch_add(1, std::memory_order_relaxed); break;
       case AuthVerdict::kBusy: st.auth_busy.fetch_add(1, std::memory_order_relaxed); break;
     }
     if (!closing_) {
       switch (v) {
-        case AuthVerdict::kOk: session_.OnAuthResult(true); break;
+        case AuthVerdict::kOk: session_.OnAuthResult(true, std::move(user)); break;
         case AuthVerdict::kBad: session_.OnAuthResult(false); break;
-        case AuthVerdict::kBlocked: session_.OnAuthBlocked(); break;
+        case AuthVerdict::kUnknownUser:
+          session_.OnAuthResult(false, {}, Session::AuthFailure::kUnknownUser);
+          break;
+        case AuthVerdict::kBlocked: session_.OnAuthBlocked(blocked_s); break;
         case AuthVerdict::kBusy: session_.OnAuthBusy(); break;
       }
       AfterSession();
@@ -228,8 +241,45 @@ class Connection final : public SessionHost, public IoStream::Owner {
 
   // IoStream::Owner.
   void OnStreamData(std::string_view data) override {
+    if (sniffing_) {
+      sniffing_ = false;
+      // 0x16: a TLS handshake record. Anything else is a client speaking
+      // SMTP in clear (it sent EHLO without waiting for a greeting).
+      if (static_cast<unsigned char>(data[0]) != 0x16) return PlainOnTlsPort("plaintext");
+      // May call OnStreamTls(false) (and close) before it returns.
+      stream_->StartTls(std::make_unique<TlsEndpoint>(tls_ctx_->get()), data);
+      return AfterSession();
+    }
     FeedSession(data);
     AfterSession();
+  }
+
+  // An implicit-TLS port, and the client speaks (or waits for) plaintext
+  // SMTP: it was set up for STARTTLS or no TLS. It reads our reply as a
+  // greeting, so a 421 in clear tells its user what to change (nothing
+  // secret is in it; a TLS client never gets here: it sends its ClientHello
+  // at once).
+  void PlainOnTlsPort(const char* client) {
+    const ListenerConfig& l = *env_->listener;
+    std::string starttls;
+    for (const auto& o : w_->server()->deps_.config->listeners) {
+      if (o.mode == ListenerMode::kStartTls) {
+        starttls = Cat(o.port);
+        break;
+      }
+    }
+    std::string fix = starttls.empty() ? std::string("set the client to SSL/TLS (implicit TLS)")
+                                       : Cat("use port ", starttls, " with STARTTLS, or set the client to SSL/TLS "
+                                             "(implicit TLS)");
+    spdlog::warn("event=plain_on_tls_port ip={} listener={} port={} client={} hint=\"client expects plaintext SMTP "
+                 "(STARTTLS or no TLS) on an implicit-TLS port; {}\"",
+                 ip_.ToString(), l.name, l.port, client, fix);
+    w_->server()->stats_.CountReply(ReplyCmd::kConnect, 421);
+    reason_ = "plain_on_tls_port";
+    stream_->Write(Cat("421 4.7.0 ", w_->server()->deps_.hostname, " Port ", l.port,
+                       " expects TLS from the first byte (implicit TLS, \"SSL\"); ", fix, "\r\n"));
+    close_after_flush_ = true;
+    Flush();
   }
 
   void OnStreamEnd(IoStream::End why, int res) override {
@@ -303,6 +353,11 @@ class Connection final : public SessionHost, public IoStream::Owner {
   // Timer tick: enforce the per-state timeout.
   void CheckTimeout(int64_t now) {
     if (closing_) return;
+    int wait_s = w_->server()->deps_.config->timeouts.implicit_tls_wait;
+    if (sniffing_ && wait_s > 0 && now - started_ms_ >= static_cast<int64_t>(wait_s) * 1000) {
+      sniffing_ = false;
+      return PlainOnTlsPort("silent");
+    }
     // A client that does not read what we send (or a 421 that can never
     // leave): give up after the command timeout, whatever the session waits for.
     int send_secs = w_->server()->deps_.config->timeouts.command;
@@ -397,19 +452,23 @@ class Connection final : public SessionHost, public IoStream::Owner {
 
   void LogEnd() {
     const auto& s = session_.summary();
+    const ListenerConfig& l = *env_->listener;
     spdlog::info(
-        "event=session_end ip={} user={} tls={} messages={} recipients={} bytes={} rejected={} "
-        "auth_failures={} reason={} duration_ms={}",
-        ip_.ToString(), session_.auth_user().empty() ? "-" : session_.auth_user(),
+        "event=session_end ip={} listener={} port={} mode={} user={} tls={} messages={} recipients={} bytes={} "
+        "rejected={} auth_failures={} reason={} duration_ms={}",
+        ip_.ToString(), l.name, l.port, ListenerModeName(l.mode),
+        session_.auth_user().empty() ? "-" : LogEscape(session_.auth_user()),
         stream_->tls_up() ? stream_->tls()->version() : "no", s.messages, s.recipients, s.bytes,
         s.rejected, s.auth_failures, reason_, w_->loop()->now_ms() - started_ms_);
   }
 
   Worker* w_;
   IpAddress ip_;
+  const SessionEnv* env_;
   Session session_;
   std::unique_ptr<IoStream> stream_;
   bool start_tls_ = false;
+  bool sniffing_ = false;  // implicit TLS: no byte from the client yet
   bool close_after_flush_ = false;
   bool closing_ = false;
   std::string reason_;

@@ -1,6 +1,7 @@
 #include "relay/session.h"
 
 #include "absl/strings/escaping.h"
+#include "common/escape.h"
 #include "common/strings.h"
 #include "relay/headers.h"
 #include "relay/smtp_parser.h"
@@ -46,8 +47,69 @@ std::string Session::TakeOutput() {
 
 void Session::Reply(int code, std::string_view enhanced, std::string_view text) {
   fmt::format_to(std::back_inserter(out_), "{} {} {}\r\n", code, enhanced, text);
-  if (code >= 400) summary_.rejected++;
+  if (code >= 400) {
+    summary_.rejected++;
+    if (!quiet_rejection_) LogRejection(code, enhanced, text);
+  }
+  quiet_rejection_ = false;
   CountReply(code);
+}
+
+namespace {
+// What a log line may show of a client's argument: escaped, at most this long.
+constexpr size_t kMaxLoggedArg = 200;
+
+std::string_view Clip(std::string_view s) { return s.substr(0, kMaxLoggedArg); }
+}  // namespace
+
+void Session::LogRejection(int code, std::string_view enhanced, std::string_view text) {
+  if (summary_.rejected > kMaxLoggedRejections) return;
+  // Never an AUTH payload: only the mechanism.
+  std::string_view arg = cmd_ == ReplyCmd::kAuth ? std::string_view(auth_mech_) : cur_arg_;
+  spdlog::info("event=rejected ip={} listener={} port={} user={} cmd={} arg=\"{}\" code={} enhanced={} reply=\"{}\"",
+               info_.client_ip, env_.listener->name, env_.listener->port,
+               auth_user_.empty() ? "-" : LogEscape(auth_user_), ReplyCmdName(cmd_), LogEscape(Clip(arg)), code,
+               enhanced, LogEscape(text));
+}
+
+void Session::LogAuthFailed(std::string_view user, std::string_view reason) {
+  spdlog::warn("event=auth_failed ip={} listener={} port={} tls={} mech={} user=\"{}\" reason={} failures={}",
+               info_.client_ip, env_.listener->name, env_.listener->port, tls_ ? tls_version_ : "no",
+               auth_mech_.empty() ? "-" : auth_mech_, LogEscape(Clip(user)), reason, auth_failures_);
+}
+
+std::string Session::TlsPortsHint() const {
+  std::string starttls, implicit;
+  for (const auto& l : env_.config->listeners) {
+    if (l.mode == ListenerMode::kStartTls && starttls.empty()) starttls = Cat(l.port);
+    if (l.mode == ListenerMode::kImplicitTls && implicit.empty()) implicit = Cat(l.port);
+  }
+  if (!starttls.empty() && !implicit.empty()) {
+    return Cat("use port ", starttls, " (STARTTLS) or ", implicit, " (implicit TLS)");
+  }
+  if (!starttls.empty()) return Cat("use port ", starttls, " (STARTTLS)");
+  if (!implicit.empty()) return Cat("use port ", implicit, " (implicit TLS)");
+  return "ask the relay's operator for a TLS port";
+}
+
+// A TLS ClientHello as the first bytes on a port that speaks plaintext first
+// (plain or STARTTLS): the client was set up for implicit TLS ("SSL"). An
+// SMTP reply would only be garbage to it: log what to fix and close.
+void Session::CloseTlsOnPlainPort() {
+  std::string implicit;
+  for (const auto& l : env_.config->listeners) {
+    if (l.mode == ListenerMode::kImplicitTls) {
+      implicit = Cat(l.port);
+      break;
+    }
+  }
+  spdlog::warn("event=tls_on_plain_port ip={} listener={} port={} hint=\"client uses implicit TLS (SSL); {}\"",
+               info_.client_ip, env_.listener->name, env_.listener->port,
+               implicit.empty() ? "switch it to STARTTLS"
+                                : Cat("use port ", implicit, " or switch it to STARTTLS"));
+  mode_ = Mode::kClosed;
+  close_reason_ = "tls_on_plain_port";
+  host_->Close();
 }
 
 void Session::ProtocolError(int code, std::string_view enhanced, std::string_view text) {
@@ -72,6 +134,17 @@ void Session::ResetTransaction() {
 
 bool Session::AuthOffered() const {
   return tls_ || env_.listener->auth_without_tls;
+}
+
+std::string Session::TooBigText() const {
+  uint64_t max = env_.config->limits.max_message_size;
+  std::string human;
+  if (max >= (1u << 20) && max % (1u << 20) == 0) {
+    human = Cat(" (", max >> 20, " MiB)");
+  } else if (max >= 1024 && max % 1024 == 0) {
+    human = Cat(" (", max >> 10, " KiB)");
+  }
+  return Cat("Message size exceeds fixed maximum message size of ", max, " bytes", human);
 }
 
 size_t Session::LineLimit() const {
@@ -113,6 +186,12 @@ const char* Session::ModeName() const {
 
 void Session::Feed(std::string_view data) {
   if (mode_ == Mode::kClosed || mode_ == Mode::kTlsSwitch) return;  // discard
+  if (!seen_input_ && !data.empty()) {
+    seen_input_ = true;
+    // 0x16 = TLS handshake record, 0x03 = the major version of every TLS
+    // ClientHello; no SMTP command starts with either.
+    if (!tls_ && data[0] == 0x16 && (data.size() < 2 || data[1] == 0x03)) return CloseTlsOnPlainPort();
+  }
   if (in_.empty()) {
     size_t used = Process(data);
     if (mode_ != Mode::kClosed && mode_ != Mode::kTlsSwitch) in_.append(data.substr(used));
@@ -253,6 +332,13 @@ void Session::HandleCommand(std::string_view line) {
   }
   Command c = ParseCommand(line);
   cmd_ = CmdOf(c.verb);
+  // For event=rejected: the argument (the whole line for an unknown
+  // command), never AUTH's (an initial response is a password).
+  cur_arg_ = c.verb == Verb::kAuth ? std::string_view() : c.verb == Verb::kUnknown ? line : c.arg;
+  struct ClearArg {
+    std::string_view* a;
+    ~ClearArg() { *a = {}; }
+  } clear_arg{&cur_arg_};
   switch (c.verb) {
     case Verb::kEhlo: return CmdHelo(c.arg, true);
     case Verb::kHelo: return CmdHelo(c.arg, false);
@@ -316,7 +402,11 @@ void Session::CmdMail(std::string_view arg) {
     if (!AuthOffered() && env_.listener->mode == ListenerMode::kStartTls) {
       return Reply(530, "5.7.0", "Must issue a STARTTLS command first");
     }
-    return Reply(530, "5.7.0", "Authentication required");
+    if (!AuthOffered()) {  // a plaintext port without AUTH
+      return Reply(530, "5.7.0", Cat("Authentication required, and this port offers no AUTH without TLS; ",
+                                     TlsPortsHint()));
+    }
+    return Reply(530, "5.7.0", "Authentication required: log in with AUTH before MAIL");
   }
   if (!host_->SpoolAccepting()) {
     return Reply(452, "4.3.1", "Insufficient system storage; try again later");
@@ -324,7 +414,7 @@ void Session::CmdMail(std::string_view arg) {
   PathResult p = ParseMailFrom(arg);
   if (!p.ok) return ProtocolError(p.code, p.enhanced, p.text);
   if (p.size_given && p.size > env_.config->limits.max_message_size) {
-    return Reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+    return Reply(552, "5.3.4", TooBigText());
   }
   if (p.has_utf8 && !p.smtputf8) {
     return Reply(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter");
@@ -405,7 +495,7 @@ void Session::FinishChunk() {
     tx_.bdat_discard = false;  // the BDAT command was already answered with an error
   } else if (tx_.oversize) {
     ResetTransaction();
-    Reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+    Reply(552, "5.3.4", TooBigText());
   } else if (tx_.bdat_last) {
     FinishMessage();
   } else {
@@ -442,11 +532,18 @@ void Session::CmdAuth(std::string_view arg) {
   if (!has_helo_) return ProtocolError(503, "5.5.1", "Send EHLO first");
   if (!auth_user_.empty()) return ProtocolError(503, "5.5.1", "Already authenticated");
   if (tx_.active) return ProtocolError(503, "5.5.1", "AUTH not allowed during a mail transaction");
-  if (!AuthOffered()) {
-    return Reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
-  }
   size_t sp = arg.find(' ');
   std::string_view mech = arg.substr(0, sp);
+  auth_mech_.clear();
+  for (char ch : mech.substr(0, 20)) auth_mech_.push_back(ch >= 'a' && ch <= 'z' ? ch - 'a' + 'A' : ch);
+  if (!AuthOffered()) {
+    LogAuthFailed("-", "tls_required");
+    quiet_rejection_ = true;
+    return Reply(538, "5.7.11",
+                 env_.listener->mode == ListenerMode::kStartTls
+                     ? "Encryption required for requested authentication mechanism; issue STARTTLS first"
+                     : Cat("Encryption required for requested authentication mechanism; ", TlsPortsHint()));
+  }
   std::string_view initial = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
   if (AsciiIEquals(mech, "PLAIN")) {
     if (initial.empty()) {
@@ -493,6 +590,8 @@ void Session::HandleAuthLine(std::string_view line) {
       WipeString(decoded);
       if (!authzid.empty() && authzid != user) {
         WipeString(pass);
+        LogAuthFailed(Cat(user, " as ", authzid), "authzid_mismatch");
+        quiet_rejection_ = true;
         return Reply(535, "5.7.8", "Authorization identity differs from authentication identity");
       }
       return CheckAuth(std::move(user), std::move(pass));
@@ -521,17 +620,21 @@ void Session::CheckAuth(std::string user, std::string&& password) {
   WipeString(pw);
 }
 
-void Session::OnAuthResult(bool ok) {
+void Session::OnAuthResult(bool ok, std::string user, AuthFailure why) {
   if (mode_ != Mode::kWaitAuth) return;
   mode_ = Mode::kCommand;
   cmd_ = ReplyCmd::kAuth;
   if (ok) {
-    auth_user_ = std::move(pending_auth_user_);
+    auth_user_ = user.empty() ? std::move(pending_auth_user_) : std::move(user);
+    pending_auth_user_.clear();
     Reply(235, "2.7.0", "Authentication successful");
   } else {
     summary_.auth_failures++;
+    ++auth_failures_;
+    LogAuthFailed(pending_auth_user_, why == AuthFailure::kUnknownUser ? "unknown_user" : "bad_password");
     pending_auth_user_.clear();
-    if (++auth_failures_ >= env_.config->auth.max_failures) {
+    quiet_rejection_ = true;
+    if (auth_failures_ >= env_.config->auth.max_failures) {
       CloseWith(421, "4.7.0", "Too many failed authentication attempts", "auth_failures");
       return;
     }
@@ -540,13 +643,18 @@ void Session::OnAuthResult(bool ok) {
   Feed(std::string_view());  // continue with pipelined input
 }
 
-void Session::OnAuthBlocked() {
+void Session::OnAuthBlocked(int64_t seconds_left) {
   if (mode_ != Mode::kWaitAuth) return;
   mode_ = Mode::kCommand;
   cmd_ = ReplyCmd::kAuth;
   summary_.auth_failures++;
+  LogAuthFailed(pending_auth_user_, "blocked");
   pending_auth_user_.clear();
-  CloseWith(421, "4.7.0", "Too many failed authentications from your address; try again later",
+  quiet_rejection_ = true;
+  CloseWith(421, "4.7.0",
+            seconds_left > 0
+                ? Cat("Too many failed authentications from your address; try again in ", seconds_left, " seconds")
+                : std::string("Too many failed authentications from your address; try again later"),
             "auth_ip_blocked");
 }
 
@@ -566,7 +674,7 @@ void Session::FinishMessage() {
   bool oversize = tx_.bdat ? tx_.oversize : tx_.data->oversize();
   if (oversize) {
     ResetTransaction();
-    return Reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+    return Reply(552, "5.3.4", TooBigText());
   }
   if (bare) {
     ResetTransaction();
@@ -612,6 +720,9 @@ void Session::FinishMessage() {
   msg.body = std::move(tx_.body);
   m.body_size = msg.header_prefix.size() + msg.body.size();
   tx_.id = m.id;
+  tx_.logged_sender = m.sender;
+  tx_.logged_rcpts = m.recipients.size();
+  tx_.logged_size = m.body_size;
   summary_.recipients += static_cast<uint32_t>(m.recipients.size());
   mode_ = Mode::kWaitSpool;
   host_->Submit(std::move(msg));
@@ -623,7 +734,11 @@ void Session::OnCommitted(const absl::Status& status) {
   cmd_ = ReplyCmd::kDot;
   if (status.ok()) {
     summary_.messages++;
-    Reply(250, "2.0.0", Cat("Ok: queued as ", tx_.id.ToString()));
+    std::string id = tx_.id.ToString();
+    spdlog::info("event=queued id={} ip={} listener={} user={} sender=<{}> rcpts={} size={}", id, info_.client_ip,
+                 env_.listener->name, auth_user_.empty() ? "-" : LogEscape(auth_user_),
+                 LogEscape(Clip(tx_.logged_sender)), tx_.logged_rcpts, tx_.logged_size);
+    Reply(250, "2.0.0", Cat("Ok: queued as ", id));
   } else if (status.code() == absl::StatusCode::kResourceExhausted) {
     Reply(452, "4.3.1", "Insufficient system storage; message not accepted, try again later");
   } else {

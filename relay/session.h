@@ -101,9 +101,15 @@ class Session {
   size_t input_buffered() const { return in_.size(); }
 
   void OnTlsEstablished(std::string version, std::string cipher);
-  void OnAuthResult(bool ok);
-  // The client's address is blocked after too many failures: 421 and close.
-  void OnAuthBlocked();
+  // Why a password check failed (the relay's log says it; the client gets
+  // the same 535 for both).
+  enum class AuthFailure { kBadPassword, kUnknownUser };
+  // `user`: the authenticated name as the users file writes it (empty: the
+  // name the client gave).
+  void OnAuthResult(bool ok, std::string user = {}, AuthFailure why = AuthFailure::kBadPassword);
+  // The client's address is blocked after too many failures: 421 (saying
+  // for how long) and close.
+  void OnAuthBlocked(int64_t seconds_left = 0);
   // The password was not checked (the client's attempts in flight are at its
   // limit, or the checker is overloaded): 454 4.7.0, not counted as a failure.
   void OnAuthBusy();
@@ -127,6 +133,10 @@ class Session {
     uint32_t rejected = 0;  // 4xx/5xx replies
     uint32_t auth_failures = 0;
   };
+  // Rejections logged one per line (event=rejected) per session; beyond
+  // this only session_end's rejected= counts them (a client looping on a
+  // refused command cannot flood the log).
+  static constexpr uint32_t kMaxLoggedRejections = 20;
   const Summary& summary() const { return summary_; }
   const std::string& auth_user() const { return auth_user_; }
   bool tls() const { return tls_; }
@@ -150,6 +160,9 @@ class Session {
     bool bdat_discard = false;   // chunk rejected: read and drop it
     bool oversize = false;
     queue::QueueId id;
+    std::string logged_sender;  // for event=queued, once the sender went to the spool
+    size_t logged_rcpts = 0;
+    uint64_t logged_size = 0;
   };
 
   size_t Process(std::string_view in);
@@ -173,8 +186,17 @@ class Session {
   void ProtocolError(int code, std::string_view enhanced, std::string_view text);
   void CloseWith(int code, std::string_view enhanced, std::string_view text, std::string reason);
   void ResetTransaction();
+  // The relay's log: one line per refused command (event=rejected), per
+  // failed login (event=auth_failed), per wrong-port client.
+  void LogRejection(int code, std::string_view enhanced, std::string_view text);
+  void LogAuthFailed(std::string_view user, std::string_view reason);
+  void CloseTlsOnPlainPort();
+  // "use port 587 (STARTTLS) or 465 (implicit TLS)", from the configured listeners.
+  std::string TlsPortsHint() const;
   bool AuthOffered() const;
   size_t LineLimit() const;
+  // The 552 text, stating the limit (RFC 1870 6.1).
+  std::string TooBigText() const;
 
   const SessionEnv& env_;
   SessionHost* host_;
@@ -191,6 +213,10 @@ class Session {
   std::string tls_version_, tls_cipher_;
   std::string auth_user_;
   std::string pending_auth_user_;
+  std::string auth_mech_;            // PLAIN or LOGIN, for the log
+  std::string_view cur_arg_;         // the argument of the command being answered (logs only)
+  bool seen_input_ = false;          // any byte received (wrong-port detection)
+  bool quiet_rejection_ = false;     // the next reply is logged by its own event
   int auth_failures_ = 0;
   int errors_ = 0;
   bool shutting_down_ = false;

@@ -376,7 +376,7 @@ TEST_F(SessionTest, ImplicitTlsListener) {
   EXPECT_EQ(Take(), kGreeting);
   EXPECT_EQ(Send(kEhlo), EhloReply(false, true));
   EXPECT_EQ(Send("STARTTLS\r\n"), "502 5.5.1 STARTTLS not available on this port\r\n");
-  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"), "530 5.7.0 Authentication required\r\n");
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"), "530 5.7.0 Authentication required: log in with AUTH before MAIL\r\n");
   Send("AUTH PLAIN " + PlainResponse("alice", "pw") + "\r\n");
   EXPECT_EQ(AuthResult(true), "235 2.7.0 Authentication successful\r\n");
   Send("MAIL FROM:<alice@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nx\r\n.\r\n");
@@ -392,7 +392,7 @@ TEST_F(SessionTest, PlainListenerWithoutAuth) {
   EXPECT_EQ(host_->start_tls, 0);
   EXPECT_THAT(Send("AUTH PLAIN " + PlainResponse("bob", "pw") + "\r\n"), StartsWith("538 5.7.11 "));
   EXPECT_TRUE(host_->auths.empty());
-  EXPECT_EQ(Send("MAIL FROM:<bob@example.com>\r\n"), "530 5.7.0 Authentication required\r\n");
+  EXPECT_EQ(Send("MAIL FROM:<bob@example.com>\r\n"), "530 5.7.0 Authentication required, and this port offers no AUTH without TLS; use port 2525 (STARTTLS) or 5465 (implicit TLS)\r\n");
 }
 
 TEST_F(SessionTest, Helo) {
@@ -431,7 +431,7 @@ TEST_F(SessionTest, UntrustedClientNeedsAuth) {
             "530 5.7.0 Must issue a STARTTLS command first\r\n");
   EXPECT_EQ(Send("RCPT TO:<b@example.org>\r\n"), "503 5.5.1 Need MAIL command\r\n");
   StartTlsAndEhlo();
-  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"), "530 5.7.0 Authentication required\r\n");
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"), "530 5.7.0 Authentication required: log in with AUTH before MAIL\r\n");
   EXPECT_EQ(Send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
   EXPECT_TRUE(host_->submitted.empty());
 }
@@ -766,7 +766,7 @@ TEST_F(SessionTest, AuthFailure) {
   EXPECT_EQ(s_->summary().auth_failures, 1u);
   EXPECT_EQ(s_->mode(), Session::Mode::kCommand);
   EXPECT_EQ(Send(kEhlo), EhloReply(false, true)) << "AUTH still offered";
-  EXPECT_EQ(Send("MAIL FROM:<alice@example.com>\r\n"), "530 5.7.0 Authentication required\r\n");
+  EXPECT_EQ(Send("MAIL FROM:<alice@example.com>\r\n"), "530 5.7.0 Authentication required: log in with AUTH before MAIL\r\n");
   // A stray late result changes nothing.
   EXPECT_EQ(AuthResult(true), "");
   EXPECT_EQ(s_->auth_user(), "");
@@ -782,6 +782,51 @@ TEST_F(SessionTest, AuthFromABlockedAddressIsClosedWith421) {
   EXPECT_EQ(host_->closes, 1);
   EXPECT_EQ(s_->close_reason(), "auth_ip_blocked");
   EXPECT_EQ(s_->auth_user(), "");
+}
+
+// Issue 21: the 421 says how long the block lasts, and the session takes
+// the name the users file writes (a login with different capitals in the
+// domain is logged and stored under the file's name).
+TEST_F(SessionTest, BlockedAuthSaysForHowLong) {
+  Open();
+  Send(kEhlo);
+  StartTlsAndEhlo();
+  Send("AUTH PLAIN " + PlainResponse("alice", "right") + "\r\n");
+  s_->OnAuthBlocked(287);
+  EXPECT_EQ(Take(), "421 4.7.0 mx.test Too many failed authentications from your address; try again in 287 "
+                    "seconds\r\n");
+}
+
+TEST_F(SessionTest, AuthenticatedNameIsTheUsersFiles) {
+  Open();
+  Send(kEhlo);
+  StartTlsAndEhlo();
+  Send("AUTH PLAIN " + PlainResponse("alice@EXAMPLE.com", "right") + "\r\n");
+  s_->OnAuthResult(true, "alice@example.com");
+  EXPECT_EQ(Take(), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(s_->auth_user(), "alice@example.com");
+}
+
+// Issue 21: a client set up for implicit TLS ("SSL") on a STARTTLS or plain
+// port sends a ClientHello as its first bytes; 500 replies would be garbage
+// to it. The session closes without a reply and says why.
+TEST_F(SessionTest, TlsClientHelloOnPlaintextPortClosesWithoutReply) {
+  Open();
+  Take();  // the greeting went out at connect
+  s_->Feed(std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11));
+  EXPECT_EQ(Take(), "");
+  EXPECT_EQ(s_->mode(), Session::Mode::kClosed);
+  EXPECT_EQ(host_->closes, 1);
+  EXPECT_EQ(s_->close_reason(), "tls_on_plain_port");
+}
+
+TEST_F(SessionTest, OnlyTheFirstBytesAreCheckedForAClientHello) {
+  Open();
+  Take();
+  EXPECT_EQ(Send(kEhlo), EhloReply(true, false));
+  // The same bytes later are an (unrecognised) command, answered as such.
+  EXPECT_EQ(Send(std::string("\x16\x03xx\r\n", 6)), "500 5.5.1 Command unrecognized\r\n");
+  EXPECT_EQ(host_->closes, 0);
 }
 
 // Issue 15: a password that was not checked (the client's checks in flight
@@ -834,9 +879,9 @@ TEST_F(SessionTest, AuthWithoutTlsRefused) {
   Open();
   Send(kEhlo);
   EXPECT_EQ(Send("AUTH PLAIN " + PlainResponse("alice", "pw") + "\r\n"),
-            "538 5.7.11 Encryption required for requested authentication mechanism\r\n");
+            "538 5.7.11 Encryption required for requested authentication mechanism; issue STARTTLS first\r\n");
   EXPECT_EQ(Send("AUTH LOGIN\r\n"),
-            "538 5.7.11 Encryption required for requested authentication mechanism\r\n");
+            "538 5.7.11 Encryption required for requested authentication mechanism; issue STARTTLS first\r\n");
   EXPECT_TRUE(host_->auths.empty());
   EXPECT_EQ(s_->mode(), Session::Mode::kCommand);
 }
@@ -989,7 +1034,7 @@ TEST_F(SessionTest, StartTlsForgetsPlaintextAuthentication) {
   s_->OnTlsEstablished(kTlsVersion, kTlsCipher);
   EXPECT_EQ(s_->auth_user(), "");
   EXPECT_EQ(Send(kEhlo), EhloReply(false, true));
-  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"), "530 5.7.0 Authentication required\r\n");
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"), "530 5.7.0 Authentication required: log in with AUTH before MAIL\r\n");
 }
 
 // --------------------------------------------------------------- limits
@@ -1042,7 +1087,7 @@ TEST_F(SessionTest, DeclaredSizeTooBig) {
   Open(/*trusted=*/true);
   EXPECT_THAT(Send(kEhlo), HasSubstr("250-SIZE 1000\r\n"));
   EXPECT_EQ(Send("MAIL FROM:<a@example.com> SIZE=1001\r\n"),
-            "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
+            "552 5.3.4 Message size exceeds fixed maximum message size of 1000 bytes\r\n");
   EXPECT_EQ(Send("RCPT TO:<b@example.org>\r\n"), "503 5.5.1 Need MAIL command\r\n");
   EXPECT_EQ(Send("MAIL FROM:<a@example.com> SIZE=1000\r\n"), kSenderOk);
 }
@@ -1055,7 +1100,7 @@ TEST_F(SessionTest, BodyTooBig) {
   std::string body;
   for (int i = 0; i < 30; ++i) body += std::string(48, 'x') + "\r\n";  // 1500 bytes
   EXPECT_EQ(Send(body + ".\r\nNOOP\r\n"),
-            "552 5.3.4 Message size exceeds fixed maximum message size\r\n" +
+            "552 5.3.4 Message size exceeds fixed maximum message size of 1000 bytes\r\n" +
                 std::string(kNoopOk));
   EXPECT_TRUE(host_->submitted.empty());
   // The transaction is gone; a new one goes through.
@@ -1215,14 +1260,14 @@ TEST_F(SessionTest, BdatOversize) {
   EXPECT_EQ(Send("BDAT 600\r\n" + std::string(600, 'x') + "BDAT 600 LAST\r\n" +
                  std::string(600, 'y') + "NOOP\r\n"),
             "250 2.0.0 600 octets received\r\n"
-            "552 5.3.4 Message size exceeds fixed maximum message size\r\n" +
+            "552 5.3.4 Message size exceeds fixed maximum message size of 1000 bytes\r\n" +
                 std::string(kNoopOk));
   EXPECT_TRUE(host_->submitted.empty());
   // One chunk over the limit on its own, fed in pieces.
   Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n");
   EXPECT_EQ(Send("BDAT 1001 LAST\r\n" + std::string(500, 'z')), "");
   EXPECT_EQ(Send(std::string(501, 'z') + "NOOP\r\n"),
-            "552 5.3.4 Message size exceeds fixed maximum message size\r\n" +
+            "552 5.3.4 Message size exceeds fixed maximum message size of 1000 bytes\r\n" +
                 std::string(kNoopOk));
   EXPECT_TRUE(host_->submitted.empty());
   // Exactly at the limit is fine.

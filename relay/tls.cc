@@ -7,6 +7,11 @@
 #include <openssl/bn.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 
 #include <filesystem>
 
@@ -17,7 +22,7 @@ namespace mxr::relay {
 namespace {
 
 absl::Status GenerateSelfSigned(const std::string& cert_path, const std::string& key_path,
-                                const std::string& hostname) {
+                                const std::string& hostname, const std::vector<std::string>& ips) {
   EVP_PKEY* pkey = EVP_EC_gen("P-256");
   if (pkey == nullptr) return absl::InternalError("EC key generation failed: " + OpenSslError());
   X509* x = X509_new();
@@ -39,6 +44,7 @@ absl::Status GenerateSelfSigned(const std::string& cert_path, const std::string&
   X509V3_set_ctx_nodb(&v3);
   X509V3_set_ctx(&v3, x, x, nullptr, nullptr, 0);
   std::string san = "DNS:" + hostname;
+  for (const auto& ip : ips) san += ",IP:" + ip;
   if (X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str())) {
     X509_add_ext(x, ext, -1);
     X509_EXTENSION_free(ext);
@@ -65,27 +71,83 @@ absl::Status GenerateSelfSigned(const std::string& cert_path, const std::string&
   return st;
 }
 
+// What the generated certificate at `path` does not name of hostname and
+// ips ("" when it names them all, or cannot be read: then it is kept and
+// loading reports the error).
+std::string MissingNames(const std::string& path, const std::string& hostname,
+                         const std::vector<std::string>& ips) {
+  FILE* f = fopen(path.c_str(), "r");
+  if (f == nullptr) return "";
+  X509* x = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  fclose(f);
+  if (x == nullptr) return "";
+  std::string missing;
+  if (X509_check_host(x, hostname.c_str(), hostname.size(), 0, nullptr) != 1) missing += "DNS:" + hostname;
+  for (const auto& ip : ips) {
+    if (X509_check_ip_asc(x, ip.c_str(), 0) != 1) missing += (missing.empty() ? "IP:" : ",IP:") + ip;
+  }
+  X509_free(x);
+  return missing;
+}
+
 }  // namespace
+
+std::vector<std::string> TlsContext::ListeningAddresses(const std::vector<ListenerConfig>& listeners) {
+  std::vector<std::string> out;
+  auto add = [&out](std::string a) {
+    if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(std::move(a));
+  };
+  for (const auto& l : listeners) {
+    if (l.address != "0.0.0.0" && l.address != "::" && l.address != "[::]") {
+      add(l.address.size() > 2 && l.address.front() == '[' ? l.address.substr(1, l.address.size() - 2) : l.address);
+      continue;
+    }
+    bool v6 = l.address != "0.0.0.0";
+    ifaddrs* ifs = nullptr;
+    if (getifaddrs(&ifs) != 0) continue;
+    for (ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
+      if (i->ifa_addr == nullptr) continue;
+      char buf[INET6_ADDRSTRLEN] = {0};
+      if (i->ifa_addr->sa_family == AF_INET && !v6) {
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+      } else if (i->ifa_addr->sa_family == AF_INET6 && v6) {
+        auto* a6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
+        if (IN6_IS_ADDR_LINKLOCAL(&a6->sin6_addr)) continue;  // needs a scope: useless in a SAN
+        inet_ntop(AF_INET6, &a6->sin6_addr, buf, sizeof buf);
+      } else {
+        continue;
+      }
+      add(buf);
+    }
+    freeifaddrs(ifs);
+  }
+  return out;
+}
 
 absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Create(const TlsConfig& cfg,
                                                                const std::string& data_dir,
-                                                               const std::string& hostname) {
+                                                               const std::string& hostname,
+                                                               const std::vector<std::string>& ips) {
   std::string cert = cfg.cert_file, key = cfg.key_file;
   if (cert.empty()) {
     std::string dir = data_dir + "/tls";
     cert = dir + "/selfsigned-cert.pem";
     key = dir + "/selfsigned-key.pem";
     std::error_code ec;
-    if (!std::filesystem::exists(cert, ec) || !std::filesystem::exists(key, ec)) {
+    bool exists = std::filesystem::exists(cert, ec) && std::filesystem::exists(key, ec);
+    std::string missing = exists ? MissingNames(cert, hostname, ips) : "";
+    if (!exists || !missing.empty()) {
       std::filesystem::create_directories(dir, ec);
       if (ec) return absl::InternalError(Cat("cannot create ", dir, ": ", ec.message()));
-      auto st = GenerateSelfSigned(cert, key, hostname);
+      auto st = GenerateSelfSigned(cert, key, hostname, ips);
       if (!st.ok()) return st;
+      std::string sans = "DNS:" + hostname;
+      for (const auto& ip : ips) sans += ",IP:" + ip;
       spdlog::warn(
-          "event=tls_selfsigned_generated cert={} key={} cn={} note=\"no tls.cert_file "
-          "configured: generated a self-signed ECDSA P-256 certificate; clients must not "
-          "verify it. Configure tls.cert_file/tls.key_file for production\"",
-          cert, key, hostname);
+          "event=tls_selfsigned_generated cert={} key={} cn={} san={}{} note=\"no tls.cert_file "
+          "configured: generated a self-signed ECDSA P-256 certificate; clients verify it only if told to "
+          "trust this file. Configure tls.cert_file/tls.key_file for production\"",
+          cert, key, hostname, sans, missing.empty() ? "" : Cat(" replaced_because_missing=", missing));
     } else {
       spdlog::info("event=tls_selfsigned_loaded cert={}", cert);
     }

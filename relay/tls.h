@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/config.h"
@@ -23,10 +24,18 @@ using ::mxr::TlsEndpoint;
 class TlsContext {
  public:
   // Loads cert_file/key_file, or when both are empty uses (creating it on
-  // first start) a self-signed P-256 certificate in data_dir/tls/.
+  // first start) a self-signed P-256 certificate in data_dir/tls/ whose
+  // subject alternative names are `hostname` and `ips` (so a client that
+  // connects by address can verify it once told to trust it). A generated
+  // certificate that does not name them all (the host name or a listening
+  // address changed) is generated again.
   static absl::StatusOr<std::shared_ptr<TlsContext>> Create(const TlsConfig& cfg,
                                                             const std::string& data_dir,
-                                                            const std::string& hostname);
+                                                            const std::string& hostname,
+                                                            const std::vector<std::string>& ips = {});
+  // The addresses the listeners accept on: each listener's address, or for a
+  // wildcard (0.0.0.0, ::) every address of the machine's interfaces.
+  static std::vector<std::string> ListeningAddresses(const std::vector<ListenerConfig>& listeners);
   ~TlsContext();
   SSL_CTX* get() const { return ctx_; }
   const std::string& cert_path() const { return cert_path_; }

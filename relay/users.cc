@@ -29,8 +29,18 @@ std::string Crypt(std::string_view password, const std::string& setting) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<const UserDb>> UserDb::Parse(std::string_view text,
-                                                            std::string_view source) {
+std::string UserDb::Normalize(std::string_view name) {
+  std::string out(name);
+  size_t at = out.rfind('@');
+  if (at == std::string::npos) return out;
+  for (size_t i = at + 1; i < out.size(); ++i) {
+    if (out[i] >= 'A' && out[i] <= 'Z') out[i] = static_cast<char>(out[i] - 'A' + 'a');
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const UserDb>> UserDb::Parse(std::string_view text, std::string_view source,
+                                                            Options opts) {
   auto db = std::make_shared<UserDb>();
   size_t line_no = 0;
   while (!text.empty()) {
@@ -58,8 +68,29 @@ absl::StatusOr<std::shared_ptr<const UserDb>> UserDb::Parse(std::string_view tex
       return absl::InvalidArgumentError(
           Cat(source, ":", line_no, ": user '", user, "': unsupported or malformed hash"));
     }
-    if (!db->users_.emplace(std::string(user), std::string(hash)).second) {
-      return absl::InvalidArgumentError(Cat(source, ":", line_no, ": duplicate user '", user, "'"));
+    auto [it, fresh] = db->users_.emplace(Normalize(user), Entry{std::string(user), std::string(hash)});
+    if (!fresh) {
+      return absl::InvalidArgumentError(
+          Cat(source, ":", line_no, ": duplicate user '", user, "'",
+              it->second.name == user ? "" : Cat(" (same as '", it->second.name, "': domains match in any case)")));
+    }
+  }
+  if (opts.local_part_login) {
+    std::unordered_map<std::string, int> count;
+    for (const auto& [key, e] : db->users_) {
+      size_t at = key.rfind('@');
+      count[at == std::string::npos ? key : key.substr(0, at)]++;
+    }
+    for (const auto& [key, e] : db->users_) {
+      size_t at = key.rfind('@');
+      if (at == std::string::npos) continue;
+      std::string local = key.substr(0, at);
+      if (count[local] == 1) {
+        db->local_.emplace(local, key);
+      } else if (db->local_.find(local) == db->local_.end()) {
+        db->local_.emplace(local, "");  // ambiguous: never resolves
+        db->ambiguous_++;
+      }
     }
   }
   auto dummy = HashPassword(RandomPassword(16));
@@ -68,21 +99,35 @@ absl::StatusOr<std::shared_ptr<const UserDb>> UserDb::Parse(std::string_view tex
   return std::shared_ptr<const UserDb>(std::move(db));
 }
 
-absl::StatusOr<std::shared_ptr<const UserDb>> UserDb::Load(const std::string& path) {
+absl::StatusOr<std::shared_ptr<const UserDb>> UserDb::Load(const std::string& path, Options o) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(Cat("cannot read users file ", path));
   std::stringstream ss;
   ss << in.rdbuf();
-  return Parse(ss.str(), path);
+  return Parse(ss.str(), path, o);
 }
 
-bool UserDb::Verify(std::string_view user, std::string_view password) const {
-  auto it = users_.find(std::string(user));
-  const std::string& hash = it == users_.end() ? dummy_hash_ : it->second;
+const UserDb::Entry* UserDb::Find(std::string_view user) const {
+  auto it = users_.find(Normalize(user));
+  if (it != users_.end()) return &it->second;
+  if (local_.empty() || user.find('@') != std::string_view::npos) return nullptr;
+  auto l = local_.find(std::string(user));
+  if (l == local_.end() || l->second.empty()) return nullptr;
+  auto e = users_.find(l->second);
+  return e == users_.end() ? nullptr : &e->second;
+}
+
+UserDb::Check UserDb::CheckPassword(std::string_view user, std::string_view password) const {
+  const Entry* e = Find(user);
+  const std::string& hash = e == nullptr ? dummy_hash_ : e->hash;
   std::string got = Crypt(password, hash);
   bool match = !got.empty() && got.size() == hash.size() &&
                CRYPTO_memcmp(got.data(), hash.data(), hash.size()) == 0;
-  return match && it != users_.end();
+  Check c;
+  if (e == nullptr) return c;
+  c.user = e->name;
+  c.result = match ? Result::kOk : Result::kBadPassword;
+  return c;
 }
 
 absl::StatusOr<std::string> HashPassword(std::string_view password) {

@@ -106,6 +106,48 @@ TEST_F(UserDbTest, FullAddressAndBareNameAreDistinct) {
   EXPECT_FALSE((*db)->Verify("alice@example.org", "other-pass"));
 }
 
+// Issue 21: domains are case-insensitive (RFC 5321 2.4), local parts are not.
+TEST_F(UserDbTest, DomainPartMatchesInAnyCase) {
+  auto db = UserDb::Parse("alice@Example.com:" + yescrypt_ + "\n", "u");
+  ASSERT_TRUE(db.ok()) << db.status();
+  for (const char* name : {"alice@Example.com", "alice@example.com", "alice@EXAMPLE.COM"}) {
+    auto c = (*db)->CheckPassword(name, "yes-pass");
+    EXPECT_EQ(c.result, UserDb::Result::kOk) << name;
+    EXPECT_EQ(c.user, "alice@Example.com") << "the name as the file writes it";
+  }
+  EXPECT_EQ((*db)->CheckPassword("Alice@example.com", "yes-pass").result, UserDb::Result::kUnknownUser);
+  EXPECT_EQ((*db)->CheckPassword("alice", "yes-pass").result, UserDb::Result::kUnknownUser)
+      << "the local part alone needs local_part_login";
+  EXPECT_EQ((*db)->CheckPassword("alice@example.com", "no").result, UserDb::Result::kBadPassword);
+  auto dup = UserDb::Parse("a@x.test:" + yescrypt_ + "\na@X.TEST:" + yescrypt_ + "\n", "u");
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(std::string(dup.status().message()).find("u:2: duplicate user 'a@X.TEST' (same as 'a@x.test'"),
+            std::string::npos)
+      << dup.status();
+}
+
+TEST_F(UserDbTest, LocalPartLoginOnlyWhenUnambiguous) {
+  UserDb::Options o;
+  o.local_part_login = true;
+  auto db = UserDb::Parse("alice@example.com:" + yescrypt_ + "\nbob@a.test:" + yescrypt_ + "\nbob@b.test:" +
+                              yescrypt_ + "\ncarol:" + yescrypt_ + "\ncarol@c.test:" + yescrypt_ + "\n",
+                          "u", o);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto c = (*db)->CheckPassword("alice", "yes-pass");
+  EXPECT_EQ(c.result, UserDb::Result::kOk);
+  EXPECT_EQ(c.user, "alice@example.com");
+  EXPECT_EQ((*db)->CheckPassword("alice", "wrong").result, UserDb::Result::kBadPassword);
+  EXPECT_EQ((*db)->CheckPassword("bob", "yes-pass").result, UserDb::Result::kUnknownUser) << "two bobs";
+  EXPECT_EQ((*db)->CheckPassword("bob@b.test", "yes-pass").result, UserDb::Result::kOk);
+  // A bare user "carol" exists: "carol" is that user, never carol@c.test.
+  EXPECT_EQ((*db)->CheckPassword("carol", "yes-pass").user, "carol");
+  EXPECT_EQ((*db)->ambiguous_local_parts(), 2u);
+  // Off (the default): the local part alone is unknown.
+  auto off = UserDb::Parse("alice@example.com:" + yescrypt_ + "\n", "u");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ((*off)->CheckPassword("alice", "yes-pass").result, UserDb::Result::kUnknownUser);
+}
+
 TEST_F(UserDbTest, PlaintextPasswordRejectedWithFileAndLine) {
   auto db = UserDb::Parse("# c\nalice:" + yescrypt_ + "\ndave:hunter2\n", "/etc/mxrelay/users");
   ASSERT_FALSE(db.ok());

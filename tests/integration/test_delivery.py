@@ -656,7 +656,7 @@ class DeliveryTest(DeliveryBase):
         q = relay.queue_by_id()
         self.assertIn(qid, q)
         self.assertEqual([(r["address"], r["state"]) for r in q[qid]["recipients"]],
-                         [("secret@alpha.test", 0)])
+                         [("secret@alpha.test", "pending")])
         self.assertIn("TLS required", relay.log_text() + repr(relay.events()),
                       "the reason (no STARTTLS under tls=required) is reported nowhere")
 
@@ -790,7 +790,7 @@ class DeliveryTest(DeliveryBase):
         relay.stop()
         q = relay.queue_by_id()
         self.assertEqual([(r["state"], r["attempts"], r["last_code"]) for r in q[qid]["recipients"]],
-                         [(0, 1, 451)], q[qid])
+                         [("pending", 1, 451)], q[qid])
         self.assertEqual(q[qid]["state"], "deferred")
         relay.start()
         alpha.wait_messages(1, 30)
