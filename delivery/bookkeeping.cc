@@ -11,6 +11,18 @@ namespace mxr::delivery {
 Bookkeeping::Bookkeeping(Deps deps, Done done)
     : deps_(std::move(deps)), done_(std::move(done)), rng_(std::random_device{}()) {}
 
+namespace {
+const char* LogEvent(Outcome o) {
+  switch (o) {
+    case Outcome::kDelivered: return "event=delivered";
+    case Outcome::kDeferred: return "event=deferred";
+    case Outcome::kBounced: return "event=bounced";
+    case Outcome::kExpired: return "event=expired";
+  }
+  return "event=unknown_outcome";
+}
+}  // namespace
+
 void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d) {
   const RcptOutcome& o = d.shown;
   DeliveryEvent e;
@@ -33,9 +45,9 @@ void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d) {
   e.queue_seconds = static_cast<double>(e.time_us - m.meta.received_us) / 1e6;
   // The operator's log: with event=queued (ingress) and event=rescheduled
   // below, `grep <queue id>` tells the message's story.
-  spdlog::info("event={} id={} rcpt=<{}> site={} mx={} ip={} tls={} code={} enhanced={} reply=\"{}\" attempt={}{} "
+  spdlog::info("{} id={} rcpt=<{}> site={} mx={} ip={} tls={} code={} enhanced={} reply=\"{}\" attempt={}{} "
                "queue_s={:.1f}",
-               e.outcome, e.queue_id, LogEscape(e.recipient), e.site.empty() ? "-" : e.site,
+               LogEvent(d.outcome), e.queue_id, LogEscape(e.recipient), e.site.empty() ? "-" : e.site,
                e.mx_host.empty() ? "-" : e.mx_host, e.ip.empty() ? "-" : e.ip, e.tls.empty() ? "no" : e.tls, e.code,
                e.enhanced.empty() ? "-" : e.enhanced, LogEscape(e.response), e.attempt,
                o.not_attempted ? " held=1" : "", e.queue_seconds);

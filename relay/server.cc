@@ -365,7 +365,9 @@ class Connection final : public SessionHost, public IoStream::Owner {
       reason_ = "send_timeout";
       return Finalize();
     }
-    bool handshaking = stream_->tls() && !stream_->tls_up();
+    // Before the first byte on an implicit-TLS port the handshake timeout
+    // applies too (nothing may be said in clear, not even a 421 timeout).
+    bool handshaking = sniffing_ || (stream_->tls() && !stream_->tls_up());
     int secs = handshaking ? w_->server()->deps_.config->timeouts.tls_handshake : session_.TimeoutSeconds();
     if (secs > 0 && now - progress_ms_ > static_cast<int64_t>(secs) * 1000) {
       if (handshaking) {
@@ -427,7 +429,11 @@ class Connection final : public SessionHost, public IoStream::Owner {
 
   void Flush() {
     if (closing_) return;
-    if (session_.has_output()) {
+    if (session_.has_output() && sniffing_) {
+      // Implicit TLS before the client's first byte: nothing the session
+      // says (a shutdown 421) may go out in clear (RFC 8314 3.3).
+      session_.TakeOutput();
+    } else if (session_.has_output()) {
       progress_ms_ = w_->loop()->now_ms();
       std::string o = session_.TakeOutput();
       bool was_sending = stream_->send_inflight();

@@ -236,7 +236,7 @@ class Relay:
                "trusted_networks = [%s]" % ", ".join(toml_str(n) for n in self.trusted_networks),
                self.extra_top_level,
                "", "[auth]", "users_file = %s" % toml_str(self.users_file)]
-        out += ["%s = %d" % kv for kv in self.auth.items()]
+        out += ["%s = %s" % (k, toml_value(v)) for k, v in self.auth.items()]
         out += ["", "[limits]"] + ["%s = %d" % kv for kv in self.limits.items()]
         out += ["", "[timeouts]"] + ["%s = %d" % kv for kv in self.timeouts.items()]
         for l in self.listeners:

@@ -74,7 +74,7 @@ class SubmissionTest(RelayTestCase):
         msg = self.queued(qid)
         self.assertEqual(msg["sender"], sender)
         self.assertEqual([r["address"] for r in msg["recipients"]], rcpts)
-        self.assertEqual([r["state"] for r in msg["recipients"]], [0, 0])
+        self.assertEqual([r["state"] for r in msg["recipients"]], ["pending", "pending"])
         self.assertEqual(msg["auth_user"], ALICE)
         self.assertEqual(msg["client_ip"], "127.0.0.1")
         self.assertEqual(msg["state"], "queued")
