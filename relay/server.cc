@@ -241,6 +241,10 @@ class Connection final : public SessionHost, public IoStream::Owner {
 
   // IoStream::Owner.
   void OnStreamData(std::string_view data) override {
+    // Closing after a final reply (QUIT, a 421): what else arrives is not
+    // read, and never reaches a session that was not started (an
+    // implicit-TLS port whose client spoke plaintext).
+    if (close_after_flush_) return;
     if (sniffing_) {
       sniffing_ = false;
       // 0x16: a TLS handshake record. Anything else is a client speaking
