@@ -280,6 +280,18 @@ class WrongPortTest(DiagnosticsBase):
                 break
             got += chunk
         self.assertTrue(got.startswith(b"421 4.7.0 "), got)
+        # What the client sends next is never answered (no session runs).
+        try:
+            s.sendall(b"NOOP\r\nEHLO again.test\r\n")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        self.assertEqual(got.count(b"\r\n"), 1, got)
         self.wait_line(m, r"event=plain_on_tls_port .*client=plaintext")
 
     def test_right_port_still_works(self):
