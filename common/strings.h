@@ -58,15 +58,21 @@ inline bool AsciiIStartsWith(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && AsciiIEquals(s.substr(0, prefix.size()), prefix);
 }
 
-// RFC 5322 date-time in UTC, e.g. "Sun, 22 Nov 2026 00:30:24 +0000".
-inline std::string Rfc5322Date(int64_t unix_us) {
+// A UTC time formatted with strftime(3), to the second.
+inline std::string FormatUtc(int64_t unix_us, const char* format) {
   time_t t = static_cast<time_t>(unix_us / 1'000'000);
   struct tm tm;
   gmtime_r(&t, &tm);
   char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  strftime(buf, sizeof buf, format, &tm);
   return buf;
 }
+
+// RFC 5322 date-time in UTC, e.g. "Sun, 22 Nov 2026 00:30:24 +0000".
+inline std::string Rfc5322Date(int64_t unix_us) { return FormatUtc(unix_us, "%a, %d %b %Y %H:%M:%S +0000"); }
+
+// ISO 8601 / RFC 3339 in UTC, e.g. "2026-11-22T00:30:24Z".
+inline std::string IsoTimeUtc(int64_t unix_us) { return FormatUtc(unix_us, "%Y-%m-%dT%H:%M:%SZ"); }
 
 // Overwrites every byte `s` owns (its whole capacity, so also a password a
 // move left behind in the small-string buffer) and empties it. For secrets:

@@ -1,7 +1,6 @@
 #include "main/queue_cli.h"
 
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 
 #include "common/escape.h"
@@ -35,15 +34,6 @@ std::string Json(std::string_view in) {
   std::string out;
   AppendJsonString(&out, in);
   return out;
-}
-
-std::string IsoTime(int64_t us) {
-  time_t t = static_cast<time_t>(us / 1'000'000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 const char* RcptStateName(queue::RcptState s) {
@@ -81,10 +71,10 @@ std::string MetaJson(const queue::MessageMeta& m, int64_t now) {
                  "\",\"attempts\":", r.attempts, ",\"last_code\":", r.last_code,
                  ",\"last_reply\":", Json(r.last_response), "}");
   }
-  return Cat("{\"id\":\"", m.id.ToString(), "\",\"received\":\"", IsoTime(m.received_us),
+  return Cat("{\"id\":\"", m.id.ToString(), "\",\"received\":\"", IsoTimeUtc(m.received_us),
              "\",\"age_seconds\":", (now - m.received_us) / 1'000'000, ",\"size\":", m.body_size,
              ",\"state\":\"", State(m, now), "\",\"attempts\":", m.attempts, ",\"next_attempt\":\"",
-             IsoTime(m.next_attempt_us), "\",\"next_attempt_in_seconds\":",
+             IsoTimeUtc(m.next_attempt_us), "\",\"next_attempt_in_seconds\":",
              std::max<int64_t>(0, (m.next_attempt_us - now) / 1'000'000), ",\"sender\":", Json(m.sender),
              ",\"auth_user\":", Json(m.auth_user), ",\"client_ip\":", Json(m.client_ip),
              ",\"pending_recipients\":", m.PendingRecipients(), ",\"recipients\":[", rcpts, "]}");
@@ -195,11 +185,11 @@ int QueueShow(const Config& cfg, const std::string& id_text, bool json) {
   if (in_queue) {
     const auto& m = *meta;
     fmt::print("id:          {}\nstate:       {}\nreceived:    {} ({} ago)\nsize:        {}\n", m.id.ToString(),
-               State(m, now), IsoTime(m.received_us), Age(now - m.received_us), m.body_size);
+               State(m, now), IsoTimeUtc(m.received_us), Age(now - m.received_us), m.body_size);
     fmt::print("sender:      <{}>\nauth_user:   {}\nclient:      {} (HELO {})\n", LogEscape(m.sender),
                m.auth_user.empty() ? "-" : LogEscape(m.auth_user), m.client_ip, LogEscape(m.helo));
     fmt::print("attempts:    {}\nnext:        {} ({})\nrecipients:  {} ({} pending)\n", m.attempts,
-               IsoTime(m.next_attempt_us), NextIn(m, now), m.recipients.size(), m.PendingRecipients());
+               IsoTimeUtc(m.next_attempt_us), NextIn(m, now), m.recipients.size(), m.PendingRecipients());
     for (const auto& r : m.recipients) PrintRecipient(r);
   } else {
     fmt::print("id:          {}\nstate:       not in the queue (delivered, bounced, deleted, or never queued "
