@@ -3,6 +3,7 @@
 //   mxrelay [run] [-c mxrelay.toml]     run the relay (embedded defaults without -c)
 //   mxrelay queue list|summary [-c ..]  inspect the spool (safe while running)
 //   mxrelay queue show ID [-c ..]       one message, with its history
+//   mxrelay trace --ip A | --user U     live SMTP trace of matching sessions (redacted)
 //   mxrelay hash-password               read a password on stdin, print a yescrypt hash
 //   mxrelay check-config -c FILE        validate a config file and exit
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "delivery/engine.h"
+#include "main/admin_socket.h"
 #include "main/privileges.h"
 #include "main/queue_cli.h"
 #include "metrics/exporter.h"
@@ -117,6 +119,8 @@ void WarnAmbiguous(const relay::UserDb& db) {
                "to several users; those users must log in with their full address\"",
                db.ambiguous_local_parts());
 }
+
+std::string AdminSocketPath(const Config& cfg) { return cfg.data_dir + "/admin.sock"; }
 
 // Routes that send their AUTH password over TLS without checking the
 // certificate: allowed only with the explicit key, and said at every start
@@ -323,6 +327,7 @@ int Run(const std::string& config_path) {
                      : "delivery.enabled = false: mail is only queued");
   }
   auto auth = std::make_unique<relay::Authenticator>(*users, 1, clock);
+  relay::TraceHub trace_hub;  // outlives the server: sessions look subscribers up in it
   relay::IngressDeps deps;
   deps.config = &cfg;
   deps.hostname = hostname;
@@ -331,6 +336,7 @@ int Run(const std::string& config_path) {
   deps.clock = &clock;
   deps.auth = auth.get();
   deps.tls = tls;
+  deps.trace = &trace_hub;
   auto server = std::make_unique<relay::IngressServer>(deps);
   if (auto st = server->Start(); !st.ok()) {
     spdlog::critical("event=startup_failed error=\"{}\"", st.message());
@@ -362,6 +368,16 @@ int Run(const std::string& config_path) {
     metrics_server = std::move(*m);
     spdlog::info("event=metrics_listening address={} paths=/metrics,/healthz,/readyz", metrics_server->address());
   }
+  // The admin socket (`mxrelay trace`); the relay runs without it if it
+  // cannot be made (the reason is logged).
+  std::unique_ptr<AdminSocket> admin;
+  if (auto a = AdminSocket::Start(AdminSocketPath(cfg), &trace_hub); a.ok()) {
+    admin = std::move(*a);
+    spdlog::info("event=admin_socket_listening path={}", AdminSocketPath(cfg));
+  } else {
+    spdlog::warn("event=admin_socket_failed error=\"{}\" effect=\"mxrelay trace is not available\"",
+                 a.status().message());
+  }
   spdlog::info("event=ready pid={}", getpid());
   PrintWelcome(cfg);
 
@@ -376,6 +392,7 @@ int Run(const std::string& config_path) {
     break;
   }
   draining = true;  // /readyz says 503 while sessions finish
+  admin.reset();    // trace clients see the end
   // Delivery drains at the same time as ingress (transactions in flight
   // finish, nothing new starts): both within the 30 s the unit's 45 s stop
   // timeout allows.
@@ -432,6 +449,14 @@ int main(int argc, char** argv) {
   qw->add_option("id", show_id, "Queue id (from \"queued as ...\" or the log)")->required();
   qw->add_flag("--json", show_json, "One JSON object");
   auto* hp = app.add_subcommand("hash-password", "Read a password on stdin, print a yescrypt hash");
+  std::string trace_ip, trace_user;
+  int trace_seconds = 0;
+  auto* tr = app.add_subcommand("trace", "Show the SMTP conversations of matching sessions as they happen "
+                                         "(AUTH payloads and message contents redacted)");
+  tr->add_option("--ip", trace_ip, "Client address");
+  tr->add_option("--user", trace_user, "Authenticated user, as the users file writes it");
+  tr->add_option("--seconds", trace_seconds, "Stop after this long (default: until interrupted)");
+  tr->add_option("-c,--config", config, "TOML configuration file");
   auto* cc = app.add_subcommand("check-config", "Validate the configuration and exit");
   for (CLI::App* sub : {run, q, hp, cc}) {
     sub->add_option("-c,--config", config, "TOML configuration file");
@@ -442,6 +467,18 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*hp) return mxr::HashPasswordCmd();
+  if (*tr) {
+    if (trace_ip.empty() && trace_user.empty()) {
+      fmt::print(stderr, "mxrelay trace: give --ip ADDR and/or --user NAME\n");
+      return 2;
+    }
+    auto cfg = mxr::LoadConfig(config);
+    if (!cfg.ok()) {
+      fmt::print(stderr, "mxrelay: config error: {}\n", cfg.status().message());
+      return 2;
+    }
+    return mxr::RunTraceClient(mxr::AdminSocketPath(*cfg), trace_ip, trace_user, trace_seconds);
+  }
   if (*q || *cc) {
     auto cfg = mxr::LoadConfig(config);
     if (!cfg.ok()) {

@@ -461,6 +461,7 @@ class Connection final : public SessionHost, public IoStream::Owner {
   }
 
   void LogEnd() {
+    session_.TraceEvent(Cat("session end: ", reason_));
     const auto& s = session_.summary();
     const ListenerConfig& l = *env_->listener;
     spdlog::info(
@@ -625,7 +626,7 @@ void Worker::Main(std::promise<absl::Status>* started) {
     slot->w = this;
     slot->cfg = &lc;
     slot->env = SessionEnv{&cfg, &lc, srv_->deps_.hostname, srv_->deps_.ids, srv_->deps_.clock,
-                           &srv_->stats_};
+                           &srv_->stats_, srv_->deps_.trace};
     slot->index = listeners_.size();
     slot->fn = [](IoOp* op, const io_uring_cqe* cqe) {
       auto* ls = static_cast<ListenerSlot*>(op);

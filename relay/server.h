@@ -31,6 +31,7 @@
 #include "relay/auth_limiter.h"
 #include "relay/stats.h"
 #include "relay/tls.h"
+#include "relay/trace.h"
 
 namespace mxr::relay {
 
@@ -42,6 +43,7 @@ struct IngressDeps {
   const Clock* clock = nullptr;
   Authenticator* auth = nullptr;
   std::shared_ptr<TlsContext> tls;  // may be null if no listener needs TLS
+  TraceHub* trace = nullptr;        // live trace subscribers (`mxrelay trace`); may be null
 };
 
 

@@ -1,5 +1,8 @@
 #include "relay/session.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "absl/strings/escaping.h"
 #include "common/escape.h"
 #include "common/strings.h"
@@ -33,7 +36,28 @@ bool Base64Decode(std::string_view in, std::string* out) {
 Session::Session(const SessionEnv& env, SessionHost* host, ConnInfo info)
     : env_(env), host_(host), info_(std::move(info)) {}
 
+void Session::TraceAttach() {
+  if (env_.trace == nullptr || !env_.trace->active()) return;
+  for (auto& s : env_.trace->Match(info_.client_ip, auth_user_)) {
+    if (std::find(trace_.begin(), trace_.end(), s) == trace_.end()) trace_.push_back(std::move(s));
+  }
+  if (!trace_.empty() && trace_prefix_.empty()) {
+    trace_prefix_ = Cat("s", env_.trace->NextSessionNumber(), " ", info_.client_ip, " ", env_.listener->name, ":",
+                        env_.listener->port);
+  }
+}
+
+void Session::Trace(char dir, std::string_view line) {
+  auto now = std::chrono::system_clock::now();
+  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+  std::string text = Cat(FormatUtc(us, "%H:%M:%S"), fmt::format(".{:03d}", (us / 1000) % 1000), " ",
+                         trace_prefix_, " ", std::string_view(&dir, 1), " ", LogEscape(line.substr(0, 1000)));
+  for (const auto& s : trace_) s->Push(text);
+}
+
 void Session::Start() {
+  TraceAttach();
+  if (tls_ && !trace_.empty()) Trace('*', Cat("TLS established: ", tls_version_, " ", tls_cipher_));  // implicit TLS
   cmd_ = ReplyCmd::kConnect;
   out_ += Cat("220 ", env_.hostname, " ESMTP mxrelay ready\r\n");
   CountReply(220);
@@ -42,6 +66,14 @@ void Session::Start() {
 std::string Session::TakeOutput() {
   std::string o;
   o.swap(out_);
+  if (!trace_.empty()) {
+    std::string_view rest(o);
+    while (!rest.empty()) {
+      size_t end = rest.find("\r\n");
+      Trace('>', rest.substr(0, end));
+      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 2);
+    }
+  }
   return o;
 }
 
@@ -286,6 +318,7 @@ size_t Session::ProcessLine(std::string_view in) {
   if (mode_ == Mode::kCommand) {
     HandleCommand(line);
   } else {
+    if (!trace_.empty()) Trace('<', "<AUTH response redacted>");
     HandleAuthLine(line);
   }
   return used;
@@ -332,6 +365,15 @@ void Session::HandleCommand(std::string_view line) {
   }
   Command c = ParseCommand(line);
   cmd_ = CmdOf(c.verb);
+  if (!trace_.empty()) {
+    // AUTH's initial response is a password: only the mechanism is shown.
+    if (c.verb == Verb::kAuth) {
+      std::string_view mech = c.arg.substr(0, c.arg.find(' '));
+      Trace('<', Cat(line.substr(0, 4), " ", mech, mech.size() < c.arg.size() ? " <redacted>" : ""));
+    } else {
+      Trace('<', line);
+    }
+  }
   // For event=rejected: the argument (the whole line for an unknown
   // command), never AUTH's (an initial response is a password).
   cur_arg_ = c.verb == Verb::kAuth ? std::string_view() : c.verb == Verb::kUnknown ? line : c.arg;
@@ -515,6 +557,7 @@ void Session::CmdStartTls(std::string_view arg) {
 }
 
 void Session::OnTlsEstablished(std::string version, std::string cipher) {
+  if (!trace_.empty()) Trace('*', Cat("TLS established: ", version, " ", cipher));
   tls_ = true;
   tls_version_ = std::move(version);
   tls_cipher_ = std::move(cipher);
@@ -627,6 +670,8 @@ void Session::OnAuthResult(bool ok, std::string user, AuthFailure why) {
   if (ok) {
     auth_user_ = user.empty() ? std::move(pending_auth_user_) : std::move(user);
     pending_auth_user_.clear();
+    TraceAttach();  // a trace by user starts here
+    if (!trace_.empty()) Trace('*', Cat("authenticated as ", auth_user_));
     Reply(235, "2.7.0", "Authentication successful");
   } else {
     summary_.auth_failures++;
@@ -670,6 +715,9 @@ void Session::OnAuthBusy() {
 void Session::FinishMessage() {
   mode_ = Mode::kCommand;
   cmd_ = ReplyCmd::kDot;
+  if (!trace_.empty()) {
+    Trace('<', Cat("<message content: ", tx_.body.size(), " bytes, not shown>", tx_.bdat ? "" : " ."));
+  }
   bool bare = tx_.bdat ? !tx_.bdat_check.ok_at_end() : tx_.data->bare_line_ending();
   bool oversize = tx_.bdat ? tx_.oversize : tx_.data->oversize();
   if (oversize) {

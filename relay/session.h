@@ -27,6 +27,7 @@
 #include "queue/spool.h"
 #include "relay/data_reader.h"
 #include "relay/stats.h"
+#include "relay/trace.h"
 
 namespace mxr::relay {
 
@@ -38,6 +39,7 @@ struct SessionEnv {
   queue::QueueIdGenerator* ids = nullptr;
   const Clock* clock = nullptr;
   IngressStats* stats = nullptr;  // replies by command and class; may be null
+  TraceHub* trace = nullptr;      // live trace (`mxrelay trace`); may be null
 };
 
 struct ConnInfo {
@@ -94,6 +96,11 @@ class Session {
   static constexpr size_t kMaxOutput = 64 * 1024;
   // Replies produced so far; the caller sends them in order.
   std::string TakeOutput();
+  // A line for the live trace of this session (if it is traced), e.g. how
+  // the connection ended.
+  void TraceEvent(std::string_view what) {
+    if (!trace_.empty()) Trace('*', what);
+  }
   bool has_output() const { return !out_.empty(); }
   size_t output_size() const { return out_.size(); }
   // Bytes held because the session is waiting (AUTH, spool): the connection
@@ -186,6 +193,11 @@ class Session {
   void ProtocolError(int code, std::string_view enhanced, std::string_view text);
   void CloseWith(int code, std::string_view enhanced, std::string_view text, std::string reason);
   void ResetTransaction();
+  // Live trace: join the subscribers that match (at the start: by address;
+  // after AUTH: by user too), and copy one line to them ('<' from the
+  // client, '>' to it, '*' an event). Redaction happens at the call sites.
+  void TraceAttach();
+  void Trace(char dir, std::string_view line);
   // The relay's log: one line per refused command (event=rejected), per
   // failed login (event=auth_failed), per wrong-port client.
   void LogRejection(int code, std::string_view enhanced, std::string_view text);
@@ -217,6 +229,8 @@ class Session {
   std::string_view cur_arg_;         // the argument of the command being answered (logs only)
   bool seen_input_ = false;          // any byte received (wrong-port detection)
   bool quiet_rejection_ = false;     // the next reply is logged by its own event
+  std::vector<TraceHub::Sub> trace_;  // live trace subscribers of this session (usually none)
+  std::string trace_prefix_;
   int auth_failures_ = 0;
   int errors_ = 0;
   bool shutting_down_ = false;

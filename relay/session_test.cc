@@ -807,6 +807,53 @@ TEST_F(SessionTest, AuthenticatedNameIsTheUsersFiles) {
   EXPECT_EQ(s_->auth_user(), "alice@example.com");
 }
 
+// Issue 21 (live trace): a traced session copies its conversation, but
+// never an AUTH payload (initial response or continuation) nor the message.
+TEST_F(SessionTest, TraceShowsTheConversationRedacted) {
+  TraceHub hub;
+  auto sub = hub.Subscribe({.ip = "192.0.2.1"});
+  auto other = hub.Subscribe({.ip = "198.51.100.1"});
+  env_.trace = &hub;
+  Open();
+  Send(kEhlo);
+  StartTlsAndEhlo();
+  std::string secret = PlainResponse("alice", "s3cr3t-pw");
+  Send("AUTH PLAIN " + secret + "\r\n");
+  EXPECT_EQ(AuthResult(true), "235 2.7.0 Authentication successful\r\n");
+  Send("MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n");
+  Send("Subject: private-subject\r\n\r\nprivate-body\r\n.\r\n");
+  Commit();
+  s_->TraceEvent("session end: quit");
+  auto lines = sub->Wait(0);
+  ASSERT_TRUE(lines.has_value());
+  std::string all;
+  for (const auto& l : *lines) all += l + "\n";
+  for (const char* want : {" 192.0.2.1 test:2525 > 220 mx.test ESMTP", " < EHLO client.example", " < STARTTLS",
+                           " * TLS established: TLSv1.3", " < AUTH PLAIN <redacted>", " > 235 2.7.0",
+                           " * authenticated as alice", " < MAIL FROM:<alice@example.com>", " > 354 ",
+                           " < <message content: ", " > 250 2.0.0 Ok: queued as ", " * session end: quit"}) {
+    EXPECT_NE(all.find(want), std::string::npos) << want << " not in\n" << all;
+  }
+  for (const std::string& never : {secret, std::string("s3cr3t-pw"), std::string("private-subject"),
+                                   std::string("private-body")}) {
+    EXPECT_EQ(all.find(never), std::string::npos) << never << " leaked into the trace:\n" << all;
+  }
+  EXPECT_FALSE(other->Wait(0)->size()) << "a session from another address is not traced";
+  // AUTH LOGIN: the user name and password lines are redacted too.
+  Open();
+  Send(kEhlo);
+  StartTlsAndEhlo();
+  Send("AUTH LOGIN\r\n");
+  Send(absl::Base64Escape("alice") + "\r\n");
+  Send(absl::Base64Escape("s3cr3t-pw") + "\r\n");
+  lines = sub->Wait(0);
+  all.clear();
+  for (const auto& l : *lines) all += l + "\n";
+  EXPECT_NE(all.find(" < AUTH LOGIN"), std::string::npos) << all;
+  EXPECT_EQ(all.find(absl::Base64Escape("s3cr3t-pw")), std::string::npos) << all;
+  EXPECT_EQ(all.find(absl::Base64Escape("alice")), std::string::npos) << all;
+}
+
 // Issue 21: a client set up for implicit TLS ("SSL") on a STARTTLS or plain
 // port sends a ClientHello as its first bytes; 500 replies would be garbage
 // to it. The session closes without a reply and says why.

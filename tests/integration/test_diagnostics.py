@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -309,6 +310,82 @@ class CertificateTest(DiagnosticsBase):
         self.assertEqual(rc, 0, out)
         self.assertIn("DNS:relay.test", out)
         self.assertIn("IP Address:127.0.0.1", out)
+
+
+class TraceTest(DiagnosticsBase):
+    """`mxrelay trace`: the conversation of matching sessions, redacted."""
+
+    def start_trace(self, *filters):
+        """`mxrelay trace` in the background; its stdout lines are collected."""
+        p = subprocess.Popen([os.environ.get("MXRELAY_BIN", "mxrelay"), "trace", *filters, "--seconds", "60",
+                              "-c", self.relay.config_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.lines = []
+        p.reader = threading.Thread(target=lambda: p.lines.extend(iter(p.stdout.readline, b"")), daemon=True)
+        p.reader.start()
+
+        def cleanup():
+            if p.poll() is None:
+                p.kill()  # by PID
+            p.wait(10)
+            p.reader.join(10)
+            p.stdout.close()
+            p.stderr.close()
+        self.addCleanup(cleanup)
+        self.relay.wait_log(r"event=trace_started", count=self.traces_started + 1)
+        type(self).traces_started += 1
+        return p
+
+    traces_started = 0
+
+    def wait_trace(self, p, needle, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in l.decode("utf-8", "replace") for l in list(p.lines)):
+                return
+            time.sleep(0.05)
+        self.fail("%r not in the trace: %r" % (needle, p.lines))
+
+    def stop_trace(self, p):
+        p.terminate()  # by PID
+        p.wait(10)
+        p.reader.join(10)
+        return b"".join(p.lines).decode("utf-8", "replace"), p.stderr.read().decode("utf-8", "replace")
+
+    def test_trace_by_address_and_by_user(self):
+        by_ip = self.start_trace("--ip", "127.0.0.1")
+        by_bob = self.start_trace("--user", "bob")
+        t = token()
+        rc, out = run(["swaks", "--server", HOST, "--port", str(self.relay.port("sub")), "--tls",
+                       "--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD,
+                       "--from", "app@example.test", "--to", "r@dest.test", "--helo", "trace.test",
+                       "--header", "Subject: secret-subject-" + t, "--body", "secret-body-" + t,
+                       "--timeout", "30"])
+        self.assertEqual(rc, 0, out)
+        qid = re.search(r"queued as ([0-9a-f]{24})", out).group(1)
+        self.wait_trace(by_ip, "* session end: quit")
+        text, err = self.stop_trace(by_ip)
+        self.assertIn("mxrelay: tracing ip=127.0.0.1 user=*", err)
+        for want in ("> 220 relay.test ESMTP", "< EHLO trace.test", "< STARTTLS", "* TLS established: TLSv1.",
+                     "< AUTH PLAIN <redacted>", "> 235 2.7.0", "* authenticated as alice@example.test",
+                     "< MAIL FROM:<app@example.test>", "< <message content: ",
+                     "> 250 2.0.0 Ok: queued as " + qid, "< QUIT", "* session end: quit"):
+            self.assertIn(want, text)
+        auth_b64 = base64.b64encode(("\0%s\0%s" % (USER, PASSWORD)).encode()).decode()
+        for never in (PASSWORD, auth_b64, "secret-subject-" + t, "secret-body-" + t):
+            self.assertNotIn(never, text, "leaked into the trace")
+        bob_text, _ = self.stop_trace(by_bob)
+        self.assertNotIn("trace.test", bob_text, "a session of another user was traced")
+
+    def test_trace_needs_a_filter_and_a_running_relay(self):
+        p = run_cli(["trace", "-c", self.relay.config_path])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--ip", p.stderr)
+        other = Relay(users={USER: PASSWORD})  # configured, never started
+        self.addCleanup(other.cleanup)
+        other.write_config()
+        p = run_cli(["trace", "--ip", "127.0.0.1", "--seconds", "1", "-c", other.config_path])
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("cannot connect to the relay's admin socket", p.stderr)
 
 
 class QueueStoryTest(RelayTestCase):
