@@ -111,6 +111,11 @@ supp=$(pwd)/tests/tsan.supp
 rc=0
 export TSAN_OPTIONS="halt_on_error=1 suppressions=$supp log_path=$tsan_logs/report"
 ctest_stage build-tsan ctest-junit.xml --timeout 900 -j1 -R 'integration\.(delivery|crash|signals|faults)' || rc=1
+# 200 simultaneous AUTH guessers and 100 cached logins: ingress loops, the
+# AUTH limiter and the password checker at once (the rest of test_abuse is
+# about memory and limits, not threads).
+(cd tests/integration && MXRELAY_BIN="$(pwd)/../../build-tsan/main/mxrelay" PYTHONDONTWRITEBYTECODE=1 \
+   timeout 600 python3 runtests.py test_abuse.ConcurrentAuthGuessingTest) || rc=1
 unset TSAN_OPTIONS
 sanitizer_reports "$tsan_logs" "ThreadSanitizer" || rc=1
 [ "$rc" = 0 ] || exit 1
