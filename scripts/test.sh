@@ -63,6 +63,7 @@ echo "=== [3/4] ASan+UBSan build + unit and integration tests"
 # this check after the stage catches every other process (CLI runs, unit
 # test binaries) too. abort_on_error: a report ends the process by SIGABRT.
 asan_logs=$(mktemp -d)
+chmod 1777 "$asan_logs"  # relays that dropped root (test_privileges) write here too
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$asan_logs/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1:log_path=$asan_logs/ubsan"
 rc=0
@@ -107,6 +108,7 @@ tsan_unit metrics/metrics_test 'Exporter.RenderWhileTheComponentsCount'
 # to files, so one at shutdown fails the stage too. tests/tsan.supp: only
 # the uninstrumented Debian libraries (RocksDB, abseil's Status).
 tsan_logs=$(mktemp -d)
+chmod 1777 "$tsan_logs"
 supp=$(pwd)/tests/tsan.supp
 rc=0
 export TSAN_OPTIONS="halt_on_error=1 suppressions=$supp log_path=$tsan_logs/report"
