@@ -8,7 +8,8 @@
 #
 # Bounded: stress-ng gets --timeout (RUNS x 30 min) and is stopped by its PID
 # when the runs end; each ctest run has ctest's per-test timeout. Logs in
-# $build/stress-integration/run-N.log. Exit status 1 if any run failed.
+# $build/stress-integration/run-N.log (and run-N.full.log: every test's
+# output). Exit status 1 if any run failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=3 workers=2 build=build label=integration
@@ -34,6 +35,8 @@ for n in $(seq 1 "$runs"); do
   rc=0
   (cd "$build" && ctest -L "$label" --output-on-failure --timeout 600 -j1) >"$logs/run-$n.log" 2>&1 || rc=$?
   secs=$(( $(date +%s) - t0 ))
+  # Every test's full output (the figures the tests print), not only failures'.
+  cp "$build/Testing/Temporary/LastTest.log" "$logs/run-$n.full.log" 2>/dev/null || true
   bad=$(grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Not Run)\)' "$logs/run-$n.log" || true)
   fails=$(grep -E '^(FAIL|ERROR): test' "$logs/run-$n.log" | sort -u || true)
   echo "run $n: exit $rc in ${secs}s$([ -n "$bad" ] && printf '\n%s' "$bad")$([ -n "$fails" ] && printf '\n%s' "$fails")"

@@ -201,12 +201,12 @@ class IdleConnectionsTest(RelayTestCase):
     SOURCES = ["127.0.0.%d" % n for n in range(2, 251)]
     BATCH = 500
     # docs/RELIABILITY.md: about 1 KB of relay RSS per idle connection
-    # (983-1,0xx bytes measured; the design target is <= 16 KiB). The bound is
-    # 4x the measurement, so a regression to a few KiB per connection fails.
-    # ASan's allocator adds redzones and shadow memory per allocation: its own
-    # bound, from its own measurement (same factor).
+    # (983-1,095 bytes measured; the design target is <= 16 KiB). The bound is
+    # about 4x the measurement, so a regression to a few KiB per connection
+    # fails. ASan's allocator adds redzones and shadow memory per allocation:
+    # its own bound from its own measurement (1,676 bytes), about 5x.
     PER_CONN_BOUND = 4096
-    PER_CONN_BOUND_ASAN = 16384
+    PER_CONN_BOUND_ASAN = 8192
 
     def raise_fd_limit(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -473,7 +473,7 @@ class PipeliningFloodTest(RelayTestCase):
 
     RSS_BOUND = 64 << 20       # 12 EHLO flooders: +34.5 MiB measured
     NOOP_RSS_BOUND = 24 << 20  # one NOOP flooder: +6-7 MiB measured
-    NOOP_SENT_BOUND = 24 << 20  # the relay stops reading after 6-7 MiB (mostly socket buffers)
+    NOOP_SENT_BOUND = 24 << 20  # the relay stops reading after 6-10 MiB (mostly socket buffers)
 
     def new_relay(self, **kw):
         # Under ASan freed memory sits in a 256 MiB quarantine, so RSS would
