@@ -260,6 +260,7 @@ def case_relay(a, workdir):
     """loadgen -> mxrelay (plain listener, loopback trusted, static route) -> sink."""
     sink = Sink(a.sink, ["--expect", "200", "--seconds", "30"], workdir)
     relay = None
+    relay_rc = None
     try:
         port = free_port()
         with open(os.path.join(workdir, "mxrelay.toml"), "w") as f:
@@ -282,13 +283,15 @@ def case_relay(a, workdir):
         src, sk = sink.result(timeout=35)
     finally:
         sink.kill()
-        if relay is not None and relay.poll() is None:
-            relay.terminate()  # SIGTERM by PID: graceful drain
-            try:
-                relay.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                relay.kill()
-                relay.wait(timeout=5)
+        if relay is not None:
+            if relay.poll() is None:
+                relay.terminate()  # SIGTERM by PID: graceful drain
+                try:
+                    relay.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    relay.kill()
+                    relay.wait(timeout=5)
+            relay_rc = relay.returncode
     print("loadgen:", json.dumps(lg))
     print("sink:   ", json.dumps(sk))
     check(rc == 0 and lg["acknowledged"] == 200, "relay acknowledged all 200 (rc %d)" % rc)
@@ -299,6 +302,7 @@ def case_relay(a, workdir):
           "recipients agree (%d)" % sk["recipients"])
     check(sk["missing_header"] == 0 and sk["latency_us"]["count"] == sk["messages"],
           "X-Mxr-Submitted survived the relay")
+    check(relay_rc == 0, "the relay exited 0 after SIGTERM (got %r)" % relay_rc)
 
 
 def main():
