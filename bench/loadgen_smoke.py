@@ -12,8 +12,9 @@ message carried X-Mxr-Submitted, and that the JSON lines are well formed.
      writes, dot-stuffing, BDAT, AUTH LOGIN
   4. a connection refused: loadgen must fail fast with a clear message
   5. open loop: --rate 400 for 1 s over 4 sessions (pipelined and lock-step):
-     about 400 messages, all delivered, start lag and scheduled-start
-     latencies reported
+     at most 402 started (the schedule), at least 200, every one
+     acknowledged and delivered, start lag and scheduled-start latencies
+     reported
 With --relay BIN instead: loadgen -> mxrelay (plain listener, loopback
 trusted, static route) -> sink; the sink must receive what the relay
 acknowledged (ctest bench.loadgen_relay_smoke; exit 77 = skipped when the
@@ -204,13 +205,22 @@ def case_rate(a, workdir):
         print("loadgen:", json.dumps(lg))
         mode = "pipelined" if extra else "lock-step"
         check(rc == 0 and lg["failed"] == 0, "%s --rate: exit status 0, nothing failed" % mode)
-        check(360 <= lg["acknowledged"] <= 402,
-              "%s --rate 400 for 1 s started about 400 (%d)" % (mode, lg["acknowledged"]))
+        # Counts, not wall time: the schedule allows starts at k/400 s for
+        # k/400 <= 1 (401; one more if the deadline passes in the middle of a
+        # batch of replies); everything started is acknowledged. The lower
+        # bound only says the open loop ran at all (a busy 2-core machine may
+        # start fewer by the deadline: those show as start lag, not failures).
+        check(lg["attempted"] <= 402,
+              "%s --rate 400 for 1 s: at most 402 started (%d)" % (mode, lg["attempted"]))
+        check(lg["attempted"] >= 200,
+              "%s --rate 400 for 1 s: at least half started (%d)" % (mode, lg["attempted"]))
+        check(lg["acknowledged"] == lg["attempted"],
+              "%s: every started message acknowledged (%d)" % (mode, lg["acknowledged"]))
         check(sk["messages"] == lg["acknowledged"], "sink counted the same (%d)" % sk["messages"])
         check(lg["rate"] == 400 and lg["start_lag_us"]["count"] == lg["attempted"]
               and lg["scheduled_to_250_us"]["count"] == lg["acknowledged"],
               "%s: start lag and scheduled-start latency reported" % mode)
-        check(took < 5, "%s: open-loop run ended in time (%.1f s)" % (mode, took))
+        check(took < 15, "%s: open-loop run ended (%.1f s; --seconds 1, drain)" % (mode, took))
 
 
 def case_refused(a):
@@ -250,6 +260,7 @@ def case_relay(a, workdir):
     """loadgen -> mxrelay (plain listener, loopback trusted, static route) -> sink."""
     sink = Sink(a.sink, ["--expect", "200", "--seconds", "30"], workdir)
     relay = None
+    relay_rc = None
     try:
         port = free_port()
         with open(os.path.join(workdir, "mxrelay.toml"), "w") as f:
@@ -272,13 +283,15 @@ def case_relay(a, workdir):
         src, sk = sink.result(timeout=35)
     finally:
         sink.kill()
-        if relay is not None and relay.poll() is None:
-            relay.terminate()  # SIGTERM by PID: graceful drain
-            try:
-                relay.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                relay.kill()
-                relay.wait(timeout=5)
+        if relay is not None:
+            if relay.poll() is None:
+                relay.terminate()  # SIGTERM by PID: graceful drain
+                try:
+                    relay.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    relay.kill()
+                    relay.wait(timeout=5)
+            relay_rc = relay.returncode
     print("loadgen:", json.dumps(lg))
     print("sink:   ", json.dumps(sk))
     check(rc == 0 and lg["acknowledged"] == 200, "relay acknowledged all 200 (rc %d)" % rc)
@@ -289,6 +302,7 @@ def case_relay(a, workdir):
           "recipients agree (%d)" % sk["recipients"])
     check(sk["missing_header"] == 0 and sk["latency_us"]["count"] == sk["messages"],
           "X-Mxr-Submitted survived the relay")
+    check(relay_rc == 0, "the relay exited 0 after SIGTERM (got %r)" % relay_rc)
 
 
 def main():

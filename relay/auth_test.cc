@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -48,6 +50,62 @@ TEST(Authenticator, SuccessIsCachedAndFailureIsNot) {
   EXPECT_TRUE(auth.CachedOk("alice", "secret"));
   EXPECT_FALSE(auth.CachedOk("alice", "secreT"));
   EXPECT_EQ(verify("secret"), AuthResult::kOkCached);
+}
+
+
+// What the binary does from many threads at once: ingress loops call Verify
+// and CachedOk, the checker threads answer, and SIGHUP swaps the users file
+// (SetUsers) meanwhile. Every Verify is answered exactly once, with an answer
+// that one of the two databases allows; after the last swap nothing from the
+// old database is answered. Run under TSan by scripts/test.sh (stage 4).
+TEST(Authenticator, ConcurrentVerifyCachedOkAndReloadAnswerEveryCallOnce) {
+  auto a = UserDb::Parse("alice:$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\n",
+                         "users-a");  // alice:secret
+  auto b = UserDb::Parse("alice:$6$saltpepp$O563mnX5Q1mIrV/9m8DR7T8PNzBs6uiH65tehiL9tkS5hdrI0vPARlUNutdX8Wuh1ijwerQ.cFZwtnTp4mEso0\n",
+                         "users-b");  // alice:other
+  ASSERT_TRUE(a.ok() && b.ok());
+  Authenticator auth(*a, /*threads=*/2, RealClock::Get());
+  constexpr int kCallers = 4, kPerCaller = 40;
+  std::atomic<int> answered{0}, impossible{0}, busy{0};
+  std::atomic<bool> reloading{true};
+  std::thread reloader([&] {
+    for (int i = 0; i < 200 && reloading.load(); ++i) {
+      auth.SetUsers(i % 2 ? *a : *b);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  std::vector<std::thread> callers;
+  for (int c = 0; c < kCallers; ++c) {
+    callers.emplace_back([&, c] {
+      for (int i = 0; i < kPerCaller; ++i) {
+        const char* pw = (i + c) % 3 == 0 ? "secret" : (i + c) % 3 == 1 ? "other" : "wrong";
+        (void)auth.CachedOk("alice", pw);
+        std::string want = pw;
+        auth.Verify("alice", pw, [&, want](AuthResult r) {
+          // "wrong" is in neither database: it can never be accepted.
+          if (want == "wrong" && (r == AuthResult::kOk || r == AuthResult::kOkCached)) impossible++;
+          busy += r == AuthResult::kBusy;
+          answered++;
+        });
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  for (int i = 0; i < 3000 && answered.load() < kCallers * kPerCaller; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  reloading = false;
+  reloader.join();
+  EXPECT_EQ(answered.load(), kCallers * kPerCaller) << "callbacks lost or not run within 30 s";
+  EXPECT_EQ(impossible.load(), 0);
+  EXPECT_EQ(busy.load(), 0) << "160 jobs never fill a queue of " << Authenticator::kMaxQueuedJobs;
+  // After the last swap only the new database answers, also from the cache.
+  auth.SetUsers(*b);
+  EXPECT_FALSE(auth.CachedOk("alice", "secret"));
+  std::atomic<int> r{-1};
+  auth.Verify("alice", "secret", [&](AuthResult x) { r = static_cast<int>(x); });
+  for (int i = 0; i < 1000 && r.load() < 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(static_cast<AuthResult>(r.load()), AuthResult::kBad);
 }
 
 }  // namespace

@@ -141,6 +141,52 @@ def parse_metrics(text):
     return out
 
 
+SANITIZER_OPTIONS = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS")
+
+
+def sanitizer_log_paths():
+    """The log_path prefixes set in the sanitizer option variables (scripts/test.sh
+    sets them in its sanitizer stages; a report goes to PREFIX.PID)."""
+    out = []
+    for var in SANITIZER_OPTIONS:
+        for opt in re.split(r"[:\s]+", os.environ.get(var, "")):
+            if opt.startswith("log_path="):
+                out.append(opt[len("log_path="):])
+    return out
+
+
+def sanitizer_reports(pid):
+    """Sanitizer reports a process left in the log_path files ("PREFIX.PID" and
+    "PREFIX.PID.*"), as text; [] when there are none or no log_path is set."""
+    out = []
+    for prefix in sanitizer_log_paths():
+        d, base = os.path.split(prefix)
+        try:
+            names = os.listdir(d or ".")
+        except FileNotFoundError:
+            continue
+        for name in sorted(names):
+            if name == "%s.%d" % (base, pid) or name.startswith("%s.%d." % (base, pid)):
+                with open(os.path.join(d, name), "rb") as f:
+                    out.append("%s:\n%s" % (name, f.read(20000).decode("utf-8", "replace")))
+    return out
+
+
+def unexpected_exit(rc, run):
+    """Why a relay run's end was unexpected (a string), or None. Expected: still
+    running (None), exit 0, our own SIGKILL, or a refused start (exit > 0
+    before ready, which the test asserts on)."""
+    if rc is None or rc == 0:
+        return None
+    if rc == -signal.SIGKILL and run.get("killed"):
+        return None
+    if rc > 0 and run.get("start_failed"):
+        return None
+    if rc < 0:
+        return "ended by signal %d (%s)" % (-rc, signal.Signals(-rc).name)
+    return "exited with status %d" % rc
+
+
 def toml_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -216,6 +262,10 @@ class Relay:
         self._killed = False
         self._log = None
         self.starts = 0
+        # Every process this Relay started, with how it was expected to end:
+        # (Popen, {"killed": SIGKILLed by us, "start_failed": exited before
+        # ready, which the test asserts on}). cleanup() checks them all.
+        self._runs = []
         users = {"alice": "alice-secret"} if users is None else users
         with open(self.users_file, "w") as f:
             f.write("# test users\n")
@@ -284,6 +334,9 @@ class Relay:
             self.proc = subprocess.Popen([MXRELAY_BIN, "run", "-c", self.config_path],
                                          stdin=subprocess.DEVNULL, stdout=self._log,
                                          stderr=self._log, start_new_session=True)
+            self._run = {"killed": False, "start_failed": False}
+            self._runs.append((self.proc, self._run))
+            self._killed = False
             self.starts += 1
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -301,6 +354,8 @@ class Relay:
                 self._terminate()
                 raise RuntimeError("relay not ready within %.0fs; log:\n%s" % (timeout, text))
             self._log.close()
+            if rc > 0:  # a refused start (config, bind, user): the caller asserts on it
+                self._run["start_failed"] = True
             last_err = "relay exited with %s before ready; log:\n%s" % (rc, text)
             if "cannot bind" in text:
                 self._assign_ports()  # someone took a port meanwhile: pick new ones
@@ -341,6 +396,7 @@ class Relay:
         """SIGKILL by PID (crash simulation)."""
         self._killed = True
         if self.proc is not None and self.proc.poll() is None:
+            self._run["killed"] = True
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=STOP_TIMEOUT)
         if self._log and not self._log.closed:
@@ -365,16 +421,31 @@ class Relay:
         self.proc.send_signal(signal.SIGHUP)
 
     def cleanup(self):
+        """Stops the relay (SIGTERM, SIGKILL after 10 s) and removes its work
+        directory; then fails (AssertionError) if any process this Relay
+        started ended unexpectedly: a signal we did not send (a crash, a
+        sanitizer abort, a SIGKILL because SIGTERM did not stop it), an exit
+        status other than 0 after a successful start, or a sanitizer report in
+        its log_path file (ASAN/UBSAN/TSAN_OPTIONS log_path: reports written at
+        exit, e.g. LeakSanitizer's, never reach the relay's log)."""
         if self.proc is not None and self.proc.poll() is None:
             self._terminate(timeout=10.0)  # SIGTERM, SIGKILL after 10 s
-        rc = self.proc.returncode if self.proc is not None else None
-        if rc not in (None, 0) and not (rc == -signal.SIGKILL and self._killed):
-            # Died on its own (crash, sanitizer report, startup error): show
-            # why, before the work directory goes away.
-            sys.stderr.write("\n[relayctl] relay pid %s ended with %s; log tail:\n%s\n"
-                             % (self.proc.pid, rc, self.log_tail(60)))
+        problems = []
+        for proc, run in self._runs:
+            rc = proc.poll()
+            why = unexpected_exit(rc, run)
+            reports = sanitizer_reports(proc.pid)
+            if why or reports:
+                problems.append("relay pid %d %s%s" % (proc.pid, why or "exited 0",
+                                                       "".join("\n" + r for r in reports)))
+        if problems:
+            # Show why before the work directory goes away.
+            text = "\n".join(problems) + "\nlog tail:\n" + self.log_tail(60)
+            sys.stderr.write("\n[relayctl] %s\n" % text)
         if self._own_workdir and os.environ.get("MXRELAY_KEEP_TMP") is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if problems:
+            raise AssertionError("[relayctl] " + text)
 
     # ------------------------------------------------------------------ logs
 

@@ -33,6 +33,7 @@ assertions of performance (time bounds are generous upper bounds).
 """
 
 import errno
+import os
 import resource
 import selectors
 import socket
@@ -63,6 +64,17 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def sanitizer(pid):
+    """"asan", "tsan" or None: which sanitizer runtime the process has mapped."""
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read()
+    if "libasan" in maps:
+        return "asan"
+    if "libtsan" in maps:
+        return "tsan"
+    return None
 
 
 def max_open_files(pid):
@@ -188,10 +200,25 @@ class IdleConnectionsTest(RelayTestCase):
     N = 10000
     SOURCES = ["127.0.0.%d" % n for n in range(2, 251)]
     BATCH = 500
+    # docs/RELIABILITY.md: about 1 KB of relay RSS per idle connection
+    # (983-1,095 bytes measured; the design target is <= 16 KiB). The bound is
+    # about 4x the measurement, so a regression to a few KiB per connection
+    # fails. ASan's allocator adds redzones and shadow memory per allocation:
+    # its own bound from its own measurement (1,676 bytes), about 5x.
+    PER_CONN_BOUND = 4096
+    PER_CONN_BOUND_ASAN = 8192
 
     def raise_fd_limit(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         need = self.N + 1024  # the test process and the relay each hold N sockets
+        if hard != resource.RLIM_INFINITY and hard < need and os.geteuid() == 0:
+            # Root may raise the hard limit (up to fs.nr_open): do so rather than skip.
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+                self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+                soft = hard = need
+            except (ValueError, OSError) as e:
+                report("could not raise RLIMIT_NOFILE to %d as root: %s" % (need, e))
         if hard != resource.RLIM_INFINITY and hard < need:
             self.skipTest("RLIMIT_NOFILE hard limit %d < %d: cannot hold %d connections "
                           "(raise it with ulimit -Hn as root)" % (hard, need, self.N))
@@ -313,11 +340,13 @@ class IdleConnectionsTest(RelayTestCase):
         self.assertGreaterEqual(m["mxrelay_connections_current"], self.N)
         rss1 = rss_bytes(relay.pid)
         per_conn = (rss1 - rss0) / float(self.N)
+        bound = self.PER_CONN_BOUND_ASAN if sanitizer(relay.pid) == "asan" else self.PER_CONN_BOUND
         report("idle connections: %d open (connect %.1fs), fresh client greeted in %.2fs; relay "
                "RSS %.1f MiB -> %.1f MiB (metric %.1f -> %.1f MiB): %.0f bytes per idle "
-               "connection (target <= 16384)"
+               "connection (asserted <= %d; target <= 16384)"
                % (self.N, connect_s, greet_s, mib(rss0), mib(rss1), mib(metric_rss0 or 0),
-                  mib(m.get("mxrelay_process_resident_memory_bytes", 0)), per_conn))
+                  mib(m.get("mxrelay_process_resident_memory_bytes", 0)), per_conn, bound))
+        self.assertLessEqual(per_conn, bound, "RSS per idle connection")
         self.assertEqual(relay.queue_by_id()[qid]["sender"], sender)
 
         # Closing them gives every slot back (bounded wait).
@@ -442,17 +471,30 @@ class SlowClientTest(RelayTestCase):
 class PipeliningFloodTest(RelayTestCase):
     """Clients that pipeline commands and never read the replies."""
 
-    RSS_BOUND = 64 << 20
+    RSS_BOUND = 64 << 20       # 12 EHLO flooders: +34.5 MiB measured
+    NOOP_RSS_BOUND = 24 << 20  # one NOOP flooder: +6-7 MiB measured
+    NOOP_SENT_BOUND = 24 << 20  # the relay stops reading after 6-10 MiB (mostly socket buffers)
 
-    def assertRssBound(self, relay, grown):
-        # ASan keeps freed memory in quarantine (up to 256 MiB), so RSS says
-        # nothing about what we hold there: the bound is checked on the
-        # uninstrumented binary only (the sanitizer stage still runs the flood).
-        with open("/proc/%d/maps" % relay.pid) as f:
-            if "libasan" in f.read():
-                report("ASan binary: RSS growth %.1f MiB not checked against the bound" % mib(grown))
-                return
-        self.assertLessEqual(grown, self.RSS_BOUND)
+    def new_relay(self, **kw):
+        # Under ASan freed memory sits in a 256 MiB quarantine, so RSS would
+        # say nothing about what the relay holds: these relays run without it
+        # (the variable is ignored by an uninstrumented binary).
+        saved = os.environ.get("ASAN_OPTIONS")
+        os.environ["ASAN_OPTIONS"] = (saved + ":" if saved else "") + "quarantine_size_mb=0"
+        try:
+            return super().new_relay(**kw)
+        finally:
+            if saved is None:
+                del os.environ["ASAN_OPTIONS"]
+            else:
+                os.environ["ASAN_OPTIONS"] = saved
+
+    def assertRssBound(self, relay, grown, bound):
+        # ASan's redzones and shadow: half as much again (no quarantine, above).
+        if sanitizer(relay.pid) == "asan":
+            bound = bound * 3 // 2
+        self.assertLessEqual(grown, bound, "relay RSS grew %.1f MiB (bound %.1f MiB)"
+                             % (mib(grown), mib(bound)))
 
     def flooder(self, port, source):
         """A raw client past EHLO, with a 4 KiB receive buffer (the relay's replies pile up)."""
@@ -469,14 +511,14 @@ class PipeliningFloodTest(RelayTestCase):
         port = relay.port("plain")
         rss0 = rss_bytes(relay.pid)
         s = self.flooder(port, "127.0.0.3")
-        sent, blocked = flood_until_blocked(s, b"NOOP\r\n")
+        sent, blocked = flood_until_blocked(s, b"NOOP\r\n", cap_bytes=self.NOOP_SENT_BOUND)
         rss1 = rss_bytes(relay.pid)
         report("NOOP flood, never reading: %.1f MiB (%d commands) sent before the relay stopped "
                "reading; relay RSS %+.1f MiB" % (mib(sent), sent // 6, mib(rss1 - rss0)))
-        self.assertTrue(blocked, "the relay read %.1f MiB of pipelined commands without ever "
+        self.assertTrue(blocked, "the relay read %.1f MiB of pipelined commands without "
                         "pausing" % mib(sent))
         self.assertGreaterEqual(sent, 50000 * 6)
-        self.assertRssBound(relay, rss1 - rss0)
+        self.assertRssBound(relay, rss1 - rss0, self.NOOP_RSS_BOUND)
 
         # Another client is served meanwhile.
         other = self.client(port, timeout=10)
@@ -562,7 +604,7 @@ class PipeliningFloodTest(RelayTestCase):
         self.assertReply(c.greeting, 220)
         self.assertReply(c.cmd("NOOP"), 250)
         self.assertTrue(all(blocked for _, blocked in results.values()), results)
-        self.assertRssBound(relay, rss1 - rss0)
+        self.assertRssBound(relay, rss1 - rss0, self.RSS_BOUND)
 
 
 # ------------------------------------------------------------------ 4. hostile input
@@ -605,39 +647,37 @@ class HostileInputTest(RelayTestCase):
         self.assertFalse(any(t in s for s in self.senders()))
 
     def test_nul_inside_data(self):
-        """NUL octets in a message body (RFC 5322 forbids them; the relay may refuse the
-        message or keep it byte for byte, but never mangle it or break the session)."""
+        """NUL octets in a message body (RFC 5322 forbids them): accepted (250)
+        and stored byte for byte, neither refused nor stripped (docs/RELIABILITY.md);
+        the session goes on."""
         c = self.plain()
         t = token()
         sender = "nulbody-%s@x.test" % t
         body = make_message(sender, ["r@y.test"], "nul " + t, t).encode()
         body += b"before\0after-" + t.encode() + b"\r\n"
         r = c.send_message(sender, ["r@y.test"], body)
-        report("NUL inside DATA: %s" % r.first)
-        if r.code == 250:
-            self.assertTrue(self.relay.spool_contains(b"before\0after-" + t.encode()),
-                            "NUL-bearing line not stored byte for byte")
-        else:
-            self.assertIn(r.code, (550, 554), r)
-            self.assertNotIn(sender, self.senders())
+        self.assertReply(r, 250, "2.0.0")
+        self.assertIsNotNone(r.queue_id(), r)
+        self.assertIn(sender, self.senders())
+        self.assertTrue(self.relay.spool_contains(b"before\0after-" + t.encode()),
+                        "NUL-bearing line not stored byte for byte")
         self.assertReply(c.cmd("NOOP"), 250)
 
     def test_header_line_longer_than_the_line_limit_inside_data(self):
         """A single 10,000-octet header line (max_line_length is 1000, RFC 5322 says 998):
-        the relay either refuses the message (5xx, nothing queued) or keeps it intact."""
+        DATA content has no line-length limit, only max_message_size, so the message is
+        accepted (250) and the line stored intact (docs/RELIABILITY.md)."""
         c = self.plain()
         t = token()
         sender = "longhdr-%s@x.test" % t
         long_hdr = b"X-Long-" + t.encode() + b": " + b"y" * 10000
         msg = long_hdr + b"\r\n" + make_message(sender, ["r@y.test"], "long " + t, t).encode()
         r = c.send_message(sender, ["r@y.test"], msg)
-        report("%d-octet header line inside DATA: %s" % (len(long_hdr), r.first))
-        if r.code == 250:
-            self.assertTrue(self.relay.spool_contains(long_hdr + b"\r\n"),
-                            "long header line not stored intact")
-        else:
-            self.assertGreaterEqual(r.code, 500, r)
-            self.assertNotIn(sender, self.senders())
+        self.assertReply(r, 250, "2.0.0")
+        self.assertIsNotNone(r.queue_id(), r)
+        self.assertIn(sender, self.senders())
+        self.assertTrue(self.relay.spool_contains(long_hdr + b"\r\n"),
+                        "long header line not stored intact")
         self.assertReply(c.cmd("NOOP"), 250)
 
     def test_body_larger_than_declared_size_552(self):
@@ -661,9 +701,11 @@ class HostileInputTest(RelayTestCase):
         self.assertReply(c.cmd("NOOP"), 250)
 
     def test_invalid_utf8_in_addresses_refused(self):
+        """Invalid UTF-8 in a MAIL address is 501 5.1.7, in a RCPT address 501 5.1.3,
+        with or without SMTPUTF8, in the local part or the domain (docs/RELIABILITY.md;
+        valid UTF-8 without SMTPUTF8 is 553 5.6.7: test_protocol); nothing queued."""
         bad = {"0xff": b"\xff", "overlong": b"\xc0\xaf", "surrogate": b"\xed\xa0\x80",
                "truncated": b"\xe2\x82", "latin1": b"j\xf6rg"}
-        ok_codes = {(501, "5.1.7"), (501, "5.1.3"), (553, "5.6.7"), (501, "5.5.4")}
         t = token()
         for name, seq in bad.items():
             with self.subTest(sequence=name):
@@ -673,14 +715,13 @@ class HostileInputTest(RelayTestCase):
                          b"MAIL FROM:<bad-%s@x%s.test> SMTPUTF8" % (t.encode(), seq)]
                 for line in tried:
                     c.send(line + b"\r\n")
-                    r = c.reply()
-                    self.assertIn((r.code, r.lines[0][:5]), ok_codes, (line, r))
+                    self.assertReply(c.reply(), 501, "5.1.7", line)
                 for smtputf8 in (b"", b" SMTPUTF8"):
                     self.assertReply(c.cmd(("MAIL FROM:<ok-%s@x.test>" % t) + smtputf8.decode()),
                                      250)
-                    c.send(b"RCPT TO:<r%s@y.test>\r\n" % seq)
-                    r = c.reply()
-                    self.assertIn((r.code, r.lines[0][:5]), ok_codes, r)
+                    for rcpt in (b"r%s@y.test" % seq, b"r@y%s.test" % seq):
+                        c.send(b"RCPT TO:<%s>\r\n" % rcpt)
+                        self.assertReply(c.reply(), 501, "5.1.3", (smtputf8, rcpt))
                     self.assertReply(c.cmd("RSET"), 250)
         self.assertFalse(any(t in s for s in self.senders()))
 
@@ -725,7 +766,7 @@ class OpenRelayProbeTest(RelayTestCase):
             r_mail = c.cmd("MAIL FROM:<%s>" % sender)
             self.assertReply(r_mail, 530, "5.7.0")
             r_rcpt = c.cmd("RCPT TO:<%s>" % rcpt)  # each refused RCPT is a protocol error:
-            self.assertIn(r_rcpt.code, (503, 530, 554), (rcpt, r_rcpt))  # 8 + 6 below < 20
+            self.assertReply(r_rcpt, 503, "5.5.1", (rcpt, r_rcpt))  # 8 + 6 below < 20
             out.append((rcpt, r_mail.first, r_rcpt.first))
             self.assertReply(c.cmd("RSET"), 250)
         c.send("MAIL FROM:<probe@remote.test>\r\nRCPT TO:<user%other.test@remote.test>\r\n"
@@ -760,9 +801,25 @@ class OpenRelayProbeTest(RelayTestCase):
         self.assertReply(c.auth_plain("alice", "wrong"), 535, "5.7.8")
         self.assert_nothing_queued_by(lambda: self.probe_untrusted(c))
 
+    # What an authenticated or trusted client gets for each trick
+    # (docs/RELIABILITY.md): the opaque forms are accepted and queued verbatim;
+    # a source route and a trailing dot are syntax errors; <postmaster> without
+    # a domain is refused too, although RFC 5321 4.5.1 asks servers to accept it.
+    PRIVILEGED_OUTCOMES = {
+        "user%other.test@remote.test": (250, "2.1.5"),
+        "@a.test:user@b.test": (501, "5.1.3"),
+        '"user@other.test"@remote.test': (250, "2.1.5"),
+        "user@remote.test.": (501, "5.1.3"),
+        "user@[127.0.0.1]": (250, "2.1.5"),
+        "other.test!user@remote.test": (250, "2.1.5"),
+        "user@remote.test": (250, "2.1.5"),
+        "postmaster": (501, "5.1.3"),
+    }
+
     def probe_privileged(self, c, label):
-        """Records what an authenticated or trusted client gets for each trick; anything
-        accepted must be queued as the very address given (an opaque string)."""
+        """Each trick gets exactly its documented reply; anything accepted must be
+        queued as the very address given (an opaque string)."""
+        self.assertEqual(set(self.PRIVILEGED_OUTCOMES), set(TRICKY_RECIPIENTS))
         seen = {}
         for rcpt in TRICKY_RECIPIENTS:
             t = token()
@@ -770,7 +827,8 @@ class OpenRelayProbeTest(RelayTestCase):
             self.assertReply(c.cmd("MAIL FROM:<%s>" % sender), 250)
             r = c.cmd("RCPT TO:<%s>" % rcpt)
             seen[rcpt] = r.first
-            self.assertIn(r.code, (250, 501, 550, 553, 554), (rcpt, r))
+            code, enhanced = self.PRIVILEGED_OUTCOMES[rcpt]
+            self.assertReply(r, code, enhanced, (label, rcpt, r))
             if r.code == 250:
                 self.assertReply(c.cmd("DATA"), 354)
                 c.send(make_message(sender, [rcpt], "probe " + t, t).encode() + b".\r\n")
@@ -790,13 +848,7 @@ class OpenRelayProbeTest(RelayTestCase):
         c.starttls()
         c.ehlo()
         self.assertReply(c.auth_plain("alice", "alice-secret"), 235)
-        seen = self.probe_privileged(c, "auth")
-        # Observed today: source routes are declined (RFC 5321 4.1.1.3 allows it) and
-        # a trailing dot is a syntax error; the other forms are opaque addresses.
-        # (<postmaster> without a domain is refused with 501 too, although RFC 5321
-        # 4.5.1 asks servers to accept it: recorded, not asserted.)
-        self.assertEqual(seen["@a.test:user@b.test"][:3], "501")
-        self.assertEqual(seen["user@remote.test."][:3], "501")
+        self.probe_privileged(c, "auth")
 
     def test_trusted_network_client_address_tricks_recorded(self):
         c = self.client(self.relay.port("plain"), source="127.0.0.9")
@@ -854,7 +906,8 @@ class TlsVersionTest(RelayTestCase):
         return True, t.version()
 
     def s_client_refused(self, mode, flag):
-        """Fallback: `openssl s_client -tls1_1 -cipher DEFAULT@SECLEVEL=0` must fail."""
+        """`openssl s_client -tls1_1 -cipher DEFAULT@SECLEVEL=0` must fail on the
+        relay's protocol_version alert."""
         args = ["openssl", "s_client", "-connect", "%s:%d" % (HOST, self.relay.port(
             "smtps" if mode == "implicit" else "sub")), flag, "-cipher", "DEFAULT@SECLEVEL=0"]
         if mode == "starttls":
@@ -863,6 +916,8 @@ class TlsVersionTest(RelayTestCase):
         if "no protocols available" in p.stderr:
             self.skipTest("neither Python nor openssl s_client can offer %s here" % flag)
         self.assertNotEqual(p.returncode, 0, p.stdout[-500:])
+        # The relay's protocol_version alert (70), not a local refusal.
+        self.assertIn("alert protocol version", p.stderr, p.stderr[-500:])
         return p.stderr
 
     def test_tls_1_0_and_1_1_refused(self):
@@ -873,22 +928,24 @@ class TlsVersionTest(RelayTestCase):
                                     ("TLSv1.1", ssl.TLSVersion.TLSv1_1, "-tls1_1")):
             for mode in ("starttls", "implicit"):
                 with self.subTest(version=name, mode=mode):
+                    # Two independent clients, each must get the relay's
+                    # protocol_version alert (not a local refusal).
                     res = self.handshake(mode, version)
-                    if res is None:  # this Python cannot offer it: use openssl s_client
-                        err = self.s_client_refused(mode, flag)
-                        report("%s over %s (openssl s_client): %s" % (name, mode, err[-120:]))
-                    else:
-                        ok, detail = res
-                        self.assertFalse(ok, "%s negotiated over %s" % (detail, mode))
-                        # The relay's protocol_version alert, not a local refusal.
-                        self.assertIn("PROTOCOL_VERSION", detail.upper(), detail)
-                        report("%s over %s refused: %s" % (name, mode, detail))
+                    if res is None:
+                        self.skipTest("this Python cannot offer %s" % name)
+                    ok, detail = res
+                    self.assertFalse(ok, "%s negotiated over %s" % (detail, mode))
+                    self.assertIn("PROTOCOL_VERSION", detail.upper(), detail)
                     n += 1
+                    err = self.s_client_refused(mode, flag)
+                    n += 1
+                    report("%s over %s refused: Python: %s; s_client: %s"
+                           % (name, mode, detail, err.strip().splitlines()[-1][-80:]))
         self.relay.wait_log(r"event=tls_handshake_failed ip=127\.0\.0\.1 error=\"[^\"]*"
                             r"unsupported protocol", count=n)
         failed_after = self.relay.scrape().get(
             'mxrelay_tls_handshakes_total{result="failed",version="none"}', 0)
-        self.assertGreaterEqual(failed_after - failed_before, n)
+        self.assertEqual(failed_after - failed_before, n)
 
     def test_tls_1_2_and_1_3_work(self):
         for name, version in (("TLSv1.2", ssl.TLSVersion.TLSv1_2),

@@ -2,13 +2,15 @@
 Compose and Kubernetes YAML, the seccomp profile, the systemd unit, and the
 metric names they use against docs/METRICS.md.
 
-    cd tests/integration && python3 -m unittest -v test_deploy
+    cd tests/integration && python3 runtests.py test_deploy
 
 Needs no running relay. promtool (Debian package `prometheus`) runs the rule
-checks and unit tests; without it those tests are skipped with a message.
-PyYAML (python3-yaml) parses the YAML files; without it those tests are
-skipped. With MXRELAY_BIN pointing at a built binary, the container
-configurations are also checked with `mxrelay check-config`.
+checks and unit tests, PyYAML (python3-yaml) parses the YAML files and
+systemd-analyze (package `systemd`) verifies the unit: scripts/install-deps.sh
+installs all three. Without one, its tests are skipped with a message, and
+in CI (CI=true) a skip fails the run (runtests.py, tests/skip_policy.py).
+With MXRELAY_BIN pointing at a built binary, the container configurations
+are also checked with `mxrelay check-config`.
 """
 
 import json

@@ -181,7 +181,8 @@ class RepeatedKillTest(RelayTestCase):
         attempted = set()
         lock = threading.Lock()
         counter = [0]
-        total_refused = [0]
+        refused = []       # (code, reply): a running relay never refuses these
+        broken = [0]       # submissions cut at the connection level (the kill)
 
         def writer(port, stop):
             for _ in range(10000):  # bounded; stops when the relay dies
@@ -197,10 +198,12 @@ class RepeatedKillTest(RelayTestCase):
                     with lock:
                         acked[tok] = what
                 elif code == 0:
+                    with lock:
+                        broken[0] += 1
                     return  # the relay is gone
                 else:
                     with lock:
-                        total_refused[0] += 1
+                        refused.append((code, what))
 
         t0 = time.monotonic()
         for rnd in range(self.ROUNDS):
@@ -224,12 +227,21 @@ class RepeatedKillTest(RelayTestCase):
         queued_ids = {e["id"] for e in spool}
         lost = sorted(t for t, q in acked.items() if q not in queued_ids)
         self.assertEqual(lost, [], "acknowledged messages lost after %d kills" % self.ROUNDS)
-        unacked_kept = len(queued_ids) - len(set(acked.values()))
+        unacked_kept = len(queued_ids - set(acked.values()))
         print("\n[kill x%d] %.1fs: %d attempted, %d acknowledged, all found; %d more in the spool "
-              "(committed, 250 never seen by the client: a retry would duplicate them); %d refused"
+              "(committed, 250 never seen by the client: a retry would duplicate them) of %d "
+              "submissions cut by a kill; %d refused"
               % (self.ROUNDS, time.monotonic() - t0, len(attempted), len(acked), unacked_kept,
-                 total_refused[0]))
+                 broken[0], len(refused)))
         self.assertGreater(len(acked), self.ROUNDS, "too little load to mean anything")
+        # A relay that is up refuses none of these submissions (no limit is near).
+        self.assertEqual(refused, [], "submissions refused between kills")
+        # The possible duplicates: only a submission the kill cut can be in the
+        # spool without its 250 having been seen, at most one per writer per
+        # round (each writer stops at its first broken submission).
+        self.assertLessEqual(broken[0], self.ROUNDS * self.WRITERS)
+        self.assertLessEqual(unacked_kept, broken[0],
+                             "messages in the spool that no kill explains")
 
 
 if __name__ == "__main__":

@@ -177,15 +177,18 @@ class TimeoutTest(RelayTestCase):
         t0 = time.monotonic()
         for name, c, mode in (("greeting", pre_ehlo, "command"), ("data", in_data, "data")):
             with self.subTest(state=name):
-                r = c.reply(timeout=12)
+                r = c.reply(timeout=15)
                 self.assertReply(r, 421, "4.4.2")
                 self.assertIn("Timeout (%s)" % mode, r.lines[0])
                 self.assertEqual(c.read_until_closed(5), b"")
         with self.subTest(state="tls_handshake"):
-            raw_tls.settimeout(max(0.1, t0 + 12 - time.monotonic()))
+            raw_tls.settimeout(max(0.1, t0 + 15 - time.monotonic()))
             self.assertEqual(raw_tls.recv(100), b"", "no close after the TLS handshake timeout")
         elapsed = time.monotonic() - t0
-        self.assertLessEqual(elapsed, 8.0)
+        # 2 s timeouts on a 1 s tick: about 3 s. The bound leaves room for a
+        # loaded 2-core machine (scripts/test.sh shares it with builds) while
+        # still failing a timeout several times too long or never firing.
+        self.assertLessEqual(elapsed, 12.0)
         self.assertIn("reason=tls_handshake_timeout", relay.log_text())
         # Nothing of the partial DATA was queued.
         self.assertEqual(relay.queue_list(), [])
@@ -196,12 +199,14 @@ class TimeoutTest(RelayTestCase):
         c = self.client(relay.port("plain"), timeout=15)
         c.ehlo()
         t0 = time.monotonic()
-        r = c.reply(timeout=12)
+        r = c.reply(timeout=20)
         elapsed = time.monotonic() - t0
         self.assertReply(r, 421, "4.4.2")
         self.assertIn("Timeout", r.lines[0])
+        # 2 s timeout on a 1 s tick: 2-3 s. Never early; late only by what a
+        # loaded machine may add (5x the timeout still fails).
         self.assertGreaterEqual(elapsed, 1.5, "timed out too early (%.2fs)" % elapsed)
-        self.assertLessEqual(elapsed, 6.0, "timed out too late (%.2fs)" % elapsed)
+        self.assertLessEqual(elapsed, 10.0, "timed out too late (%.2fs)" % elapsed)
         self.assertEqual(c.read_until_closed(5), b"")
         self.assertIn("reason=timeout", relay.log_text())
 

@@ -43,9 +43,18 @@ class ProtocolTest(RelayTestCase):
         self.assertIsNotNone(r.queue_id(), r)
         return r.queue_id()
 
-    def assert_quiet(self, c):
-        extra = c.drain(0.3)
+    def assert_quiet(self, c, quiet=0.3):
+        extra = c.drain(quiet)
         self.assertEqual(extra, b"", "unexpected extra bytes from the server: %r" % extra[:300])
+
+    def assert_only_noop_reply(self, c):
+        """After the handshake the first reply is NOOP's (an injected command
+        would be answered first) and nothing follows it. The reply is awaited
+        (c.timeout), not expected within a fixed quiet window: on a loaded
+        machine the handshake and the reply may take longer than one."""
+        r = c.reply()
+        self.assertEqual(r.first, "250 2.0.0 OK", "expected NOOP's reply first after the handshake")
+        self.assert_quiet(c, 0.5)
 
     # ------------------------------------------------------------ long lines
 
@@ -322,9 +331,7 @@ class ProtocolTest(RelayTestCase):
         self.assertEqual(c.buf, b"", "server answered the injected command in plaintext")
         c.sock = tls_client_context().wrap_socket(c.sock)
         c.send(b"NOOP\r\n")
-        data = c.drain(1.0)
-        self.assertEqual(data, b"250 2.0.0 OK\r\n",
-                         "expected exactly one reply (NOOP's) after the handshake")
+        self.assert_only_noop_reply(c)
         # And the session was reset by TLS: EHLO is needed again.
         self.assertReply(c.cmd("MAIL FROM:<x@x.test>"), 503, "5.5.1")
 
@@ -343,8 +350,7 @@ class ProtocolTest(RelayTestCase):
         self.assertEqual(c.buf, b"")
         c.sock = tls_client_context().wrap_socket(c.sock)
         c.send(b"NOOP\r\n")
-        self.assertEqual(c.drain(1.0), b"250 2.0.0 OK\r\n",
-                         "expected exactly one reply (NOOP's) after the handshake")
+        self.assert_only_noop_reply(c)
 
     def test_starttls_injection_mail_from(self):
         c = self.client(self.relay.port("sub"))
@@ -354,7 +360,7 @@ class ProtocolTest(RelayTestCase):
         self.assertReply(c.reply(), 220)
         c.sock = tls_client_context().wrap_socket(c.sock)
         c.send(b"NOOP\r\n")
-        self.assertEqual(c.drain(1.0), b"250 2.0.0 OK\r\n")
+        self.assert_only_noop_reply(c)
         c.ehlo()
         # If the injected MAIL had been kept, RCPT would be accepted here.
         self.assertReply(c.cmd("RCPT TO:<r@y.test>"), 503, "5.5.1")
