@@ -81,7 +81,8 @@ TEST(Authenticator, ConcurrentVerifyCachedOkAndReloadAnswerEveryCallOnce) {
         const char* pw = (i + c) % 3 == 0 ? "secret" : (i + c) % 3 == 1 ? "other" : "wrong";
         (void)auth.CachedOk("alice", pw);
         std::string want = pw;
-        auth.Verify("alice", pw, [&, want](AuthResult r) {
+        auth.Verify("alice", pw, [&, want](AuthAnswer ans) {
+          AuthResult r = ans.result;
           // "wrong" is in neither database: it can never be accepted.
           if (want == "wrong" && (r == AuthResult::kOk || r == AuthResult::kOkCached)) impossible++;
           busy += r == AuthResult::kBusy;
@@ -103,7 +104,7 @@ TEST(Authenticator, ConcurrentVerifyCachedOkAndReloadAnswerEveryCallOnce) {
   auth.SetUsers(*b);
   EXPECT_FALSE(auth.CachedOk("alice", "secret"));
   std::atomic<int> r{-1};
-  auth.Verify("alice", "secret", [&](AuthResult x) { r = static_cast<int>(x); });
+  auth.Verify("alice", "secret", [&](AuthAnswer x) { r = static_cast<int>(x.result); });
   for (int i = 0; i < 1000 && r.load() < 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(static_cast<AuthResult>(r.load()), AuthResult::kBad);
 }
