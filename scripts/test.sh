@@ -74,7 +74,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 rm -rf "$asan_logs"
 
 echo "=== [4/4] TSan build + concurrent unit tests + the relay binary's threads"
-./scripts/build.sh tsan queue_test relay_server_test common_test metrics_test delivery_test mxrelay
+./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test delivery_test mxrelay
 # Only the unit tests that run code on more than one thread at once (each
 # filter below is what docs/RELIABILITY.md "Sanitizers" lists); the
 # single-threaded ones (parsers, session, policy tables) gain nothing here.
@@ -95,6 +95,8 @@ tsan_unit queue/queue_test 'RocksSpoolTest.*'
 # The AUTH limiter from 8 threads; the password checker's threads with
 # Verify/CachedOk/SetUsers callers; the per-IP connection table from 8 threads.
 tsan_unit relay/relay_server_test 'AuthLimiter.*FromManyThreads*:Authenticator.*:IngressServerPerIpLimit.Concurrent*'
+# The live trace: sessions on several threads push, the admin socket's thread reads.
+tsan_unit relay/relay_test 'TraceHub.*:TraceSubscriber.*'
 # The body loader's reads on the spool I/O thread; the event log's lock
 # (4 writers and a reopen; in the binary only the delivery thread writes it).
 tsan_unit delivery/delivery_test 'BodyLoaderTest.*:EventLogFileTest.ConcurrentWritersProduceWholeLines'
@@ -117,6 +119,10 @@ ctest_stage build-tsan ctest-junit.xml --timeout 900 -j1 -R 'integration\.(deliv
 # about memory and limits, not threads).
 (cd tests/integration && MXRELAY_BIN="$(pwd)/../../build-tsan/main/mxrelay" PYTHONDONTWRITEBYTECODE=1 \
    timeout 600 python3 runtests.py test_abuse.ConcurrentAuthGuessingTest) || rc=1
+# The live trace in the binary: sessions on the ingress loops push to the
+# admin socket's client thread (mxrelay trace).
+(cd tests/integration && MXRELAY_BIN="$(pwd)/../../build-tsan/main/mxrelay" PYTHONDONTWRITEBYTECODE=1 \
+   timeout 600 python3 runtests.py test_diagnostics.TraceTest) || rc=1
 unset TSAN_OPTIONS
 sanitizer_reports "$tsan_logs" "ThreadSanitizer" || rc=1
 [ "$rc" = 0 ] || exit 1
