@@ -8,6 +8,7 @@
 #   /etc/mxrelay/mxrelay.toml               conffile, every key commented
 #   /usr/share/mxrelay/{grafana,prometheus} dashboard, rules, scrape example
 #   /usr/share/doc/mxrelay/                 README, docs/*.md, copyright, changelog
+#   /usr/share/man/man8/mxrelay.8.gz
 # The user, /var/lib/mxrelay and the unit's state are handled by the
 # maintainer scripts in this folder (postinst, prerm, postrm).
 
@@ -51,12 +52,20 @@ if(NOT _gz_rc EQUAL 0)
   message(FATAL_ERROR "packaging/deb: gzip failed")
 endif()
 
+configure_file("${_deb}/mxrelay.8" "${_gen}/mxrelay.8" COPYONLY)
+execute_process(COMMAND gzip -9nf "${_gen}/mxrelay.8" RESULT_VARIABLE _gz_rc)
+if(NOT _gz_rc EQUAL 0)
+  message(FATAL_ERROR "packaging/deb: gzip failed")
+endif()
+
 foreach(_script postinst prerm postrm conffiles)
   configure_file("${_deb}/${_script}" "${_gen}/control/${_script}" COPYONLY)
 endforeach()
 
 install(FILES "${_gen}/mxrelay.service" DESTINATION /lib/systemd/system)
 install(FILES "${_deb}/mxrelay.toml" DESTINATION /etc/mxrelay)
+install(FILES "${_gen}/mxrelay.8.gz" DESTINATION share/man/man8)
+install(FILES "${_deb}/lintian-overrides" DESTINATION share/lintian/overrides RENAME mxrelay)
 install(FILES "${CMAKE_SOURCE_DIR}/deploy/grafana/mxrelay-dashboard.json"
   DESTINATION share/mxrelay/grafana)
 install(FILES
@@ -76,6 +85,8 @@ set(CPACK_PACKAGE_NAME "mxrelay")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
 set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_STRIP_FILES ON)
+set(CPACK_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS
+  OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 set(CPACK_PACKAGE_CONTACT "${MXRELAY_DEB_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${MXRELAY_DEB_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_RELEASE "${MXRELAY_DEB_RELEASE}")
@@ -83,16 +94,17 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION "mail")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "high-throughput durable SMTP relay")
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "high-throughput durable SMTP relay
- mxrelay is an SMTP relay (smarthost) for bulk and transactional sending,
- built on io_uring and RocksDB. Applications submit mail over authenticated
- SMTP; every message is stored durably before it is acknowledged, then
- delivered by MX lookup or through configured routes, with retries and
- bounces. It exports Prometheus metrics; a Grafana dashboard and alert rules
- are included.
- .
- The service is enabled but starts only once /etc/mxrelay/mxrelay.toml sets
- data_dir.")
+# CPack prepends the summary and formats this (leading space, " ." for the
+# empty line).
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "mxrelay is an SMTP relay (smarthost) for bulk and transactional sending,
+built on io_uring and RocksDB. Applications submit mail over authenticated
+SMTP; every message is stored durably before it is acknowledged, then
+delivered by MX lookup or through configured routes, with retries and
+bounces. It exports Prometheus metrics; a Grafana dashboard and alert rules
+are included.
+
+The service is enabled but starts only once /etc/mxrelay/mxrelay.toml sets
+data_dir.")
 # Library dependencies: computed by dpkg-shlibdeps. Listed by hand only what
 # the maintainer scripts run (adduser; deb-systemd-helper/-invoke).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)

@@ -172,7 +172,7 @@ class RelayProc:
         self.proc = subprocess.Popen(
             ["chroot", self.ch.root, "setpriv", "--reuid=mxrelay", "--regid=mxrelay", "--init-groups",
              "/usr/bin/mxrelay", "run", "-c", "/etc/mxrelay/mxrelay.toml"],
-            stdout=out, stderr=subprocess.STDOUT, cwd="/", env={"PATH": "/usr/bin:/bin"})
+            stdout=out, stderr=subprocess.STDOUT, cwd="/", env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         out.close()
         log("relay started, pid %d" % self.proc.pid)
         wait_for(lambda: "event=ready" in self.text() or self.proc.poll() is not None, 30, "relay ready")
@@ -258,7 +258,8 @@ def main():
               "unit enabled (multi-user.target.wants symlink)")
         for p in ("/usr/bin/mxrelay", "/lib/systemd/system/mxrelay.service",
                   "/usr/share/mxrelay/grafana/mxrelay-dashboard.json", "/usr/share/mxrelay/prometheus/alerts.yml",
-                  "/usr/share/doc/mxrelay/CONFIG.md", "/usr/share/doc/mxrelay/copyright"):
+                  "/usr/share/doc/mxrelay/CONFIG.md", "/usr/share/doc/mxrelay/copyright",
+                  "/usr/share/man/man8/mxrelay.8.gz"):
             check(os.path.exists(ch.path(p)), p + " installed")
         with open(ch.path("/lib/systemd/system/mxrelay.service")) as f:
             cond = re.search(r"^ExecCondition=(.*)$", f.read(), re.M).group(1)
