@@ -493,6 +493,30 @@ class DebianPackageTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, name + p.stderr)
             self.assertTrue(os.access(os.path.join(self.PKG, name), os.X_OK), name)
 
+    @unittest.skipIf(SYSTEMD_ANALYZE is None, "systemd-analyze not found")
+    def test_packaged_unit(self):
+        """The unit Packaging.cmake derives from deploy/systemd (needs scripts/build-deb.sh to have run)."""
+        generated = os.path.join(ROOT, os.environ.get("MXRELAY_DEB_BUILD_DIR", "build-deb"),
+                                 "packaging", "deb", "mxrelay.service")
+        if not os.path.exists(generated):
+            self.skipTest(generated + " not generated (run scripts/build-deb.sh)")
+        with open(generated, encoding="utf-8") as f:
+            text = f.read()
+        with open(SystemdUnitTest.UNIT, encoding="utf-8") as f:
+            original = f.read()
+        directives = lambda t: [l for l in t.splitlines() if l and not l.startswith("#")]
+        self.assertEqual([l for l in directives(text) if not l.startswith("ExecCondition=")],
+                         [l.replace("/usr/local/", "/usr/") for l in directives(original)])
+        self.assertIn('ExecCondition=/bin/grep -Eq "^[[:space:]]*data_dir[[:space:]]*=" /etc/mxrelay/mxrelay.toml',
+                      text.splitlines())
+        self.assertNotIn("/usr/local", text)
+        with tempfile.TemporaryDirectory() as d:
+            unit = os.path.join(d, "mxrelay.service")
+            with open(unit, "w", encoding="utf-8") as f:
+                f.write(text.replace("/usr/bin/mxrelay", "/bin/true"))
+            p = run([SYSTEMD_ANALYZE, "verify", unit])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
     @unittest.skipUnless(os.access(MXRELAY_BIN, os.X_OK), "no mxrelay binary (MXRELAY_BIN) to run check-config")
     def test_uncommented_conffile_passes_check_config(self):
         with tempfile.TemporaryDirectory() as d:
