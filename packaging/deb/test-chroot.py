@@ -140,6 +140,7 @@ class Chroot:
 
 def make_chroot():
     root = tempfile.mkdtemp(prefix="mxrelay-deb-test.", dir="/var/tmp")
+    os.chmod(root, 0o755)  # mkdtemp's 0700 would be the chroot's "/": user mxrelay could reach nothing
     if CACHE:
         if not os.path.isdir(os.path.join(CACHE, "usr")):
             run(["debootstrap", "--variant=minbase", "bookworm", CACHE, MIRROR], timeout=1800, quiet=True)
