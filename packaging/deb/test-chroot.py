@@ -114,12 +114,14 @@ class Chroot:
         return os.path.join(self.root, p.lstrip("/"))
 
     def run(self, *cmd, **kw):
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
                "LC_ALL": "C.UTF-8", "HOME": "/root"}
         return run(["chroot", self.root, *cmd], env=env, **kw)
 
     def apt(self, *args, **kw):
-        return self.run("apt-get", "-y", "-o", "Dpkg::Options::=--force-confold", *args, **kw)
+        # DPkg::Path: apt runs dpkg with this PATH (default without /usr/local: the shims below).
+        return self.run("apt-get", "-y", "-o", "Dpkg::Options::=--force-confold",
+                        "-o", "DPkg::Path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *args, **kw)
 
     def mounts(self):
         with open("/proc/mounts") as f:
@@ -241,9 +243,32 @@ def main():
         for d in (deb1, deb2):
             shutil.copy(d, ch.path("/tmp"))
         ch.apt("update", quiet=True)
+        # No systemd runs in the chroot. To exercise the maintainer scripts'
+        # "systemd is running" branch anyway, /run/systemd/system exists and
+        # systemctl / deb-systemd-invoke are shims earlier in dpkg's PATH
+        # (/usr/local/bin) that only record their arguments: the test then
+        # performs what each recorded request means for the relay.
+        os.makedirs(ch.path("/run/systemd/system"), exist_ok=True)
+        for shim in ("systemctl", "deb-systemd-invoke"):
+            with open(ch.path("/usr/local/bin/" + shim), "w") as f:
+                f.write('#!/bin/sh\necho "%s $*" >>/var/log/systemd-calls\nexit 0\n' % shim)
+            os.chmod(ch.path("/usr/local/bin/" + shim), 0o755)
+
+        def systemd_calls():
+            path = ch.path("/var/log/systemd-calls")
+            calls = open(path).read().splitlines() if os.path.exists(path) else []
+            if os.path.exists(path):
+                os.unlink(path)
+            log("systemd requests: %s" % calls)
+            # deb-systemd-helper reloads by itself too; what matters is that a
+            # reload happens and which service actions are asked for, in order.
+            return (any(c.endswith("daemon-reload") for c in calls),
+                    [c for c in calls if c.startswith("deb-systemd-invoke")])
 
         # --- install --------------------------------------------------------
         ch.apt("install", "/tmp/" + os.path.basename(deb1))
+        check(systemd_calls() == (True, ["deb-systemd-invoke start mxrelay.service"]),
+              "install: daemon-reload, start (skipped by ExecCondition until configured)")
         check(ch.run("dpkg-query", "-W", "-f=${Status} ${Version}", "mxrelay", quiet=True)
               == "install ok installed 0.1.0-1", "0.1.0-1 installed")
         ch.run("id", "mxrelay")
@@ -322,6 +347,8 @@ enabled = false
         wait_for(lambda: re.search(r"event=deferred\b.*" + qid, relay.text()) is not None, 30,
                  "message 2 deferred (sink answers 451)")
         ch.apt("install", "/tmp/" + os.path.basename(deb2))
+        check(systemd_calls() == (True, ["deb-systemd-invoke try-restart mxrelay.service"]),
+              "upgrade: no stop before unpacking; daemon-reload, try-restart after")
         check(ch.run("dpkg-query", "-W", "-f=${Version}", "mxrelay", quiet=True) == "0.1.0-2", "upgraded to 0.1.0-2")
         with open(ch.path("/etc/mxrelay/mxrelay.toml")) as f:
             check(f.read() == config, "configuration kept by the upgrade")
@@ -343,12 +370,15 @@ enabled = false
         wait_for(lambda: re.search(r"event=deferred\b.*" + qid, relay.text()) is not None, 30, "message 3 deferred")
         relay.stop()  # what prerm's `deb-systemd-invoke stop` does under systemd
         out = ch.apt("remove", "mxrelay")
+        check(systemd_calls() == (True, ["deb-systemd-invoke stop mxrelay.service"]),
+              "remove: stop before the files go, daemon-reload after")
         check("mxrelay: 1 message(s) still queued in /var/lib/mxrelay/spool" in out, "remove says 1 message is queued")
         check(not os.path.exists(ch.path("/usr/bin/mxrelay")), "binary removed")
         check(os.path.isdir(ch.path("/var/lib/mxrelay/spool")), "remove keeps the spool")
         with open(ch.path("/etc/mxrelay/mxrelay.toml")) as f:
             check(f.read() == config, "remove keeps the configuration")
         out = ch.apt("purge", "mxrelay")
+        check(systemd_calls()[1] == [], "purge: no service actions")
         check("deleting 1 message(s) still queued" in out, "purge says it deletes 1 queued message")
         check(not os.path.exists(ch.path("/var/lib/mxrelay")), "purge deletes /var/lib/mxrelay")
         check(not os.path.exists(ch.path("/etc/mxrelay")), "purge deletes /etc/mxrelay")
