@@ -439,5 +439,99 @@ class SystemdUnitTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
+class DebianPackageTest(unittest.TestCase):
+    """packaging/deb: the conffile lists every documented key, commented out."""
+
+    PKG = os.path.join(ROOT, "packaging", "deb")
+    SETTING = re.compile(r"^#(\[|[a-z0-9_]+ = )")
+
+    def conffile(self):
+        with open(os.path.join(self.PKG, "mxrelay.toml"), encoding="utf-8") as f:
+            return f.read()
+
+    def uncommented(self):
+        return "\n".join(l[1:] if self.SETTING.match(l) else l for l in self.conffile().splitlines()) + "\n"
+
+    @staticmethod
+    def documented_keys():
+        """{section: {key}} from the key tables of docs/CONFIG.md ("" = top level)."""
+        keys, section, in_table = {}, None, False
+        with open(os.path.join(ROOT, "docs", "CONFIG.md"), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("## "):
+                    m = re.search(r"`\[\[?([a-z_]+)\]?\]`", line)
+                    section = m.group(1) if m else ("" if "Top level" in line else None)
+                    in_table = False
+                elif line.startswith("| key |"):
+                    in_table = section is not None
+                elif not line.startswith("|"):
+                    in_table = False
+                elif in_table and line.startswith("| `"):
+                    first = line.split("|")[1]
+                    keys.setdefault(section, set()).update(re.findall(r"`([a-z0-9_]+)`", first))
+        return keys
+
+    def test_every_line_is_a_comment(self):
+        for n, line in enumerate(self.conffile().splitlines(), 1):
+            self.assertTrue(not line.strip() or line.startswith("#"), f"line {n}: {line}")
+
+    def test_every_documented_key_is_listed(self):
+        cfg = tomllib.loads(self.uncommented())
+        documented = self.documented_keys()
+        self.assertGreater(len(documented.get("delivery", ())), 20)
+        for section, keys in documented.items():
+            table = cfg if section == "" else cfg.get(section)
+            if isinstance(table, list):
+                self.assertEqual(len(table), 1, section)
+                table = table[0]
+            self.assertIsInstance(table, dict, f"[{section}] missing")
+            for k in keys:
+                self.assertIn(k, table, f"{section or 'top level'}.{k} not in packaging/deb/mxrelay.toml")
+        self.assertEqual(cfg["data_dir"], "/var/lib/mxrelay")
+
+    def test_maintainer_scripts_parse(self):
+        for name in ("postinst", "prerm", "postrm"):
+            p = run(["sh", "-n", os.path.join(self.PKG, name)])
+            self.assertEqual(p.returncode, 0, name + p.stderr)
+            self.assertTrue(os.access(os.path.join(self.PKG, name), os.X_OK), name)
+
+    @unittest.skipIf(SYSTEMD_ANALYZE is None, "systemd-analyze not found")
+    def test_packaged_unit(self):
+        """The unit Packaging.cmake derives from deploy/systemd at configure time (any configured build dir)."""
+        candidates = [os.path.join(ROOT, d, "packaging", "deb", "mxrelay.service")
+                      for d in (os.environ.get("MXRELAY_DEB_BUILD_DIR", "build-deb"), "build")]
+        generated = next((c for c in candidates if os.path.exists(c)), None)
+        if generated is None:
+            self.skipTest("no configured build dir (build-deb/ or build/)")
+        with open(generated, encoding="utf-8") as f:
+            text = f.read()
+        with open(SystemdUnitTest.UNIT, encoding="utf-8") as f:
+            original = f.read()
+        directives = lambda t: [l for l in t.splitlines() if l and not l.startswith("#")]
+        self.assertEqual([l for l in directives(text) if not l.startswith("ExecCondition=")],
+                         [l.replace("/usr/local/", "/usr/") for l in directives(original)])
+        self.assertIn('ExecCondition=/bin/grep -Eq "^[[:space:]]*data_dir[[:space:]]*=" /etc/mxrelay/mxrelay.toml',
+                      text.splitlines())
+        self.assertNotIn("/usr/local", text)
+        with tempfile.TemporaryDirectory() as d:
+            unit = os.path.join(d, "mxrelay.service")
+            with open(unit, "w", encoding="utf-8") as f:
+                f.write(text.replace("/usr/bin/mxrelay", "/bin/true"))
+            p = run([SYSTEMD_ANALYZE, "verify", unit])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    @unittest.skipUnless(os.access(MXRELAY_BIN, os.X_OK), "no mxrelay binary (MXRELAY_BIN) to run check-config")
+    def test_uncommented_conffile_passes_check_config(self):
+        with tempfile.TemporaryDirectory() as d:
+            text = self.uncommented().replace("/etc/mxrelay/", d + "/").replace("/var/lib/mxrelay", d)
+            fn = os.path.join(d, "mxrelay.toml")
+            with open(fn, "w", encoding="utf-8") as f:
+                f.write(text)
+            for name in ("fullchain.pem", "privkey.pem", "users"):
+                open(os.path.join(d, name), "w").close()
+            p = run([MXRELAY_BIN, "check-config", "-c", fn])
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
