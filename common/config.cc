@@ -244,7 +244,7 @@ absl::Status ParseRoute(const toml::table& t, std::string prefix, std::string_vi
   MXR_RETURN_IF_ERROR(ParseTlsPolicy(r, t, "tls", &rt->tls, &rt->tls_set));
   MXR_RETURN_IF_ERROR(r.Str("auth_user", &rt->auth_user));
   MXR_RETURN_IF_ERROR(r.Str("auth_password", &rt->auth_password));
-  MXR_RETURN_IF_ERROR(r.Int("max_connections", &rt->max_connections, 1, 10000));
+  MXR_RETURN_IF_ERROR(r.Int("max_connections", &rt->max_connections, 0, 10000));
   MXR_RETURN_IF_ERROR(r.Bool("auth_over_unverified_tls", &rt->auth_over_unverified_tls));
   if (!rt->auth_user.empty() && rt->host.empty()) {
     return r.Error("auth_user", KeyOr(t, {"auth_user"}), "needs 'host' (AUTH is only for smarthost routes)");

@@ -350,6 +350,14 @@ TEST(ConfigTest, RouteWithoutTlsKeyIsNotSet) {
   EXPECT_FALSE(c->routes[0].tls_set);
 }
 
+// The documented default (0 = delivery.max_connections_per_site) can be
+// written out, as the packaged conffile's commented keys are.
+TEST(ConfigTest, RouteMaxConnectionsZeroIsTheDeliveryDefault) {
+  auto c = ParseConfig("[[route]]\ndomain = \"a.example\"\nmax_connections = 0\n", "x.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->routes[0].max_connections, 0);
+}
+
 TEST(ConfigTest, DeliveryAndRouteErrorsNameFileLineAndKey) {
   struct Row {
     const char* toml;
@@ -378,8 +386,8 @@ TEST(ConfigTest, DeliveryAndRouteErrorsNameFileLineAndKey) {
       {"[delivery]\nport = 0\n", "x.toml:2: delivery.port: must be between 1 and 65535"},
       {"[delivery]\nretry_intial = 5\n", "x.toml:2: unknown key 'delivery.retry_intial'"},
       {"[[route]]\nhost = \"h.example\"\n", "x.toml:1: route[0].domain: is required"},
-      {"[[route]]\ndomain = \"a.example\"\nmax_connections = 0\n",
-       "x.toml:3: route[0].max_connections: must be between 1"},
+      {"[[route]]\ndomain = \"a.example\"\nmax_connections = -1\n",
+       "x.toml:3: route[0].max_connections: must be between 0"},
       {"[[route]]\ndomain = \"a.example\"\nhots = \"h\"\n", "x.toml:3: unknown key 'route[0].hots'"},
       {"route = 1\n", "x.toml:1: route: expected an array of tables ([[route]])"},
       {"delivery = 1\n", "x.toml:1: delivery: expected a table"},
