@@ -259,7 +259,6 @@ class Relay:
         self.spool = dict(spool or {})  # [spool] keys, e.g. path
         self.extra_top_level = ""  # raw TOML lines before the first table
         self.proc = None
-        self._killed = False
         self._log = None
         self.starts = 0
         # Every process this Relay started, with how it was expected to end:
@@ -336,7 +335,6 @@ class Relay:
                                          stderr=self._log, start_new_session=True)
             self._run = {"killed": False, "start_failed": False}
             self._runs.append((self.proc, self._run))
-            self._killed = False
             self.starts += 1
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -394,7 +392,6 @@ class Relay:
 
     def kill(self):
         """SIGKILL by PID (crash simulation)."""
-        self._killed = True
         if self.proc is not None and self.proc.poll() is None:
             self._run["killed"] = True
             self.proc.send_signal(signal.SIGKILL)
