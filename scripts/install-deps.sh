@@ -10,10 +10,12 @@ PKGS=(
   liburing-dev libssl-dev libabsl-dev librocksdb-dev libc-ares-dev
   libtomlplusplus-dev libcrypt-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libcivetweb-dev libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # DKIM: OpenDKIM's library for the differential unit test (dkim/opendkim_diff_test.cc)
+  libopendkim-dev
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
   # test peers and tools
-  python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dnsmasq-base whois prometheus procps iproute2 strace rocksdb-tools
+  python3 openssl swaks python3-dkim opendkim-tools util-linux libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dnsmasq-base whois prometheus procps iproute2 strace rocksdb-tools
 )
 
 SUDO=""
