@@ -51,6 +51,15 @@ std::string DomainOf(std::string_view addr) {
     if (!IsSpace(c)) d.push_back(c);
   }
   while (!d.empty() && d.back() == '.') d.pop_back();
+  // A domain name (UTF-8 labels allowed); anything else (an address
+  // literal, an unbalanced quote or bracket that swallowed the rest) is no
+  // domain a rule can name.
+  for (char c : d) {
+    unsigned char u = static_cast<unsigned char>(c);
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '.' || c == '_' || u >= 0x80;
+    if (!ok) return "";
+  }
   return LowerAscii(d);
 }
 

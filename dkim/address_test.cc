@@ -36,6 +36,11 @@ TEST(FromDomainTest, Refused) {
   EXPECT_FALSE(FromDomain(" Name <>").ok());
   EXPECT_FALSE(FromDomain(" a@x.test, b@y.test").ok());
   EXPECT_FALSE(FromDomain(" a@").ok());
+  EXPECT_FALSE(FromDomain(" a@[192.0.2.1]").ok());  // an address literal names no domain
+  // An unbalanced quote must not smuggle a second '@' into the domain
+  // (found by dkim_canon_fuzz: fuzz/corpus/dkim_canon/regress-unbalanced-quote).
+  EXPECT_FALSE(FromDomain(" \"Doe\" <j@x: a\"b w@evil.test (c)").ok());
+  EXPECT_FALSE(FromDomain(" <j@x.test").ok() && *FromDomain(" <j@x.test") != "x.test");
 }
 
 TEST(AddressDomainTest, Envelope) {
