@@ -11,8 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "common/strings.h"
 
@@ -66,7 +68,52 @@ absl::StatusOr<std::string> ReadPrivateFile(const std::string& path) {
   return data;
 }
 
+// Signing contexts of this thread, per key: set up once (OpenSSL 3 builds
+// a context with provider look-ups), reused for every signature. A context
+// holds a reference to its key, so an entry may outlive a PrivateKey
+// replaced by SIGHUP until it is evicted or the thread ends.
+class ContextCache {
+ public:
+  struct Entry {
+    uint64_t key_id;
+    EVP_PKEY_CTX* pctx;  // RSA: initialized for EVP_PKEY_sign
+    EVP_MD_CTX* mctx;    // Ed25519: re-initialized per signature (one-shot)
+  };
+  ~ContextCache() {
+    for (auto& e : entries_) Free(e);
+  }
+  Entry* Find(uint64_t id) {
+    for (auto& e : entries_) {
+      if (e.key_id == id) return &e;
+    }
+    return nullptr;
+  }
+  Entry* Add(Entry e) {
+    if (entries_.size() >= kMax) {
+      Free(entries_.front());
+      entries_.erase(entries_.begin());
+    }
+    entries_.push_back(e);
+    return &entries_.back();
+  }
+
+ private:
+  static void Free(Entry& e) {
+    EVP_PKEY_CTX_free(e.pctx);
+    EVP_MD_CTX_free(e.mctx);
+  }
+  static constexpr size_t kMax = 16;
+  std::vector<Entry> entries_;
+};
+
+thread_local ContextCache tls_contexts;
+
+std::atomic<uint64_t> next_key_id{1};
+
 }  // namespace
+
+PrivateKey::PrivateKey(EVP_PKEY* pkey, Algorithm a, int bits)
+    : pkey_(pkey), alg_(a), bits_(bits), id_(next_key_id.fetch_add(1, std::memory_order_relaxed)) {}
 
 std::string_view AlgorithmName(Algorithm a) {
   switch (a) {
@@ -171,33 +218,44 @@ std::string PrivateKey::PublicKeyBase64() const {
 }
 
 absl::StatusOr<std::string> PrivateKey::SignDigest(const Digest& digest) const {
+  ContextCache::Entry* e = tls_contexts.Find(id_);
+  if (e == nullptr) {
+    ContextCache::Entry fresh{id_, nullptr, nullptr};
+    bool ok;
+    if (alg_ == Algorithm::kEd25519Sha256) {
+      fresh.mctx = EVP_MD_CTX_new();
+      ok = fresh.mctx != nullptr;
+    } else {
+      fresh.pctx = EVP_PKEY_CTX_new(pkey_, nullptr);
+      ok = fresh.pctx != nullptr && EVP_PKEY_sign_init(fresh.pctx) == 1 &&
+           EVP_PKEY_CTX_set_rsa_padding(fresh.pctx, RSA_PKCS1_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_signature_md(fresh.pctx, EVP_sha256()) == 1;
+    }
+    if (!ok) {
+      EVP_PKEY_CTX_free(fresh.pctx);
+      EVP_MD_CTX_free(fresh.mctx);
+      return absl::InternalError(Cat("signing context: ", OpenSslError()));
+    }
+    e = tls_contexts.Add(fresh);
+  }
   std::string sig;
   if (alg_ == Algorithm::kEd25519Sha256) {
     // PureEdDSA over the 32 hash bytes: one-shot EVP_DigestSign, no digest.
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     size_t len = 64;
     sig.resize(len);
-    bool ok = ctx != nullptr && EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, pkey_) == 1 &&
-              EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len, digest.data(),
+    bool ok = EVP_DigestSignInit(e->mctx, nullptr, nullptr, nullptr, pkey_) == 1 &&
+              EVP_DigestSign(e->mctx, reinterpret_cast<unsigned char*>(sig.data()), &len, digest.data(),
                              digest.size()) == 1;
-    EVP_MD_CTX_free(ctx);
     if (!ok) return absl::InternalError(Cat("Ed25519 signing failed: ", OpenSslError()));
     sig.resize(len);
     return sig;
   }
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(pkey_, nullptr);
-  size_t len = 0;
-  bool ok = ctx != nullptr && EVP_PKEY_sign_init(ctx) == 1 &&
-            EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
-            EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
-            EVP_PKEY_sign(ctx, nullptr, &len, digest.data(), digest.size()) == 1;
-  if (ok) {
-    sig.resize(len);
-    ok = EVP_PKEY_sign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len, digest.data(), digest.size()) == 1;
-    sig.resize(len);
+  size_t len = static_cast<size_t>(EVP_PKEY_get_size(pkey_));
+  sig.resize(len);
+  if (EVP_PKEY_sign(e->pctx, reinterpret_cast<unsigned char*>(sig.data()), &len, digest.data(), digest.size()) != 1) {
+    return absl::InternalError(Cat("RSA signing failed: ", OpenSslError()));
   }
-  EVP_PKEY_CTX_free(ctx);
-  if (!ok) return absl::InternalError(Cat("RSA signing failed: ", OpenSslError()));
+  sig.resize(len);
   return sig;
 }
 

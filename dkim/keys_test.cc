@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 
 #include "gmock/gmock.h"
@@ -131,6 +133,33 @@ TEST(KeysTest, ParseKeyRecord) {
   EXPECT_FALSE(ParseKeyRecord("k=rsa; v=DKIM1; p=abc").ok());
   EXPECT_FALSE(ParseKeyRecord("v=DKIM1; k=rsa").ok());
   EXPECT_FALSE(ParseKeyRecord("garbage").ok());
+}
+
+// Ed25519 and RSASSA-PKCS1-v1_5 are deterministic: the per-thread context
+// cache (more keys than it holds, several threads) must not change a byte.
+TEST(KeysTest, SignaturesDoNotDependOnTheContextCacheOrTheThread) {
+  std::vector<std::shared_ptr<const PrivateKey>> keys;
+  for (int i = 0; i < 20; ++i) keys.push_back(*PrivateKey::Generate(Algorithm::kEd25519Sha256));
+  keys.push_back(*PrivateKey::FromPem(kRfc8463Ed25519));
+  keys.push_back(*PrivateKey::Generate(Algorithm::kRsaSha256, 1024));
+  Digest d{};
+  d[0] = 16;
+  std::vector<std::string> first;
+  for (const auto& k : keys) first.push_back(*k->SignDigest(d));
+  for (size_t i = 0; i < keys.size(); ++i) EXPECT_EQ(*keys[i]->SignDigest(d), first[i]) << i;  // after evictions
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int round = 0; round < 3; ++round) {
+        for (size_t i = 0; i < keys.size(); ++i) {
+          if (*keys[i]->SignDigest(d) != first[i]) mismatches++;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(KeysTest, AlgorithmNames) {

@@ -35,9 +35,10 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure --timeout 900 -j1 -LE bench)
 
 echo "=== [4/4] TSan build + threaded unit tests + the relay binary's threads"
-./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test delivery_test mxrelay
-# delivery_test: the body loader's reads on the spool I/O thread.
-for t in common/common_test queue/queue_test relay/relay_test relay/relay_server_test delivery/delivery_test; do
+./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test delivery_test dkim_test mxrelay
+# delivery_test: the body loader's reads on the spool I/O thread; dkim_test:
+# the signing threads and the per-thread signing contexts.
+for t in common/common_test queue/queue_test relay/relay_test relay/relay_server_test delivery/delivery_test dkim/dkim_test; do
   TSAN_OPTIONS=halt_on_error=1 "build-tsan/$t" --gtest_brief=1
 done
 # The exporter racing the counters (civetweb itself is not instrumented: its
@@ -51,7 +52,7 @@ TSAN_OPTIONS=halt_on_error=1 build-tsan/metrics/metrics_test --gtest_brief=1 --g
 tsan_logs=$(mktemp -d)
 supp=$(pwd)/tests/tsan.supp
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$supp log_path=$tsan_logs/report" \
-   ctest --output-on-failure --timeout 900 -j1 -R 'integration\.(delivery|crash|signals|faults)')
+   ctest --output-on-failure --timeout 900 -j1 -R 'integration\.(delivery|crash|signals|faults|dkim)')
 if compgen -G "$tsan_logs/report.*" >/dev/null; then
   cat "$tsan_logs"/report.*
   echo "=== ThreadSanitizer reported races (above)"
