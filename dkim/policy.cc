@@ -103,6 +103,22 @@ Decision Policy::Decide(const MessageFacts& f) const {
     d.action = d.keys.empty() ? Decision::Action::kSendUnsigned : Decision::Action::kSign;
     return d;
   }
+  // A message the relay made itself (a DSN, From: MAILER-DAEMON@<hostname>)
+  // that no rule names: signed by the first usable key whose d= is its
+  // From: domain or a parent of it (DMARC's relaxed alignment), if any.
+  if (f.generated && f.from_domain.ok()) {
+    const std::string& from = *f.from_domain;
+    for (const Key& key : keys_) {
+      bool aligned = from == key.domain ||
+                     (from.size() > key.domain.size() && from.ends_with(key.domain) &&
+                      from[from.size() - key.domain.size() - 1] == '.');
+      if (key.key && aligned) {
+        d.action = Decision::Action::kSign;
+        d.keys.push_back(SigningKey{key.domain, key.selector, key.key});
+        return d;
+      }
+    }
+  }
   Failure why = f.from_domain.ok() ? Failure::kNoRule : Failure::kFromInvalid;
   d.failures.push_back(why);
   std::string what = f.from_domain.ok() ? Cat("no DKIM signing rule for From: domain ", *f.from_domain)

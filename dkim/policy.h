@@ -11,7 +11,9 @@
 //   - a key that could not be loaded (only after a SIGHUP; at start it is
 //     an error) is skipped, or defers the message (on_key_error = "defer");
 //   - no rule: unsigned, or deferred (on_no_rule = "defer");
-//   - a message the relay generated itself (a DSN) is never deferred.
+//   - a message the relay generated itself (a DSN) is never deferred; when
+//     no rule matches it, the first usable key whose d= is its From: domain
+//     (the relay's hostname) or a parent of it signs it.
 #pragma once
 
 #include <memory>

@@ -120,6 +120,20 @@ TEST_F(PolicyTest, NoRuleFallbacks) {
   EXPECT_EQ(d.action, Action::kSendUnsigned);
 }
 
+TEST_F(PolicyTest, DsnWithoutRuleSignedByAKeyOfItsDomainOrAParent) {
+  DkimConfig c = Config();
+  c.rules.pop_back();  // no rule for relay.test any more
+  c.rules.push_back(Rule(DkimMatch::kAuthUser, "ops", {{"example.test", "dsn", "", ed_}}));
+  auto p = *Policy::Build(c, Policy::Mode::kStrict);
+  // The relay's hostname mx.example.test: the example.test key is a parent.
+  Decision d = p->Decide(Facts("mx.example.test", "", "", true));
+  EXPECT_EQ(d.action, Action::kSign);
+  EXPECT_EQ(Signers(d), "example.test/dsn ");
+  // Not for a client's message, nor for a domain that only ends alike.
+  EXPECT_EQ(p->Decide(Facts("mx.example.test")).action, Action::kSendUnsigned);
+  EXPECT_EQ(p->Decide(Facts("badexample.test", "", "", true)).action, Action::kSendUnsigned);
+}
+
 TEST_F(PolicyTest, StrictBuildNamesTheKeyAtFault) {
   DkimConfig c = Config();
   chmod(rsa_.c_str(), 0644);

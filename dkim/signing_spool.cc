@@ -105,13 +105,13 @@ JobOutcome SignQueuedMessage(const Policy& policy, queue::NewMessage* msg, bool 
     size_t kind = static_cast<size_t>(failures.front()) * 2 + (out.result == Result::kDeferred ? 1 : 0);
     int64_t suppressed = Limiter().Admit(kind);
     if (suppressed >= 0) {
-      const char* event = out.result == Result::kDeferred   ? "dkim_deferred"
-                          : out.result == Result::kUnsigned ? "dkim_unsigned"
-                                                            : "dkim_key_skipped";
+      const char* event = out.result == Result::kDeferred   ? "event=dkim_deferred"
+                          : out.result == Result::kUnsigned ? "event=dkim_unsigned"
+                                                            : "event=dkim_key_skipped";
       const char* action = out.result == Result::kDeferred   ? "refused with 451, the client retries"
                            : out.result == Result::kUnsigned ? "queued without a DKIM signature"
                                                              : "signed with the rule's other keys";
-      spdlog::warn("event={} id={} reason={} generated={} signed_by={} detail=\"{}\" action=\"{}\" "
+      spdlog::warn("{} id={} reason={} generated={} signed_by={} detail=\"{}\" action=\"{}\" "
                    "similar_lines_suppressed={}",
                    event, msg->meta.id.ToString(), FailureName(failures.front()), generated,
                    signed_by.empty() ? "-" : signed_by, LogEscape(d.detail), action, suppressed);
@@ -176,23 +176,19 @@ void SigningService::Process(Job& job, const Policy& policy) {
 }
 
 void SigningService::Run() {
-  std::deque<Job> batch;
   for (;;) {
+    Job job;
     {
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [this] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and nothing left
-      // Take a share of what waits (the others' threads take the rest).
-      size_t take = std::max<size_t>(1, queue_.size() / nthreads_);
-      for (size_t i = 0; i < take; ++i) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      if (!queue_.empty()) cv_.notify_one();
+      // One job at a time, oldest first: each message is committed as soon
+      // as it is signed, and the threads stay evenly loaded. The lock is
+      // held for a pop, next to a signature of 40-250 µs.
+      job = std::move(queue_.front());
+      queue_.pop_front();
     }
-    std::shared_ptr<const Policy> p = policy();
-    for (Job& job : batch) Process(job, *p);
-    batch.clear();
+    Process(job, *policy());
   }
 }
 

@@ -68,8 +68,8 @@ class SigningService {
  private:
   struct Job {
     queue::NewMessage msg;
-    bool generated;
-    queue::Spool* inner;
+    bool generated = false;
+    queue::Spool* inner = nullptr;
     queue::CommitCallback done;
   };
   void Run();
