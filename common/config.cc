@@ -270,6 +270,160 @@ absl::Status ParseRoute(const toml::table& t, std::string prefix, std::string_vi
   return r.Finish();
 }
 
+// A DNS name made of letter-digit-hyphen labels (DKIM d= and s=).
+bool IsLdhName(std::string_view s) {
+  if (s.empty() || s.size() > 253 || s.front() == '.' || s.back() == '.') return false;
+  size_t label = 0;
+  for (char ch : s) {
+    if (ch == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+              ch == '_';
+    if (!ok || ++label > 63) return false;
+  }
+  return true;
+}
+
+absl::Status ParseDkimFallback(TableReader& r, const toml::table& t, const char* key, DkimFallback* out) {
+  std::string v;
+  MXR_RETURN_IF_ERROR(r.Str(key, &v));
+  if (!t.get(key)) return absl::OkStatus();
+  if (v == "send_unsigned") {
+    *out = DkimFallback::kSendUnsigned;
+  } else if (v == "defer") {
+    *out = DkimFallback::kDefer;
+  } else {
+    return r.Error(key, *t.get(key), "must be 'send_unsigned' or 'defer'");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseDkimHeaderList(TableReader& r, const toml::table& t, const char* key,
+                                 std::vector<std::string>* out) {
+  MXR_RETURN_IF_ERROR(r.StrList(key, out));
+  for (const auto& h : *out) {
+    bool ok = !h.empty();
+    for (char ch : h) ok &= ch > 32 && ch < 127 && ch != ':';
+    if (!ok) return r.Error(key, *t.get(key), Cat("'", h, "' is not a header field name"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseDkimKey(const toml::table& t, std::string prefix, std::string_view source, DkimKeyConfig* k) {
+  TableReader r(t, prefix, source);
+  MXR_RETURN_IF_ERROR(r.Str("domain", &k->domain));
+  MXR_RETURN_IF_ERROR(r.Str("selector", &k->selector));
+  MXR_RETURN_IF_ERROR(r.Str("algorithm", &k->algorithm));
+  MXR_RETURN_IF_ERROR(r.Str("key_file", &k->key_file));
+  for (const char* req : {"domain", "selector", "key_file"}) {
+    if (!t.get(req)) return r.Error(req, t, "is required");
+  }
+  for (char& ch : k->domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (!IsLdhName(k->domain)) {
+    return r.Error("domain", *t.get("domain"), Cat("'", k->domain, "' is not a domain name (d=; IDNs in A-label form)"));
+  }
+  if (!IsLdhName(k->selector)) {
+    return r.Error("selector", *t.get("selector"), Cat("'", k->selector, "' is not a selector (letters, digits, '-', '.')"));
+  }
+  if (!k->algorithm.empty() && k->algorithm != "rsa-sha256" && k->algorithm != "ed25519-sha256") {
+    return r.Error("algorithm", *t.get("algorithm"), "must be 'rsa-sha256' or 'ed25519-sha256' (or left out: from the key)");
+  }
+  if (k->key_file.empty()) return r.Error("key_file", *t.get("key_file"), "must not be empty");
+  return r.Finish();
+}
+
+absl::Status ParseDkimRule(const toml::table& t, std::string prefix, std::string_view source, DkimRuleConfig* rule) {
+  TableReader r(t, prefix, source);
+  int kinds = 0;
+  for (auto [key, match] : {std::pair{"from_domain", DkimMatch::kFromDomain},
+                            std::pair{"envelope_domain", DkimMatch::kEnvelopeDomain},
+                            std::pair{"auth_user", DkimMatch::kAuthUser}}) {
+    std::string v;
+    MXR_RETURN_IF_ERROR(r.Str(key, &v));
+    if (!t.get(key)) continue;
+    ++kinds;
+    rule->match = match;
+    rule->value = v;
+    if (match != DkimMatch::kAuthUser) {
+      for (char& ch : rule->value) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      std::string_view d = rule->value;
+      if (d.size() > 2 && d.substr(0, 2) == "*.") d.remove_prefix(2);
+      if (d != "*" && (d.empty() || d.find_first_of(" \t@*") != std::string_view::npos)) {
+        return r.Error(key, *t.get(key), Cat("'", v, "' is not a domain, \"*.domain\" or \"*\""));
+      }
+    } else if (v.empty()) {
+      return r.Error(key, *t.get(key), "must not be empty (\"*\" = any authenticated user)");
+    }
+  }
+  if (kinds != 1) {
+    return r.Error("from_domain", t, "needs exactly one of from_domain, envelope_domain, auth_user");
+  }
+  absl::Status st;
+  const toml::array* keys = r.ArrayOfTables("keys", &st);
+  MXR_RETURN_IF_ERROR(st);
+  if (keys == nullptr || keys->empty()) {
+    return r.Error("keys", t, "needs at least one key: keys = [{ domain = ..., selector = ..., key_file = ... }]");
+  }
+  int i = 0;
+  for (const toml::node& n : *keys) {
+    DkimKeyConfig k;
+    MXR_RETURN_IF_ERROR(ParseDkimKey(*n.as_table(), Cat(prefix, "keys[", i++, "]."), source, &k));
+    rule->keys.push_back(std::move(k));
+  }
+  return r.Finish();
+}
+
+absl::Status ParseDkim(const toml::table& t, std::string_view source, DkimConfig* d) {
+  TableReader r(t, "dkim.", source);
+  std::string canon;
+  MXR_RETURN_IF_ERROR(r.Str("canonicalization", &canon));
+  if (t.get("canonicalization")) {
+    auto one = [](std::string_view s, DkimCanon* out) {
+      if (s == "simple") {
+        *out = DkimCanon::kSimple;
+      } else if (s == "relaxed") {
+        *out = DkimCanon::kRelaxed;
+      } else {
+        return false;
+      }
+      return true;
+    };
+    size_t slash = canon.find('/');
+    std::string_view hv = std::string_view(canon).substr(0, slash);
+    std::string_view bv = slash == std::string::npos ? "simple" : std::string_view(canon).substr(slash + 1);
+    if (!one(hv, &d->header_canon) || !one(bv, &d->body_canon)) {
+      return r.Error("canonicalization", *t.get("canonicalization"),
+                     "must be 'relaxed/relaxed', 'relaxed/simple', 'simple/relaxed' or 'simple/simple'");
+    }
+  }
+  MXR_RETURN_IF_ERROR(r.Int("expire_after", &d->expire_after, 0, 366 * 86400));
+  if (d->expire_after > 0 && d->expire_after < 3600) {
+    return r.Error("expire_after", *t.get("expire_after"),
+                   "must be 0 (no x= tag) or at least 3600: messages are signed at reception and may wait in "
+                   "the queue (delivery.max_age)");
+  }
+  MXR_RETURN_IF_ERROR(ParseDkimHeaderList(r, t, "headers", &d->headers));
+  MXR_RETURN_IF_ERROR(ParseDkimHeaderList(r, t, "oversign_headers", &d->oversign_headers));
+  MXR_RETURN_IF_ERROR(ParseDkimFallback(r, t, "on_no_rule", &d->on_no_rule));
+  MXR_RETURN_IF_ERROR(ParseDkimFallback(r, t, "on_key_error", &d->on_key_error));
+  MXR_RETURN_IF_ERROR(r.Int("threads", &d->threads, 0, 64));
+  MXR_RETURN_IF_ERROR(r.Int("domain_labels", &d->domain_labels, 0, 1000));
+  absl::Status st;
+  if (const toml::array* arr = r.ArrayOfTables("rule", &st)) {
+    int i = 0;
+    for (const toml::node& n : *arr) {
+      DkimRuleConfig rule;
+      MXR_RETURN_IF_ERROR(ParseDkimRule(*n.as_table(), Cat("dkim.rule[", i++, "]."), source, &rule));
+      d->rules.push_back(std::move(rule));
+    }
+  }
+  MXR_RETURN_IF_ERROR(st);
+  return r.Finish();
+}
+
 absl::Status ParseRoot(const toml::table& root, std::string_view source, Config* c) {
   TableReader r(root, "", source);
   MXR_RETURN_IF_ERROR(r.Str("hostname", &c->hostname));
@@ -399,6 +553,10 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
                                             hp.status().message()));
     }
     MXR_RETURN_IF_ERROR(s.Finish());
+  }
+  MXR_RETURN_IF_ERROR(st);
+  if (const toml::table* t = r.SubTable("dkim", &st)) {
+    MXR_RETURN_IF_ERROR(ParseDkim(*t, source, &c->dkim));
   }
   MXR_RETURN_IF_ERROR(st);
   if (const toml::array* arr = r.ArrayOfTables("route", &st)) {

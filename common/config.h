@@ -175,6 +175,49 @@ struct MetricsConfig {
   int site_labels = 20;  // busiest non-route sites with their own `site` label
 };
 
+// DKIM signing ([dkim], docs/CONFIG.md; dkim/README.md).
+enum class DkimCanon { kSimple, kRelaxed };
+// What to do with a message no rule signs, or whose key cannot sign.
+enum class DkimFallback {
+  kSendUnsigned,  // queue it unsigned (counted and logged)
+  kDefer,         // refuse it with 451 4.7.x (the client retries later)
+};
+enum class DkimMatch {
+  kFromDomain,      // domain of the From: header field
+  kEnvelopeDomain,  // domain of the envelope sender (MAIL FROM)
+  kAuthUser,        // the authenticated (AUTH) user name
+};
+
+struct DkimKeyConfig {
+  std::string domain;     // d=
+  std::string selector;   // s=
+  std::string algorithm;  // "rsa-sha256" / "ed25519-sha256"; "" = from the key file
+  std::string key_file;   // PEM private key, not readable by others
+};
+
+struct DkimRuleConfig {
+  DkimMatch match = DkimMatch::kFromDomain;
+  // A domain ("example.com"), every subdomain ("*.example.com"), any ("*");
+  // for auth_user a user name ("*" = any authenticated user).
+  std::string value;
+  std::vector<DkimKeyConfig> keys;  // one signature each, in this order
+};
+
+struct DkimConfig {
+  DkimCanon header_canon = DkimCanon::kRelaxed;
+  DkimCanon body_canon = DkimCanon::kRelaxed;
+  int expire_after = 0;  // s after t= for x=; 0 = no x= tag
+  // Fields signed when present (each instance once); "" = the default list.
+  std::vector<std::string> headers;
+  // Fields listed once more than they occur (a second one cannot be added).
+  std::vector<std::string> oversign_headers;
+  DkimFallback on_no_rule = DkimFallback::kSendUnsigned;
+  DkimFallback on_key_error = DkimFallback::kSendUnsigned;
+  int threads = 0;        // signing threads; 0 = one per core
+  int domain_labels = 20; // signing domains with their own metric label
+  std::vector<DkimRuleConfig> rules;  // tried in order; the first match signs
+};
+
 struct Config {
   // Name used in the greeting, Received: and Message-ID. Empty -> gethostname().
   std::string hostname;
@@ -201,6 +244,7 @@ struct Config {
   DeliveryConfig delivery;
   std::vector<RouteConfig> routes;
   MetricsConfig metrics;
+  DkimConfig dkim;
 
   // Resolved paths (data_dir applied).
   std::string SpoolPath() const;

@@ -399,5 +399,104 @@ TEST(ConfigTest, DeliveryAndRouteErrorsNameFileLineAndKey) {
   }
 }
 
+
+TEST(ConfigTest, DkimDefaultsAndEveryKey) {
+  auto d = ParseConfig("", "t.toml");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->dkim.rules.empty());
+  EXPECT_EQ(d->dkim.header_canon, DkimCanon::kRelaxed);
+  EXPECT_EQ(d->dkim.body_canon, DkimCanon::kRelaxed);
+  EXPECT_EQ(d->dkim.on_no_rule, DkimFallback::kSendUnsigned);
+  EXPECT_EQ(d->dkim.on_key_error, DkimFallback::kSendUnsigned);
+  EXPECT_EQ(d->dkim.expire_after, 0);
+  auto c = ParseConfig(R"([dkim]
+canonicalization = "simple/relaxed"
+expire_after = 864000
+headers = ["Reply-To", "Cc"]
+oversign_headers = ["From", "Subject"]
+on_no_rule = "defer"
+on_key_error = "defer"
+threads = 3
+domain_labels = 7
+[[dkim.rule]]
+from_domain = "Customer.Example"
+keys = [{ domain = "Customer.Example", selector = "s1", key_file = "/k/a.pem" },
+        { domain = "platform.example", selector = "p.2026", algorithm = "ed25519-sha256", key_file = "/k/b.pem" }]
+[[dkim.rule]]
+envelope_domain = "*.bounces.example"
+[[dkim.rule.keys]]
+domain = "platform.example"
+selector = "env"
+key_file = "/k/c.pem"
+[[dkim.rule]]
+auth_user = "tenant7"
+keys = [{ domain = "t7.example", selector = "x", key_file = "/k/d.pem" }]
+)",
+                       "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const DkimConfig& k = c->dkim;
+  EXPECT_EQ(k.header_canon, DkimCanon::kSimple);
+  EXPECT_EQ(k.body_canon, DkimCanon::kRelaxed);
+  EXPECT_EQ(k.expire_after, 864000);
+  EXPECT_EQ(k.headers, (std::vector<std::string>{"Reply-To", "Cc"}));
+  EXPECT_EQ(k.oversign_headers, (std::vector<std::string>{"From", "Subject"}));
+  EXPECT_EQ(k.on_no_rule, DkimFallback::kDefer);
+  EXPECT_EQ(k.on_key_error, DkimFallback::kDefer);
+  EXPECT_EQ(k.threads, 3);
+  EXPECT_EQ(k.domain_labels, 7);
+  ASSERT_EQ(k.rules.size(), 3u);
+  EXPECT_EQ(k.rules[0].match, DkimMatch::kFromDomain);
+  EXPECT_EQ(k.rules[0].value, "customer.example");
+  ASSERT_EQ(k.rules[0].keys.size(), 2u);
+  EXPECT_EQ(k.rules[0].keys[0].domain, "customer.example");
+  EXPECT_EQ(k.rules[0].keys[1].selector, "p.2026");
+  EXPECT_EQ(k.rules[0].keys[1].algorithm, "ed25519-sha256");
+  EXPECT_EQ(k.rules[1].match, DkimMatch::kEnvelopeDomain);
+  EXPECT_EQ(k.rules[1].value, "*.bounces.example");
+  EXPECT_EQ(k.rules[1].keys[0].key_file, "/k/c.pem");
+  EXPECT_EQ(k.rules[2].match, DkimMatch::kAuthUser);
+  EXPECT_EQ(k.rules[2].value, "tenant7");
+  // "simple" alone means simple/simple (RFC 6376 c= default body).
+  auto s = ParseConfig("[dkim]\ncanonicalization = \"relaxed\"\n", "t.toml");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->dkim.body_canon, DkimCanon::kSimple);
+}
+
+TEST(ConfigTest, DkimErrorsNameFileLineAndKey) {
+  const char* kKey = "keys = [{ domain = \"a.example\", selector = \"s\", key_file = \"/k.pem\" }]\n";
+  struct Case {
+    std::string text;
+    std::string want;
+  } cases[] = {
+      {"[dkim]\ncanonicalization = \"loose\"\n", "t.toml:2: dkim.canonicalization: must be"},
+      {"[dkim]\non_no_rule = \"bounce\"\n", "t.toml:2: dkim.on_no_rule: must be 'send_unsigned' or 'defer'"},
+      {"[dkim]\nexpire_after = 60\n", "t.toml:2: dkim.expire_after: must be 0 (no x= tag) or at least 3600"},
+      {"[dkim]\nheaders = [\"Sub ject\"]\n", "dkim.headers: 'Sub ject' is not a header field name"},
+      {"[dkim]\nbogus = 1\n", "unknown key 'dkim.bogus'"},
+      {Cat("[[dkim.rule]]\n", kKey), "dkim.rule[0].from_domain: needs exactly one of from_domain, envelope_domain"},
+      {Cat("[[dkim.rule]]\nfrom_domain = \"a.example\"\nauth_user = \"u\"\n", kKey), "needs exactly one of"},
+      {"[[dkim.rule]]\nfrom_domain = \"a.example\"\n", "dkim.rule[0].keys: needs at least one key"},
+      {"[[dkim.rule]]\nfrom_domain = \"a@example\"\n", "'a@example' is not a domain"},
+      {"[[dkim.rule]]\nfrom_domain = \"a.example\"\nkeys = [{ domain = \"a.example\", selector = \"s\" }]\n",
+       "dkim.rule[0].keys[0].key_file: is required"},
+      {"[[dkim.rule]]\nfrom_domain = \"a.example\"\nkeys = [{ domain = \"a example\", selector = \"s\", key_file = \"/k\" }]\n",
+       "dkim.rule[0].keys[0].domain: 'a example' is not a domain name"},
+      {"[[dkim.rule]]\nfrom_domain = \"a.example\"\nkeys = [{ domain = \"a.example\", selector = \"s;x\", key_file = \"/k\" }]\n",
+       "dkim.rule[0].keys[0].selector: 's;x' is not a selector"},
+      {"[[dkim.rule]]\nfrom_domain = \"a.example\"\nkeys = [{ domain = \"a.example\", selector = \"s\", key_file = \"/k\", "
+       "algorithm = \"rsa-sha1\" }]\n",
+       "dkim.rule[0].keys[0].algorithm: must be 'rsa-sha256' or 'ed25519-sha256'"},
+      {"[[dkim.rule]]\nfrom_domain = \"a.example\"\nkeys = [{ domain = \"a.example\", selector = \"s\", key_file = \"/k\", "
+       "l = 100 }]\n",
+       "unknown key 'dkim.rule[0].keys[0].l'"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.text);
+    auto r = ParseConfig(c.text, "t.toml");
+    ASSERT_FALSE(r.ok());
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.want));
+  }
+}
+
 }  // namespace
 }  // namespace mxr

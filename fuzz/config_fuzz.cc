@@ -10,7 +10,9 @@
 //    documented range; retry_max >= retry_initial, dns_ttl_max >=
 //    dns_ttl_min, initial_window <= max_connections_per_site; TLS cert and
 //    key together; route domains non-empty and lower-case; a route with AUTH
-//    has a host and a required-TLS policy (never a password in clear).
+//    has a host and a required-TLS policy (never a password in clear);
+//    DKIM rules have one match and keys whose d= and s= cannot break a
+//    DKIM-Signature field, x= is 0 or at least an hour.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -78,5 +80,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(cfg.limits.ipv6_prefix >= 32 && cfg.limits.ipv6_prefix <= 128);
   FUZZ_CHECK(cfg.limits.max_hops >= 1);
   FUZZ_CHECK(cfg.metrics.site_labels >= 0 && cfg.metrics.site_labels <= 1000);
+  const auto& k = cfg.dkim;
+  FUZZ_CHECK(k.expire_after == 0 || (k.expire_after >= 3600 && k.expire_after <= 366 * 86400));
+  FUZZ_CHECK(k.threads >= 0 && k.threads <= 64 && k.domain_labels >= 0);
+  for (const auto& r : k.rules) {
+    FUZZ_CHECK(!r.keys.empty() && !r.value.empty());
+    if (r.match != DkimMatch::kAuthUser) {
+      for (char ch : r.value) FUZZ_CHECK(!(ch >= 'A' && ch <= 'Z') && ch != '@', fuzz::Escape(r.value));
+    }
+    for (const auto& key : r.keys) {
+      FUZZ_CHECK(!key.domain.empty() && !key.selector.empty() && !key.key_file.empty());
+      FUZZ_CHECK(key.algorithm.empty() || key.algorithm == "rsa-sha256" || key.algorithm == "ed25519-sha256");
+      for (char ch : key.domain + key.selector) {
+        FUZZ_CHECK(ch != ';' && ch != ' ' && ch != '=' && ch != '\r' && ch != '\n', "d=/s= would break the field");
+      }
+    }
+  }
   return 0;
 }

@@ -397,6 +397,20 @@ max_connections = 3
     w("errors", '''[limits]
 max_recipients = 0
 ''')
+    w("dkim", '''[dkim]
+canonicalization = "relaxed/relaxed"
+expire_after = 864000
+on_no_rule = "send_unsigned"
+on_key_error = "defer"
+oversign_headers = ["From", "Subject"]
+[[dkim.rule]]
+from_domain = "customer.example"
+keys = [{ domain = "customer.example", selector = "s2026", key_file = "/etc/mxrelay/dkim/a.pem" },
+        { domain = "platform.example", selector = "p1", algorithm = "ed25519-sha256", key_file = "/etc/mxrelay/dkim/p.pem" }]
+[[dkim.rule]]
+auth_user = "*"
+keys = [{ domain = "platform.example", selector = "p1", key_file = "/etc/mxrelay/dkim/p.pem" }]
+''')
     w("unknown-key", '''[limits]
 max_recipent = 10
 ''')
@@ -409,6 +423,30 @@ delivery = {retry_initial = 100, retry_max = 50}
             write("config", "deploy-docker", f.read())
 
 
+# --------------------------------------------------------------- dkim
+def dkim_canon():
+    clear("dkim_canon")
+    w = lambda n, s: write("dkim_canon", n, s)
+    w("rfc6376-example", "A: X\r\nB : Y\t\r\n\tZ  \r\n\r\n C \r\nD \t E\r\n\r\n\r\n")
+    w("rfc6376-message", "From: Joe SixPack <joe@football.example.com>\r\nTo: Suzie Q <suzie@shopping.example.net>\r\n"
+      "Subject: Is dinner ready?\r\nDate: Fri, 11 Jul 2003 21:00:37 -0700 (PDT)\r\n"
+      "Message-ID: <20030712040037.46341.5F8J@football.example.com>\r\n\r\nHi.\r\n\r\n"
+      "We lost the game.  Are you hungry yet?\r\n\r\nJoe.\r\n\r\n")
+    w("folded-long", "From: \"Doe, J.\" <j@x.test> (work)\r\nSubject: " + " ".join("w%d" % i for i in range(80))
+      + "\r\n\t  more\r\n continued \r\nX-Empty:\r\n\r\nbody\r\n")
+    w("utf8", "From: J\u00f6rg <j@b\u00fccher.test>\r\nSubject: caf\u00e9  \u20ac\r\n\r\nna\u00efve\t \r\n")
+    w("empty-body", "From: a@x.test\r\n\r\n")
+    w("header-only", "From: a@x.test\r\nSubject: no body")
+    w("only-crlfs", "From: a@x.test\r\n\r\n\r\n\r\n\r\n")
+    w("trailing-ws", "From: a@x.test\r\n\r\na  \r\n\t\r\n \r\nb\t\t\r\n   \r\n")
+    w("no-final-crlf", "From: a@x.test\r\n\r\nlast line  ")
+    w("bare-cr-lf", "From: a@x.test\r\nX: a\rb\r\n\r\nx \ry\n z\r\n")
+    w("group-from", "From: Team: a@x.test, b@X.test;\r\nFrom: c@y.test\r\n\r\nb\r\n")
+    w("route-from", "From: <@r1.test,@r2.test:j@x.test>\r\nDKIM-Signature: v=1; d=o.test; b=x\r\n\r\n.dot\r\n")
+    w("no-headers", "\r\nbody only\r\n")
+    w("long-ws-runs", "From: a@x.test\r\n\r\n" + "x" * 30 + " " * 40 + "y" + "\t" * 33 + "\r\n")
+
+
 def main():
     smtp_command()
     session()
@@ -416,6 +454,7 @@ def main():
     replies()
     dns()
     config()
+    dkim_canon()
     for t in sorted(os.listdir(ROOT)):
         print(t, len(os.listdir(os.path.join(ROOT, t))), file=sys.stderr)
 

@@ -6,6 +6,7 @@
 //   mxrelay trace --ip A | --user U     live SMTP trace of matching sessions (redacted)
 //   mxrelay hash-password               read a password on stdin, print a yescrypt hash
 //   mxrelay check-config -c FILE        validate a config file and exit
+//   mxrelay dkim keygen|check|sign      DKIM keys (main/dkim_cli.h)
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -23,7 +24,10 @@
 #include "common/log.h"
 #include "common/strings.h"
 #include "delivery/engine.h"
+#include "dkim/policy.h"
+#include "dkim/signing_spool.h"
 #include "main/admin_socket.h"
+#include "main/dkim_cli.h"
 #include "main/privileges.h"
 #include "main/queue_cli.h"
 #include "metrics/exporter.h"
@@ -136,10 +140,31 @@ void WarnAboutRoutes(const Config& cfg) {
   }
 }
 
+// SIGHUP, DKIM: the rules and keys are read again; messages signed from
+// now on use them (a new selector signs at once). A key that cannot be read
+// any more is kept as unusable: its rule's on_key_error applies.
+void ReloadDkim(const Config& next, dkim::SigningService* signer) {
+  std::vector<std::string> warnings;
+  auto p = dkim::Policy::Build(next.dkim, dkim::Policy::Mode::kLenient, &warnings);
+  if (!p.ok()) {
+    spdlog::error("event=dkim_reload_failed error=\"{}\" action=\"kept the previous rules and keys\"", p.status().message());
+    return;
+  }
+  for (const auto& w : warnings) {
+    spdlog::error("event=dkim_key_unusable error=\"{}\" action=\"{}\"", w,
+                  next.dkim.on_key_error == DkimFallback::kDefer ? "messages of its rule are deferred (451 4.7.5)"
+                                                                 : "messages of its rule go without this signature");
+  }
+  signer->SetPolicy(*p);
+  spdlog::info("event=dkim_reloaded rules={} keys={} unusable={}", (*p)->rules().size(), (*p)->keys().size(),
+               warnings.size());
+}
+
 // SIGHUP: users, certificate and routes from the (re-read) configuration;
 // anything else that changed needs a restart. Open sessions are untouched.
 void Reload(const std::string& config_path, const Config& cfg, const std::string& hostname,
-            relay::Authenticator* auth, relay::IngressServer* server, delivery::DeliveryEngine* engine) {
+            relay::Authenticator* auth, relay::IngressServer* server, delivery::DeliveryEngine* engine,
+            dkim::SigningService* signer) {
   Config next = cfg;
   if (!config_path.empty()) {
     auto c = LoadConfigFile(config_path);
@@ -177,6 +202,7 @@ void Reload(const std::string& config_path, const Config& cfg, const std::string
     engine->SetRoutes(next.routes);
     engine->ReopenEventLog();
   }
+  ReloadDkim(next, signer);
 }
 
 // An existing directory readable by others (created by a version that used
@@ -303,13 +329,30 @@ int Run(const std::string& config_path) {
   // not delay the start.
   spdlog::info("event=spool_opened path={}", so.path);
 
+  // DKIM signing in front of the spool (dkim/signing_spool.h): messages
+  // from clients and DSNs go through their SigningSpool; with no rule
+  // configured a commit goes straight to the spool.
+  auto dkim_policy = dkim::Policy::Build(cfg.dkim, dkim::Policy::Mode::kStrict);
+  if (!dkim_policy.ok()) {
+    spdlog::critical("event=startup_failed error=\"{}\"", dkim_policy.status().message());
+    return 1;
+  }
+  dkim::DkimStats dkim_stats(cfg.dkim.domain_labels);
+  auto signer = std::make_unique<dkim::SigningService>(*dkim_policy, cfg.dkim.threads, &dkim_stats, clock);
+  dkim::SigningSpool ingress_spool(spool.get(), signer.get(), dkim::SigningSpool::Origin::kReceived);
+  dkim::SigningSpool dsn_spool(spool.get(), signer.get(), dkim::SigningSpool::Origin::kGenerated);
+  if (!(*dkim_policy)->empty()) {
+    spdlog::info("event=dkim_ready rules={} keys={} threads={}", (*dkim_policy)->rules().size(),
+                 (*dkim_policy)->keys().size(), signer->threads());
+  }
+
   queue::QueueIdGenerator ids(clock);
   std::unique_ptr<delivery::DeliveryEngine> engine;
   if (cfg.delivery.enabled) {
     delivery::DeliveryEngine::Deps dd;
     dd.config = &cfg;
     dd.hostname = hostname;
-    dd.spool = spool.get();
+    dd.spool = &dsn_spool;  // its DSNs are signed like any message (never deferred)
     dd.clock = &clock;
     dd.ids = &ids;
     engine = std::make_unique<delivery::DeliveryEngine>(dd);
@@ -331,7 +374,7 @@ int Run(const std::string& config_path) {
   relay::IngressDeps deps;
   deps.config = &cfg;
   deps.hostname = hostname;
-  deps.spool = spool.get();
+  deps.spool = &ingress_spool;
   deps.ids = &ids;
   deps.clock = &clock;
   deps.auth = auth.get();
@@ -351,6 +394,7 @@ int Run(const std::string& config_path) {
     src.ingress = &server->stats();
     src.spool = spool.get();
     src.delivery = engine ? &engine->stats() : nullptr;
+    src.dkim = &dkim_stats;
     src.version = kVersion;
     queue::RocksSpool* sp = spool.get();
     src.not_ready = [sp, &draining]() -> std::string {
@@ -385,7 +429,7 @@ int Run(const std::string& config_path) {
     int sig = 0;
     if (sigwait(&sigs, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      Reload(config_path, cfg, hostname, auth.get(), server.get(), engine.get());
+      Reload(config_path, cfg, hostname, auth.get(), server.get(), engine.get(), signer.get());
       continue;
     }
     spdlog::info("event=shutdown_begin signal={}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -400,6 +444,7 @@ int Run(const std::string& config_path) {
   server->Shutdown(30'000);
   metrics_server.reset();  // reads the spool and the engine: stop it first
   if (engine) engine->Stop();  // before the spool: it reads and writes it
+  signer.reset();  // signs and commits what it still holds: before the spool
   spool.reset();   // drains pending commits (their callbacks post to the stopped loops)
   engine.reset();
   // The password checker's thread posts its answers to the ingress loops:
@@ -458,6 +503,26 @@ int main(int argc, char** argv) {
   tr->add_option("--seconds", trace_seconds, "Stop after this long (default: until interrupted)");
   tr->add_option("-c,--config", config, "TOML configuration file");
   auto* cc = app.add_subcommand("check-config", "Validate the configuration and exit");
+  auto* dk = app.add_subcommand("dkim", "DKIM keys: generate, check the published record, sign by hand");
+  dk->require_subcommand(1);
+  mxr::DkimCliArgs da;
+  auto* dkg = dk->add_subcommand("keygen", "Write a new private key (0600) and print its DNS TXT record");
+  auto* dkc = dk->add_subcommand("check", "Fetch <selector>._domainkey.<domain> and compare it with the key");
+  auto* dks = dk->add_subcommand("sign", "Sign the message on stdin, print it with its DKIM-Signature");
+  for (CLI::App* sub : {dkg, dkc, dks}) {
+    sub->add_option("--domain", da.domain, "Signing domain (d=)")->required();
+    sub->add_option("--selector", da.selector, "Selector (s=)")->required();
+  }
+  dkg->add_option("--algorithm", da.algorithm, "rsa2048 (also rsa1024, rsa3072, rsa4096) or ed25519")->required();
+  dkg->add_option("--out", da.out, "Key file to write (default DOMAIN.SELECTOR.pem)");
+  dkg->add_flag("--force", da.force, "Replace an existing key file");
+  dkc->add_option("--key-file", da.key_file, "Private key (default: the one a [[dkim.rule]] of -c names)");
+  dkc->add_option("--resolver", da.resolver, "DNS server ip:port (default: delivery.resolver of -c, else the system's)");
+  dkc->add_option("--timeout-ms", da.timeout_ms, "DNS timeout")->default_val(5000);
+  dkc->add_option("-c,--config", config, "TOML configuration file");
+  dks->add_option("--key-file", da.key_file, "Private key")->required();
+  dks->add_option("--canonicalization", da.canonicalization, "relaxed/relaxed (default), simple/simple, ...");
+  dks->add_option("--time", da.time, "t= (Unix seconds; default now)");
   for (CLI::App* sub : {run, q, hp, cc}) {
     sub->add_option("-c,--config", config, "TOML configuration file");
   }
@@ -479,6 +544,17 @@ int main(int argc, char** argv) {
     }
     return mxr::RunTraceClient(mxr::AdminSocketPath(*cfg), trace_ip, trace_user, trace_seconds);
   }
+  if (*dkg) return mxr::DkimKeygen(da);
+  if (*dks) return mxr::DkimSign(da);
+  if (*dkc) {
+    if (config.empty()) return mxr::DkimCheck(da, nullptr);
+    auto cfg = mxr::LoadConfig(config);
+    if (!cfg.ok()) {
+      fmt::print(stderr, "mxrelay: config error: {}\n", cfg.status().message());
+      return 2;
+    }
+    return mxr::DkimCheck(da, &*cfg);
+  }
   if (*q || *cc) {
     auto cfg = mxr::LoadConfig(config);
     if (!cfg.ok()) {
@@ -486,8 +562,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (*cc) {
-      fmt::print("{}: OK ({} listeners, spool {})\n", config.empty() ? "<embedded defaults>" : config,
-                 cfg->listeners.size(), cfg->SpoolPath());
+      // The DKIM keys as the relay would load them at start.
+      auto dkim_policy = mxr::dkim::Policy::Build(cfg->dkim, mxr::dkim::Policy::Mode::kStrict);
+      if (!dkim_policy.ok()) {
+        fmt::print(stderr, "mxrelay: config error: {}\n", dkim_policy.status().message());
+        return 2;
+      }
+      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules)\n", config.empty() ? "<embedded defaults>" : config,
+                 cfg->listeners.size(), cfg->SpoolPath(), cfg->dkim.rules.size());
       return 0;
     }
     if (*ql) return mxr::QueueList(*cfg, limit, json);

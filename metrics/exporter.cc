@@ -218,6 +218,32 @@ void RenderDelivery(const Sources& src, Families& f) {
   }
 }
 
+void RenderDkim(const Sources& src, Families& f) {
+  const dkim::DkimStats& s = *src.dkim;
+  auto& sig = f.Family("mxrelay_dkim_signatures_total",
+                       "DKIM signatures made, by signing domain (d=; the first dkim.domain_labels domains, the "
+                       "rest as other) and algorithm.",
+                       MetricType::Counter);
+  for (const auto& [key, n] : s.Signatures()) {
+    Families::AddCounter(sig, static_cast<double>(n), {{"domain", key.first}, {"algorithm", key.second}});
+  }
+  auto& msgs = f.Family("mxrelay_dkim_messages_total",
+                        "Messages through the DKIM signer, by result (signed, unsigned, deferred with 451).",
+                        MetricType::Counter);
+  for (dkim::Result r : {dkim::Result::kSigned, dkim::Result::kUnsigned, dkim::Result::kDeferred}) {
+    Families::AddCounter(msgs, static_cast<double>(s.results(r)), {{"result", std::string(dkim::ResultName(r))}});
+  }
+  auto& fail = f.Family("mxrelay_dkim_failures_total",
+                        "Signatures not made, by reason (no_rule, from_invalid, key_unusable, sign_error).",
+                        MetricType::Counter);
+  for (dkim::Failure r : dkim::kAllFailures) {
+    Families::AddCounter(fail, static_cast<double>(s.failures(r)), {{"reason", std::string(dkim::FailureName(r))}});
+  }
+  f.Histogram("mxrelay_dkim_signing_duration_seconds",
+              "Time a signing thread spent on one message (parse, canonicalize, hash, every signature of its rule).",
+              s.SigningTime(), 1e-6);
+}
+
 // /proc figures of this process.
 void RenderProcess(const Sources& src, Families& f) {
   auto& bi = f.Family("mxrelay_build_info", "Build information (value 1).", MetricType::Gauge);
@@ -275,6 +301,7 @@ std::string Render(const Sources& src) {
   if (src.ingress != nullptr) RenderIngress(src, f);
   if (src.spool != nullptr) RenderSpool(src, f);
   if (src.delivery != nullptr) RenderDelivery(src, f);
+  if (src.dkim != nullptr) RenderDkim(src, f);
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, f.Take());
   return out.str();

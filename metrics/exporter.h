@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "common/config.h"
 #include "delivery/stats.h"
+#include "dkim/stats.h"
 #include "queue/spool.h"
 #include "relay/stats.h"
 
@@ -30,6 +31,7 @@ struct Sources {
   const relay::IngressStats* ingress = nullptr;    // may be null (not started)
   const queue::Spool* spool = nullptr;              // may be null
   const delivery::DeliveryStats* delivery = nullptr;  // null when delivery is off
+  const dkim::DkimStats* dkim = nullptr;              // may be null
   // Why the relay is not ready ("" = ready). Called from HTTP threads.
   std::function<std::string()> not_ready;
   std::string version;

@@ -107,6 +107,32 @@ TEST(Exporter, EveryNameHasTheOnePrefixAndCountersEndInTotal) {
   EXPECT_EQ((m["mxrelay_site_attempts_total{site=\"mx.example.test\",outcome=\"delivered\"}"]), 4);
 }
 
+TEST(Exporter, DkimFamilies) {
+  Config cfg = DefaultConfig();
+  dkim::DkimStats k(1);
+  k.CountSignature("customer.test", "rsa-sha256");
+  k.CountSignature("customer.test", "rsa-sha256");
+  k.CountSignature("platform.test", "ed25519-sha256");
+  k.CountResult(dkim::Result::kSigned);
+  k.CountResult(dkim::Result::kDeferred);
+  k.CountFailure(dkim::Failure::kNoRule);
+  k.signing_us().Observe(40);
+  Sources src;
+  src.config = &cfg;
+  src.dkim = &k;
+  auto m = Parse(Render(src));
+  EXPECT_EQ((m["mxrelay_dkim_signatures_total{domain=\"customer.test\",algorithm=\"rsa-sha256\"}"]), 2);
+  EXPECT_EQ((m["mxrelay_dkim_signatures_total{domain=\"other\",algorithm=\"ed25519-sha256\"}"]), 1);
+  EXPECT_EQ(m.count("mxrelay_dkim_signatures_total{domain=\"platform.test\",algorithm=\"ed25519-sha256\"}"), 0u);
+  EXPECT_EQ((m["mxrelay_dkim_messages_total{result=\"signed\"}"]), 1);
+  EXPECT_EQ((m["mxrelay_dkim_messages_total{result=\"deferred\"}"]), 1);
+  EXPECT_EQ((m["mxrelay_dkim_messages_total{result=\"unsigned\"}"]), 0);
+  EXPECT_EQ((m["mxrelay_dkim_failures_total{reason=\"no_rule\"}"]), 1);
+  EXPECT_EQ((m["mxrelay_dkim_failures_total{reason=\"key_unusable\"}"]), 0);
+  EXPECT_EQ(m["mxrelay_dkim_signing_duration_seconds_count"], 1);
+  EXPECT_EQ(m["mxrelay_dkim_signing_duration_seconds_bucket{le=\"5e-05\"}"], 1);
+}
+
 // Scrapes race with the hot paths by design (relaxed atomics, histogram
 // buckets); run under TSan by scripts/test.sh.
 TEST(Exporter, RenderWhileTheComponentsCount) {

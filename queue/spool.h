@@ -33,6 +33,8 @@ struct NewMessage {
 
 // Status codes Commit reports, which ingress maps to SMTP replies:
 //   ResourceExhausted -> 452 4.3.1 (disk full / spool over its limits)
+//   FailedPrecondition -> 451 with the message's "4.x.y text" (refused by a
+//     policy in front of the spool: dkim/signing_spool.h)
 //   Unavailable, DeadlineExceeded, other -> 451 4.3.0
 using CommitCallback = absl::AnyInvocable<void(absl::Status) &&>;
 

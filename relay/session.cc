@@ -789,6 +789,13 @@ void Session::OnCommitted(const absl::Status& status) {
     Reply(250, "2.0.0", Cat("Ok: queued as ", id));
   } else if (status.code() == absl::StatusCode::kResourceExhausted) {
     Reply(452, "4.3.1", "Insufficient system storage; message not accepted, try again later");
+  } else if (status.code() == absl::StatusCode::kFailedPrecondition) {
+    // Refused before the spool by a policy in front of it (DKIM signing);
+    // the message is "<enhanced code> <text>" (queue/spool.h).
+    std::string_view m(status.message().data(), status.message().size());
+    size_t sp = m.find(' ');
+    Reply(451, sp == std::string_view::npos ? "4.7.0" : m.substr(0, sp),
+          sp == std::string_view::npos ? m : m.substr(sp + 1));
   } else {
     Reply(451, "4.3.0", "Temporary spool failure; message not accepted, try again later");
   }

@@ -577,6 +577,9 @@ TEST_F(SessionTest, CommitFailuresMapToTemporaryErrors) {
       {absl::UnavailableError("spool unhealthy"), "451 4.3.0 "},
       {absl::DeadlineExceededError("slow"), "451 4.3.0 "},
       {absl::InternalError("?"), "451 4.3.0 "},
+      // Refused in front of the spool (DKIM): its enhanced code and text.
+      {absl::FailedPreconditionError("4.7.5 DKIM key unusable (d=x.test s=s1); try again later"),
+       "451 4.7.5 DKIM key unusable (d=x.test s=s1); try again later\r\n"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.status.ToString());

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 mode=${1:-}
 dir=build-fuzz
-all_targets="smtp_command data_reader session reply_parser dns_answer config escape"
+all_targets="smtp_command data_reader session reply_parser dns_answer config escape dkim_canon"
 targets=${FUZZ_TARGETS:-$all_targets}
 
 usage() { echo "usage: $0 smoke | long SECONDS | build" >&2; exit 2; }
@@ -45,6 +45,7 @@ dict_opt() {
     smtp_command|session) echo "-dict=fuzz/dict/smtp.dict" ;;
     reply_parser) echo "-dict=fuzz/dict/reply.dict" ;;
     data_reader) echo "-dict=fuzz/dict/data_reader.dict" ;;
+    dkim_canon) echo "-dict=fuzz/dict/dkim.dict" ;;
     config) echo "-dict=fuzz/dict/config.dict" ;;
   esac
 }

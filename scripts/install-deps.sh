@@ -10,11 +10,14 @@ PKGS=(
   liburing-dev libssl-dev libabsl-dev librocksdb-dev libc-ares-dev
   libtomlplusplus-dev libcrypt-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libcivetweb-dev libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # DKIM: OpenDKIM's library for the differential unit test (dkim/opendkim_diff_test.cc)
+  libopendkim-dev
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
   # test peers and tools (each named by the test that needs it; on a bare
   # Debian 12 these are what the suite would otherwise skip or fail on)
   python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dnsmasq-base whois prometheus procps iproute2 strace rocksdb-tools
+  python3-dkim opendkim-tools  # test_dkim: independent DKIM verifiers (dkimpy, opendkim-testmsg)
   python3-yaml   # test_deploy: compose, Kubernetes, Grafana provisioning, alert YAML
   systemd        # test_deploy: systemd-analyze verify / syscall-filter of deploy/systemd
   util-linux mount  # test_privileges: setpriv; test_faults: mount/umount of a tmpfs

@@ -74,7 +74,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 rm -rf "$asan_logs"
 
 echo "=== [4/4] TSan build + concurrent unit tests + the relay binary's threads"
-./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test delivery_test mxrelay
+./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test delivery_test dkim_test mxrelay
 # Only the unit tests that run code on more than one thread at once (each
 # filter below is what docs/RELIABILITY.md "Sanitizers" lists); the
 # single-threaded ones (parsers, session, policy tables) gain nothing here.
@@ -103,6 +103,9 @@ tsan_unit delivery/delivery_test 'BodyLoaderTest.*:EventLogFileTest.ConcurrentWr
 # The exporter rendering while the counters count (civetweb itself is not
 # instrumented: its HTTP tests are left to the other stages).
 tsan_unit metrics/metrics_test 'Exporter.RenderWhileTheComponentsCount'
+# DKIM: the signing threads in front of the spool, and the per-thread signing
+# contexts (more keys than a thread's cache holds, several threads).
+tsan_unit dkim/dkim_test 'SigningSpoolTest.*:KeysTest.SignaturesDoNotDependOnTheContextCacheOrTheThread'
 # The real binary under TSan: ingress loops, the commit thread, the delivery
 # engine and its spool I/O thread, the password checker, signal handling and
 # shutdown, driven by the integration modules that exercise them. Reports go
@@ -113,7 +116,7 @@ chmod 1777 "$tsan_logs"
 supp=$(pwd)/tests/tsan.supp
 rc=0
 export TSAN_OPTIONS="halt_on_error=1 suppressions=$supp log_path=$tsan_logs/report"
-ctest_stage build-tsan ctest-junit.xml --timeout 900 -j1 -R 'integration\.(delivery|crash|signals|faults)' || rc=1
+ctest_stage build-tsan ctest-junit.xml --timeout 900 -j1 -R 'integration\.(delivery|crash|signals|faults|dkim)' || rc=1
 # 200 simultaneous AUTH guessers and 100 cached logins: ingress loops, the
 # AUTH limiter and the password checker at once (the rest of test_abuse is
 # about memory and limits, not threads).

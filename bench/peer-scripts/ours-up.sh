@@ -5,7 +5,9 @@
 #
 # Usage: ours-up.sh --port P --sink-port S [--workdir DIR] [--threads N]
 #                   [--metrics-listen IP:PORT]   (default: the relay's, 127.0.0.1:9465)
-# (environment MXRELAY_COMMIT_DELAY_US sets spool.commit_delay_us for A/B runs)
+# (environment MXRELAY_COMMIT_DELAY_US sets spool.commit_delay_us for A/B runs;
+#  MXRELAY_EXTRA_CONFIG names a TOML file appended to the config, e.g. a
+#  [dkim] section: bench/dkim-bench.sh)
 # Prints WORKDIR=<dir> last; stop with ours-down.sh --workdir DIR.
 #
 # Every message is delivered to 127.0.0.1:S through a static route (no DNS,
@@ -56,6 +58,7 @@ host = "127.0.0.1"
 port = $SINK_PORT
 tls = "none"
 CFG
+if [ -n "${MXRELAY_EXTRA_CONFIG:-}" ]; then cat "$MXRELAY_EXTRA_CONFIG" >>"$WORKDIR/mxrelay.toml"; fi
 mkdir -p "$WORKDIR/config"
 cp "$WORKDIR/mxrelay.toml" "$WORKDIR/config/"
 # No stop command: the launcher SIGTERMs the relay by PID (graceful drain).

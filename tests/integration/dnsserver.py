@@ -2,7 +2,8 @@
 
     dns = DnsServer(mx={"a.test": [(10, "mx1.a.test"), (20, "mx2.a.test")]},
                     hosts={"mx1.a.test": "127.0.0.2", "mx2.a.test": "127.0.0.3"},
-                    nullmx=["nullmx.test"])
+                    nullmx=["nullmx.test"],
+                    txt={"s1._domainkey.a.test": "v=DKIM1; k=ed25519; p=..."})
     dns.start()                      # waits (bounded) until it answers
     ... delivery.resolver = dns.resolver ("127.0.0.1:PORT") ...
     dns.stop()                       # SIGTERM by PID, SIGKILL after a bounded wait
@@ -10,7 +11,9 @@
 dnsmasq is authoritative-ish for the local domains only (`--local=/test/`,
 `--no-resolv`, `--no-hosts`): names it does not know there are NXDOMAIN, a
 name with an A record but no MX answers NODATA (implicit MX), and a null MX
-(`MX 0 .`, RFC 7505) is served as `--mx-host=domain,.,0`. It never forwards
+(`MX 0 .`, RFC 7505) is served as `--mx-host=domain,.,0`, a TXT record (DKIM
+keys) as `--txt-record`, its text cut into strings of at most 255 bytes (a
+TXT record may hold several; verifiers join them). It never forwards
 anything. query() is a minimal stdlib DNS client to check what it serves.
 """
 
@@ -107,8 +110,9 @@ def query(server, name, qtype, timeout=2.0):
 class DnsServer:
     """dnsmasq serving MX / A / null MX records for local test domains only."""
 
-    def __init__(self, mx=None, hosts=None, nullmx=(), local_domains=("test",)):
+    def __init__(self, mx=None, hosts=None, nullmx=(), local_domains=("test",), txt=None):
         self.mx = dict(mx or {})          # domain -> [(pref, host), ...]
+        self.txt = dict(txt or {})        # name -> text (one TXT record)
         self.hosts = dict(hosts or {})    # name -> IPv4 address (A record)
         self.nullmx = list(nullmx)
         self.local_domains = list(local_domains)
@@ -138,6 +142,12 @@ class DnsServer:
             a.append("--mx-host=%s,.,0" % domain)
         for name, ip in self.hosts.items():
             a.append("--host-record=%s,%s" % (name, ip))
+        for name, text in self.txt.items():
+            # dnsmasq splits its argument at commas into strings (quotes would
+            # be kept as data outside a config file): no commas in the text.
+            assert "," not in text, "TXT text with a comma: %r" % text
+            parts = [text[i:i + 255] for i in range(0, len(text), 255)] or [""]
+            a.append("--txt-record=%s,%s" % (name, ",".join(parts)))
         return a
 
     def start(self, tries=3, port=None):
