@@ -187,8 +187,13 @@ class Connection final : public SessionHost, public IoStream::Owner {
     uint64_t bytes = msg.meta.body_size;
     EventLoop* loop = w_->loop();
     auto t0 = std::chrono::steady_clock::now();
-    w_->server()->deps_.spool->Commit(std::move(msg), [this, loop, bytes, t0](absl::Status st) {
-      loop->Post([this, st = std::move(st), bytes, t0] {
+    w_->server()->deps_.spool->Commit(std::move(msg), [this, loop, bytes, t0](absl::Status result) {
+      // The answer crosses to the loop as a code and a copy of its text, not
+      // as the Status: its reference-counted payload would be shared by the
+      // committing thread (spool, DKIM signing) and the loop, and its count
+      // lives in the uninstrumented libabsl (TSan reported a race there).
+      loop->Post([this, code = result.code(), text = std::string(result.message()), bytes, t0] {
+        absl::Status st(code, text);
         auto& stats = w_->server()->stats_;
         if (st.ok()) {
           stats.messages_accepted.fetch_add(1, std::memory_order_relaxed);
