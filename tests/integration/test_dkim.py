@@ -15,21 +15,22 @@ opendkim-testmsg (dkimcheck.py says how each is run).
 - a key readable by others, missing or unparsable: the relay does not start
   (and check-config says why);
 - SIGHUP rotation: the new selector signs the next message;
-- `mxrelay dkim keygen` (0600 key, TXT record) and `mxrelay dkim check`
-  (through delivery.resolver: OK, MISMATCH, MISSING).
+- `mxrelay dkim keygen` (0600 key, TXT record), `mxrelay dkim check`
+  (through delivery.resolver: OK, MISMATCH, MISSING) and `mxrelay dkim sign`.
 """
 
 import os
 import re
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 import unittest
 
 from dkimcheck import Verifiers, only_signature, signatures
 from dnsserver import DnsServer
-from relayctl import Listener, Relay, RelayTestCase, SmtpClient, dot_stuff, run_cli, submit
+from relayctl import MXRELAY_BIN, Listener, Relay, RelayTestCase, SmtpClient, dot_stuff, run_cli, submit
 from sink import start_sinks
 
 DEST, SENDERS, BOUNCE = "127.0.0.41", "127.0.0.42", "127.0.0.43"
@@ -423,6 +424,25 @@ class DkimCliTest(DkimBase):
         self.assertIn("exists", r.stderr)
         r = run_cli(["dkim", "keygen", "--domain", d, "--selector", s, "--algorithm", "dsa", "--out", path + ".x"])
         self.assertEqual(r.returncode, 2)
+
+    def test_sign_by_hand_verifies(self):
+        k = self.keys["platform"]
+        msg = (headers("byhand", frm="<n@platform.test>").replace("\r\n", "\n") + "\nbody  line\t\n\n").encode()
+        r = subprocess.run([MXRELAY_BIN, "dkim", "sign", "--domain", k["domain"], "--selector", k["selector"],
+                            "--key-file", k["path"]], input=msg, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=platform.test;"))
+        self.assertNotIn(b"\n", r.stdout.replace(b"\r\n", b""), "LF line endings become CRLF")
+        self.verify_all(r.stdout, {("platform.test", "p1")})
+        # The same refusal as the relay's for a key others may read.
+        loose = os.path.join(tempfile.mkdtemp(prefix="mxrelay-dkim-loose-"), "k.pem")
+        self.addCleanup(shutil.rmtree, os.path.dirname(loose), True)
+        shutil.copy(k["path"], loose)
+        os.chmod(loose, 0o644)
+        r = subprocess.run([MXRELAY_BIN, "dkim", "sign", "--domain", k["domain"], "--selector", k["selector"],
+                            "--key-file", loose], input=msg, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"chmod 600", r.stderr)
 
     def test_check_through_the_configured_resolver(self):
         relay = self.relay(2525, start=False)
