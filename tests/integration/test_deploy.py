@@ -317,6 +317,13 @@ class ContainerTest(unittest.TestCase):
         self.assertRegex(text, r"(?m)^EXPOSE 2525 5587 5465 9465$")
         self.assertRegex(text, r"(?m)^HEALTHCHECK .*\n?.*/healthz")
         self.assertRegex(text, r"(?m)^USER mxrelay")
+        # Every component the top-level CMakeLists.txt always adds is copied
+        # into the build stage (a new folder would break the image build).
+        with open(os.path.join(ROOT, "CMakeLists.txt"), encoding="utf-8") as f:
+            subdirs = re.findall(r"(?m)^add_subdirectory\((\w+)\)", f.read())
+        self.assertIn("dkim", subdirs)
+        for d in subdirs:
+            self.assertRegex(text, r"(?m)^COPY %s \./%s$" % (d, d), f"the Dockerfile does not copy {d}/")
 
     def test_container_relay_configs(self):
         with open(path("docker", "mxrelay.toml"), "rb") as f:
