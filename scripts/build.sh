@@ -12,6 +12,11 @@ case "$flavour" in
   *) echo "usage: $0 [release|asan|tsan] [targets...]" >&2; exit 2 ;;
 esac
 if [ ! -f "$dir/build.ninja" ]; then
+  # ccache (optional, not installed by install-deps.sh) makes rebuilds in
+  # several checkouts of the tree cheap; CI builds without it.
+  if command -v ccache >/dev/null 2>&1; then
+    flags+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+  fi
   cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 fi
 jobs=$(nproc)
