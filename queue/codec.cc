@@ -82,6 +82,74 @@ class Reader {
   std::string_view in_;
 };
 
+void PutAttr(std::string* out, uint32_t tag, std::string_view value) {
+  PutVarint(out, tag);
+  PutString(out, value);
+}
+
+// Attributes: varint count, then (varint tag, string value) each; only the
+// ones present are written.
+void PutMessageAttrs(std::string* out, const MessageMeta& m) {
+  const char ret = static_cast<char>(m.dsn_ret);
+  size_t n = !m.tenant.empty() + !m.campaign.empty() + !m.pool.empty() +
+             (m.dsn_ret != DsnRet::kUnset) + !m.envid.empty() + m.unknown.size();
+  PutVarint(out, n);
+  if (!m.tenant.empty()) PutAttr(out, kAttrTenant, m.tenant);
+  if (!m.campaign.empty()) PutAttr(out, kAttrCampaign, m.campaign);
+  if (!m.pool.empty()) PutAttr(out, kAttrPool, m.pool);
+  if (m.dsn_ret != DsnRet::kUnset) PutAttr(out, kAttrDsnRet, std::string_view(&ret, 1));
+  if (!m.envid.empty()) PutAttr(out, kAttrEnvid, m.envid);
+  for (const auto& u : m.unknown) PutAttr(out, u.tag, u.value);
+}
+
+void PutRecipientAttrs(std::string* out, const Recipient& r) {
+  const char notify = static_cast<char>(r.notify);
+  size_t n = (r.notify != 0) + !r.orcpt.empty() + r.unknown.size();
+  PutVarint(out, n);
+  if (r.notify != 0) PutAttr(out, kAttrNotify, std::string_view(&notify, 1));
+  if (!r.orcpt.empty()) PutAttr(out, kAttrOrcpt, r.orcpt);
+  for (const auto& u : r.unknown) PutAttr(out, u.tag, u.value);
+}
+
+// Reads an attribute block, handing each (tag, value) to `take`, which
+// returns false for a value it cannot accept (a malformed known attribute).
+template <typename Take>
+bool ReadAttrs(Reader& r, Take&& take) {
+  uint64_t n = 0;
+  if (!r.Varint(&n)) return false;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t tag = 0;
+    std::string value;
+    if (!r.Int(&tag) || !r.String(&value) || !take(tag, std::move(value))) return false;
+  }
+  return true;
+}
+
+bool TakeMessageAttr(MessageMeta& m, uint32_t tag, std::string value) {
+  switch (tag) {
+    case kAttrTenant: m.tenant = std::move(value); return true;
+    case kAttrCampaign: m.campaign = std::move(value); return true;
+    case kAttrPool: m.pool = std::move(value); return true;
+    case kAttrEnvid: m.envid = std::move(value); return true;
+    case kAttrDsnRet:
+      if (value.size() != 1 || static_cast<uint8_t>(value[0]) > 2) return false;
+      m.dsn_ret = static_cast<DsnRet>(value[0]);
+      return true;
+    default: m.unknown.push_back({tag, std::move(value)}); return true;
+  }
+}
+
+bool TakeRecipientAttr(Recipient& rc, uint32_t tag, std::string value) {
+  switch (tag) {
+    case kAttrNotify:
+      if (value.size() != 1) return false;
+      rc.notify = static_cast<uint8_t>(value[0]);
+      return true;
+    case kAttrOrcpt: rc.orcpt = std::move(value); return true;
+    default: rc.unknown.push_back({tag, std::move(value)}); return true;
+  }
+}
+
 }  // namespace
 
 std::array<char, QueueId::kKeySize> QueueId::Key() const {
@@ -158,7 +226,9 @@ std::string EncodeMeta(const MessageMeta& m) {
     PutVarint(&out, r.attempts);
     PutVarint(&out, r.last_code);
     PutString(&out, std::string_view(r.last_response).substr(0, kMaxStoredResponse));
+    PutRecipientAttrs(&out, r);
   }
+  PutMessageAttrs(&out, m);
   return out;
 }
 
@@ -170,9 +240,11 @@ absl::StatusOr<MessageMeta> DecodeMeta(std::string_view key, std::string_view va
   Reader r(value);
   uint8_t version = 0, flags = 0;
   if (!r.Byte(&version)) return absl::DataLossError("empty meta record");
-  if (version != kFormatVersion) {
-    return absl::DataLossError(Cat("meta record version ", version, " is not ", kFormatVersion));
+  if (version < kOldestReadableVersion || version > kFormatVersion) {
+    return absl::DataLossError(Cat("meta record version ", version, " is not one of ",
+                                   kOldestReadableVersion, "..", kFormatVersion));
   }
+  const bool attrs = version >= 2;
   uint64_t n = 0;
   bool ok = r.Int(&m.received_us) && r.Int(&m.next_attempt_us) && r.Int(&m.attempts) &&
             r.Int(&m.body_size) && r.Byte(&flags) && r.String(&m.sender) &&
@@ -185,10 +257,18 @@ absl::StatusOr<MessageMeta> DecodeMeta(std::string_view key, std::string_view va
   for (auto& rc : m.recipients) {
     uint8_t state = 0;
     if (!r.String(&rc.address) || !r.Byte(&state) || state > 2 || !r.Int(&rc.attempts) ||
-        !r.Int(&rc.last_code) || !r.String(&rc.last_response)) {
+        !r.Int(&rc.last_code) || !r.String(&rc.last_response) ||
+        (attrs && !ReadAttrs(r, [&rc](uint32_t tag, std::string v) {
+          return TakeRecipientAttr(rc, tag, std::move(v));
+        }))) {
       return absl::DataLossError(Cat("truncated recipient in ", m.id.ToString()));
     }
     rc.state = static_cast<RcptState>(state);
+  }
+  if (attrs && !ReadAttrs(r, [&m](uint32_t tag, std::string v) {
+        return TakeMessageAttr(m, tag, std::move(v));
+      })) {
+    return absl::DataLossError(Cat("bad attributes in ", m.id.ToString()));
   }
   if (!r.done()) return absl::DataLossError(Cat("trailing bytes in ", m.id.ToString()));
   return m;

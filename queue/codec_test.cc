@@ -37,7 +37,7 @@ TEST(CodecTest, QueueIdRoundTripsAndSortsByTime) {
 TEST(CodecTest, MetaRoundTrip) {
   MessageMeta m = Sample();
   std::string v = EncodeMeta(m);
-  EXPECT_EQ(v[0], 1);  // version byte
+  EXPECT_EQ(v[0], 2);  // version byte
   auto k = m.id.Key();
   auto d = DecodeMeta(std::string_view(k.data(), 12), v);
   ASSERT_TRUE(d.ok()) << d.status();
@@ -65,10 +65,109 @@ TEST(CodecTest, RejectsTruncatedAndUnknownVersion) {
     EXPECT_FALSE(DecodeMeta(key, v.substr(0, n)).ok()) << "prefix " << n;
   }
   std::string bad = v;
-  bad[0] = 2;
+  bad[0] = 3;
   EXPECT_EQ(DecodeMeta(key, bad).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_FALSE(DecodeMeta(key, v + "x").ok());
   EXPECT_FALSE(DecodeMeta("short", v).ok());
+}
+
+TEST(CodecTest, AttributesRoundTrip) {
+  MessageMeta m = Sample();
+  m.tenant = "acme";
+  m.campaign = "spring-sale";
+  m.pool = "marketing";
+  m.dsn_ret = DsnRet::kHeaders;
+  m.envid = "QQ314159";
+  m.recipients[0].notify = kNotifySuccess | kNotifyFailure;
+  m.recipients[0].orcpt = "rfc822;a+2Bx@x.test";
+  m.recipients[2].notify = kNotifyNever;
+  auto k = m.id.Key();
+  auto d = DecodeMeta(std::string_view(k.data(), 12), EncodeMeta(m));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->tenant, "acme");
+  EXPECT_EQ(d->campaign, "spring-sale");
+  EXPECT_EQ(d->pool, "marketing");
+  EXPECT_EQ(d->dsn_ret, DsnRet::kHeaders);
+  EXPECT_EQ(d->envid, "QQ314159");
+  EXPECT_EQ(d->recipients[0].notify, kNotifySuccess | kNotifyFailure);
+  EXPECT_EQ(d->recipients[0].orcpt, "rfc822;a+2Bx@x.test");
+  EXPECT_EQ(d->recipients[1].notify, 0);
+  EXPECT_EQ(d->recipients[1].orcpt, "");
+  EXPECT_EQ(d->recipients[2].notify, kNotifyNever);
+  // Absent attributes cost one byte per recipient and one per message.
+  EXPECT_EQ(EncodeMeta(Sample()).size(), EncodeMeta(Sample()).size());
+}
+
+TEST(CodecTest, ReadsVersion1Records) {
+  // A version-1 record as the previous build wrote it: no attribute blocks.
+  MessageMeta m = Sample();
+  m.recipients.resize(1);
+  std::string v1;
+  v1 += '\x01';
+  auto varint = [&v1](uint64_t x) {
+    while (x >= 0x80) {
+      v1 += static_cast<char>((x & 0x7f) | 0x80);
+      x >>= 7;
+    }
+    v1 += static_cast<char>(x);
+  };
+  auto str = [&](std::string_view s) {
+    varint(s.size());
+    v1 += s;
+  };
+  varint(m.received_us);
+  varint(m.next_attempt_us);
+  varint(m.attempts);
+  varint(m.body_size);
+  v1 += '\x01';  // SMTPUTF8
+  str(m.sender);
+  str(m.auth_user);
+  str(m.client_ip);
+  str(m.helo);
+  varint(1);
+  str("a@x.test");
+  v1 += '\x00';
+  varint(0);
+  varint(0);
+  str("");
+  auto k = m.id.Key();
+  auto d = DecodeMeta(std::string_view(k.data(), 12), v1);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->sender, m.sender);
+  EXPECT_TRUE(d->smtputf8);
+  ASSERT_EQ(d->recipients.size(), 1u);
+  EXPECT_EQ(d->recipients[0].address, "a@x.test");
+  EXPECT_EQ(d->tenant, "");
+  EXPECT_EQ(d->dsn_ret, DsnRet::kUnset);
+  // Written back, it becomes a version-2 record with the same content.
+  std::string v2 = EncodeMeta(*d);
+  EXPECT_EQ(v2[0], 2);
+  auto again = DecodeMeta(std::string_view(k.data(), 12), v2);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->recipients[0].address, "a@x.test");
+}
+
+TEST(CodecTest, KeepsUnknownAttributesAndRejectsMalformedKnownOnes) {
+  MessageMeta m = Sample();
+  m.unknown.push_back({900, "from a newer build"});
+  m.recipients[1].unknown.push_back({77, std::string("\0\1", 2)});
+  auto k = m.id.Key();
+  std::string_view key(k.data(), 12);
+  auto d = DecodeMeta(key, EncodeMeta(m));
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->unknown.size(), 1u);
+  EXPECT_EQ(d->unknown[0], (UnknownAttr{900, "from a newer build"}));
+  ASSERT_EQ(d->recipients[1].unknown.size(), 1u);
+  EXPECT_EQ(d->recipients[1].unknown[0].value, std::string("\0\1", 2));
+  EXPECT_EQ(EncodeMeta(*d), EncodeMeta(m));  // rewritten unchanged
+
+  m.unknown.clear();
+  m.dsn_ret = DsnRet::kFull;
+  std::string v = EncodeMeta(m);
+  // The RET attribute is the last 3 bytes: tag 4, length 1, value 1.
+  ASSERT_EQ(v.substr(v.size() - 3), std::string("\x04\x01\x01", 3));
+  v[v.size() - 1] = 9;
+  EXPECT_EQ(DecodeMeta(key, v).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(CodecTest, ScheduleKeyOrdersByTimeThenId) {

@@ -92,9 +92,26 @@ absl::StatusOr<std::unique_ptr<RocksSpool>> RocksSpool::Open(const RocksSpoolOpt
   } else if (!st.ok()) {
     return FromRocks(st, "reading spool format version");
   } else if (version != std::to_string(kFormatVersion)) {
-    return absl::FailedPreconditionError(Cat(
-        "spool ", opts.path, " has format version ", version, "; this build reads version ",
-        kFormatVersion));
+    // Version 1 spools hold records this build reads; the marker moves to
+    // the version written from now on, so an older build refuses the spool
+    // instead of misreading version-2 records.
+    bool upgradable = false;
+    for (int v = kOldestReadableVersion; v < kFormatVersion; ++v) {
+      upgradable |= version == std::to_string(v);
+    }
+    if (!upgradable) {
+      return absl::FailedPreconditionError(Cat(
+          "spool ", opts.path, " has format version ", version, "; this build reads versions ",
+          kOldestReadableVersion, " to ", kFormatVersion));
+    }
+    if (!opts.read_only) {
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      st = s->db_->Put(wo, s->handles_[0], kFormatKey, std::to_string(kFormatVersion));
+      if (!st.ok()) return FromRocks(st, "writing spool format version");
+      spdlog::info("event=spool_format_upgraded path={} from={} to={}", opts.path, version,
+                   kFormatVersion);
+    }
   }
   if (!opts.read_only) {
     // The iterator pins the state before the commit thread writes anything.

@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "queue/codec.h"
+#include "rocksdb/db.h"
 
 namespace mxr::queue {
 namespace {
@@ -65,6 +67,46 @@ class RocksSpoolTest : public ::testing::Test {
   QueueIdGenerator gen_{clock_};
   std::string dir_;
 };
+
+// Sets the spool's format marker behind its back and returns what it was.
+std::string SetFormatMarker(const std::string& path, const std::string& value) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const char* n : {"default", "meta", "body", "schedule"}) {
+    cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> h;
+  rocksdb::DB* db = nullptr;
+  EXPECT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path, cfs, &h, &db).ok());
+  std::string old;
+  EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), h[0], "mxrelay-spool-format", &old).ok());
+  EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), h[0], "mxrelay-spool-format", value).ok());
+  for (auto* c : h) EXPECT_TRUE(db->DestroyColumnFamilyHandle(c).ok());
+  delete db;
+  return old;
+}
+
+TEST_F(RocksSpoolTest, UpgradesAVersion1SpoolAndRefusesANewerOne) {
+  QueueId id;
+  {
+    auto s = OpenSpool();
+    NewMessage m = Make(1, clock_.NowMicros());
+    id = m.meta.id;
+    ASSERT_TRUE(CommitSync(*s, std::move(m)).ok());
+  }
+  EXPECT_EQ(SetFormatMarker(dir_ + "/spool", "1"), std::to_string(kFormatVersion));
+  {
+    auto s = OpenSpool();  // a version-1 spool opens and is marked as the current version
+    ASSERT_NE(s, nullptr);
+    EXPECT_TRUE(s->ReadBody(id).ok());
+  }
+  EXPECT_EQ(SetFormatMarker(dir_ + "/spool", "99"), std::to_string(kFormatVersion));
+  RocksSpoolOptions o;
+  o.path = dir_ + "/spool";
+  auto s = RocksSpool::Open(o, clock_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("format version 99"), std::string::npos) << s.status();
+}
 
 TEST_F(RocksSpoolTest, CommitRecoverDelete) {
   std::vector<QueueId> ids;

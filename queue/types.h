@@ -40,12 +40,34 @@ class QueueIdGenerator {
 
 enum class RcptState : uint8_t { kPending = 0, kDelivered = 1, kBounced = 2 };
 
+// RFC 3461 NOTIFY= of a recipient, as bits; 0 = the client gave none (the
+// default: failure DSNs, and delay DSNs at the relay's discretion).
+inline constexpr uint8_t kNotifyNever = 1;
+inline constexpr uint8_t kNotifySuccess = 2;
+inline constexpr uint8_t kNotifyFailure = 4;
+inline constexpr uint8_t kNotifyDelay = 8;
+
+// RFC 3461 RET= of a message.
+enum class DsnRet : uint8_t { kUnset = 0, kFull = 1, kHeaders = 2 };
+
+// An attribute this build does not know, kept as read so that rewriting a
+// record written by a newer build does not drop it (queue/FORMAT.md).
+struct UnknownAttr {
+  uint32_t tag = 0;
+  std::string value;
+  bool operator==(const UnknownAttr&) const = default;
+};
+
 struct Recipient {
   std::string address;
   RcptState state = RcptState::kPending;
   uint32_t attempts = 0;
   uint32_t last_code = 0;
   std::string last_response;
+  // Attributes (record version 2); empty / 0 = absent.
+  uint8_t notify = 0;     // kNotify* bits
+  std::string orcpt;      // RFC 3461 ORCPT= as given ("rfc822;user@example.com", xtext)
+  std::vector<UnknownAttr> unknown;
 };
 
 struct MessageMeta {
@@ -61,6 +83,13 @@ struct MessageMeta {
   std::string client_ip;
   std::string helo;
   std::vector<Recipient> recipients;
+  // Attributes (record version 2); empty = absent.
+  std::string tenant;    // the tenant the message was accepted for
+  std::string campaign;  // campaign tag (API field or header)
+  std::string pool;      // egress pool chosen at reception, "" = decided at delivery
+  DsnRet dsn_ret = DsnRet::kUnset;
+  std::string envid;     // RFC 3461 ENVID= as given (xtext)
+  std::vector<UnknownAttr> unknown;
 
   size_t PendingRecipients() const;
 };
