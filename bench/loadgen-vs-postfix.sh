@@ -23,6 +23,14 @@
 # Usage (root; about (2 x sizes x repeats) x (seconds + ~5) s):
 #   bench/loadgen-vs-postfix.sh [--build DIR] [--relay-bin FILE] [--sizes 1K,100K]
 #       [--repeats 3] [--seconds 10] [--sessions 20] [--drain 30] [--out DIR]
+#       [--tls-cert PEM --tls-key PEM --auth USER:PASSWORD]
+#       [--per-connection N] [--no-pipelining] [--tls-resume]
+# With --tls-cert/--tls-key/--auth both relays run a submission port:
+# STARTTLS with that certificate, AUTH required (mxrelay: users file with a
+# yescrypt hash; Postfix: Cyrus SASL sasldb), nobody trusted by address; the
+# load tool does STARTTLS + AUTH PLAIN on every connection. --per-connection
+# N makes it reconnect after N messages (1 = one message per connection,
+# what applications do); --tls-resume offers the last TLS session again.
 # Results: bench/results/<timestamp>-vs-postfix/ (runs.tsv, summary.txt, logs).
 # Loopback only; every process started here is stopped by PID.
 set -euo pipefail
@@ -32,6 +40,7 @@ PEERS=$ROOT/bench/peers
 BUILD=$ROOT/build
 RELAY_BIN=""
 SIZES=1K,100K REPEATS=3 SECS=10 SESSIONS=20 DRAIN=30 OUT=""
+CERT="" KEY="" AUTH="" PER_CONN=0 PIPELINING=--pipelining RESUME=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
@@ -42,7 +51,13 @@ while [ $# -gt 0 ]; do
     --sessions) SESSIONS=$2; shift 2 ;;
     --drain) DRAIN=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --tls-cert) CERT=$2; shift 2 ;;
+    --tls-key) KEY=$2; shift 2 ;;
+    --auth) AUTH=$2; shift 2 ;;
+    --per-connection) PER_CONN=$2; shift 2 ;;
+    --no-pipelining) PIPELINING=""; shift ;;
+    --tls-resume) RESUME=--tls-resume; shift ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -56,7 +71,20 @@ done
 command -v postfix >/dev/null || { echo "$0: postfix missing: run scripts/install-deps.sh" >&2; exit 2; }
 [ -n "$OUT" ] || OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-vs-postfix
 mkdir -p "$OUT"
-echo "command: $0 --build $BUILD --relay-bin $RELAY_BIN --sizes $SIZES --repeats $REPEATS --seconds $SECS --sessions $SESSIONS --drain $DRAIN" >"$OUT/command.txt"
+if [ -n "$CERT$KEY$AUTH" ] && { [ -z "$CERT" ] || [ -z "$KEY" ] || [ -z "$AUTH" ]; }; then
+  echo "$0: --tls-cert, --tls-key and --auth go together" >&2; exit 2
+fi
+echo "command: $0 --build $BUILD --relay-bin $RELAY_BIN --sizes $SIZES --repeats $REPEATS --seconds $SECS --sessions $SESSIONS --drain $DRAIN${CERT:+ --tls-cert $CERT --tls-key $KEY --auth ${AUTH%%:*}:***} --per-connection $PER_CONN ${PIPELINING:---no-pipelining} $RESUME" >"$OUT/command.txt"
+echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (modified)')" >>"$OUT/command.txt"
+OURS_SUB=() PF_SUB=() LG_SUB=()
+if [ -n "$CERT" ]; then
+  printf '%s:%s\n' "${AUTH%%:*}" "$(printf '%s' "${AUTH#*:}" | "$RELAY_BIN" hash-password)" >"$OUT/users"
+  chmod 600 "$OUT/users"
+  OURS_SUB=(--tls-cert "$CERT" --tls-key "$KEY" --users "$OUT/users")
+  PF_SUB=(--tls-cert "$CERT" --tls-key "$KEY" --sasl "$AUTH")
+  LG_SUB=(--starttls --auth "$AUTH")
+fi
+[ -z "$RESUME" ] || LG_SUB+=("$RESUME")
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 OURS_SINK_PID="" PF_SINK_PID="" OURS_WORK="" PF_WORK=""
@@ -83,10 +111,10 @@ read -r OURS_SINK_PID OURS_SINK_PORT SINK_T0_ours <<<"$(start_sink ours)"
 read -r PF_SINK_PID PF_SINK_PORT SINK_T0_postfix <<<"$(start_sink postfix)"
 
 OURS_PORT=$(free_port)
-OUT_UP=$(MXRELAY_BIN=$RELAY_BIN "$HERE/peer-scripts/ours-up.sh" --port "$OURS_PORT" --sink-port "$OURS_SINK_PORT")
+OUT_UP=$(MXRELAY_BIN=$RELAY_BIN "$HERE/peer-scripts/ours-up.sh" --port "$OURS_PORT" --sink-port "$OURS_SINK_PORT" ${OURS_SUB[@]+"${OURS_SUB[@]}"})
 OURS_WORK=$(echo "$OUT_UP" | sed -n 's/^WORKDIR=//p' | tail -1)
 PF_PORT=$(free_port)
-OUT_UP=$("$PEERS/postfix-up.sh" --port "$PF_PORT" --sink-port "$PF_SINK_PORT")
+OUT_UP=$("$PEERS/postfix-up.sh" --port "$PF_PORT" --sink-port "$PF_SINK_PORT" ${PF_SUB[@]+"${PF_SUB[@]}"})
 PF_WORK=$(echo "$OUT_UP" | sed -n 's/^WORKDIR=//p' | tail -1)
 echo "mxrelay 127.0.0.1:$OURS_PORT -> sink $OURS_SINK_PORT ($OURS_WORK); postfix 127.0.0.1:$PF_PORT -> sink $PF_SINK_PORT ($PF_WORK)" | tee "$OUT/setup.txt"
 
@@ -112,7 +140,7 @@ sink_count() {  # last message count a sink reported
   echo "${c:-0}"
 }
 
-printf 'repeat\tsize\tsystem\tattempted\taccepted\taccept_mps\tttl_p50_us\tttl_p99_us\tdelivered\te2e_s\te2e_mps\tdrain_s\trelay_cpu_s\tmsgs_per_cpu_s\tbusy_pct\tloadgen_cpu_s\terrors\n' >"$OUT/runs.tsv"
+printf 'repeat\tsize\tsystem\tattempted\taccepted\taccept_mps\tttl_p50_us\tttl_p99_us\tdelivered\te2e_s\te2e_mps\tdrain_s\trelay_cpu_s\tmsgs_per_cpu_s\tbusy_pct\tloadgen_cpu_s\terrors\ttls_handshakes\ttls_resumed\n' >"$OUT/runs.tsv"
 
 run_one() {  # repeat size system
   local r=$1 size=$2 sys=$3 port work
@@ -123,7 +151,8 @@ run_one() {  # repeat size system
   local t0; t0=$(date +%s.%N)
   local tag="r$r-$size-$sys"
   set +e
-  "$LOADGEN" --server "127.0.0.1:$port" --sessions "$SESSIONS" --pipelining --size "$size" --rcpts 1 \
+  "$LOADGEN" --server "127.0.0.1:$port" --sessions "$SESSIONS" $PIPELINING --size "$size" --rcpts 1 \
+    --messages-per-session "$PER_CONN" ${LG_SUB[@]+"${LG_SUB[@]}"} \
     --seconds "$SECS" --drain-seconds 10 --json -q >"$OUT/$tag.loadgen.json" 2>"$OUT/$tag.loadgen.err"
   set -e
   read -r b1 i1 <<<"$(busy)"
@@ -165,7 +194,8 @@ errors = ";".join("%s=%s" % kv for kv in lg.get("errors", {}).items()) or "-"
 print("\t".join(str(x) for x in [
     rep, size, system, lg["attempted"], lg["acknowledged"], lg["msgs_per_s"], ttl.get("p50", 0), ttl.get("p99", 0),
     delivered, "%.2f" % e2e_s, "%.1f" % (delivered / e2e_s if e2e_s > 0 else 0), "%.2f" % drain_s,
-    "%.2f" % cpu, "%.0f" % (delivered / cpu if cpu > 0 else 0), "%.0f" % busy, lg.get("cpu_s", 0), errors]))
+    "%.2f" % cpu, "%.0f" % (delivered / cpu if cpu > 0 else 0), "%.0f" % busy, lg.get("cpu_s", 0), errors,
+    lg.get("tls_handshakes", 0), lg.get("tls_resumed", 0)]))
 EOF
   tail -1 "$OUT/runs.tsv"
 }

@@ -87,6 +87,7 @@ struct Options {
   std::string auth;
   bool starttls = false;
   bool implicit_tls = false;
+  bool tls_resume = false;
   bool pipelining = false;
   std::string size = "1K";
   std::string rcpts = "1";
@@ -210,6 +211,8 @@ struct Counters {
   uint64_t rcpts_rejected = 0;
   uint64_t connections = 0;
   uint64_t session_errors = 0;
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_resumed = 0;
 };
 
 class LoadGen {
@@ -220,6 +223,7 @@ class LoadGen {
       if (c->fd >= 0) close(c->fd);
     }
     if (ep_ >= 0) close(ep_);
+    if (tls_session_) SSL_SESSION_free(tls_session_);
     if (tls_ctx_) SSL_CTX_free(tls_ctx_);
   }
 
@@ -281,6 +285,19 @@ class LoadGen {
       tls_ctx_ = SSL_CTX_new(TLS_client_method());
       if (tls_ctx_ == nullptr) return Usage("SSL_CTX_new failed: " + OpenSslError());
       SSL_CTX_set_verify(tls_ctx_, SSL_VERIFY_NONE, nullptr);  // benchmark: any certificate
+      if (opt_.tls_resume) {
+        // Keep the newest session the server hands out (TLS 1.3 tickets
+        // arrive after the handshake) and offer it on every new connection,
+        // as a client library with a session cache does.
+        SSL_CTX_set_session_cache_mode(tls_ctx_, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_set_ex_data(tls_ctx_, 0, this);
+        SSL_CTX_sess_set_new_cb(tls_ctx_, [](SSL* ssl, SSL_SESSION* sess) -> int {
+          auto* self = static_cast<LoadGen*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), 0));
+          if (self->tls_session_) SSL_SESSION_free(self->tls_session_);
+          self->tls_session_ = sess;
+          return 1;  // we keep the reference
+        });
+      }
       in6_addr tmp;
       bool is_ip = inet_pton(AF_INET, host_.c_str(), &tmp) == 1 || inet_pton(AF_INET6, host_.c_str(), &tmp) == 1;
       sni_ = is_ip ? "" : host_;
@@ -438,6 +455,8 @@ class LoadGen {
                 << ",\"recipients_rejected\":" << n_.rcpts_rejected
                 << ",\"connections\":" << n_.connections
                 << ",\"session_errors\":" << n_.session_errors << ",\"errors\":{" << errs << "}"
+                << ",\"tls_handshakes\":" << n_.tls_handshakes
+                << ",\"tls_resumed\":" << n_.tls_resumed
                 << ",\"time_to_250_us\":" << PercentileJson(ttl_)
                 << ",\"rate\":" << JsonDouble(opt_.rate, 1);
       if (opt_.rate > 0) {
@@ -481,7 +500,11 @@ class LoadGen {
     std::cout
               << "  connections " << n_.connections << ", recipients accepted " << n_.rcpts_ok
               << ", loadgen CPU " << JsonDouble(cpu, 2) << " s (" << JsonDouble(cpu_per_msg, 1)
-              << " us/msg)" << std::endl;
+              << " us/msg)";
+    if (n_.tls_handshakes > 0) {
+      std::cout << ", TLS handshakes " << n_.tls_handshakes << " (" << n_.tls_resumed << " resumed)";
+    }
+    std::cout << std::endl;
     return ok ? 0 : 1;
   }
 
@@ -646,6 +669,7 @@ class LoadGen {
 
   void StartTls(Conn* c) {
     c->tls = std::make_unique<TlsEndpoint>(tls_ctx_, sni_, false);
+    if (tls_session_ != nullptr) SSL_set_session(c->tls->native(), tls_session_);
     c->phase = Conn::Phase::kTlsHandshake;
     if (c->tls->Handshake() == TlsEndpoint::Result::kError) {
       SessionError(c, Cat("TLS handshake with ", opt_.server, " failed: ", c->tls->last_error()),
@@ -851,6 +875,8 @@ class LoadGen {
       Flush(c);
       if (c->fd < 0) return false;
       if (r != TlsEndpoint::Result::kOk) return true;
+      ++n_.tls_handshakes;
+      n_.tls_resumed += SSL_session_reused(c->tls->native()) ? 1 : 0;
       if (c->phase == Conn::Phase::kTlsHandshake) {
         c->phase = Conn::Phase::kSetup;
         if (c->tls_after_starttls) SendEhlo(c);
@@ -1282,6 +1308,7 @@ class LoadGen {
   int family_ = AF_INET;
   int ep_ = -1;
   SSL_CTX* tls_ctx_ = nullptr;
+  SSL_SESSION* tls_session_ = nullptr;  // --tls-resume: the newest session from the server
   std::string auth_line_;
   Distribution sizes_, rcpts_;
   std::vector<std::string> domains_;
@@ -1340,6 +1367,8 @@ int main(int argc, char** argv) {
   app.add_option("--auth", opt.auth, "user:password for AUTH PLAIN");
   app.add_flag("--starttls", opt.starttls, "STARTTLS after EHLO (certificate not verified)");
   app.add_flag("--tls", opt.implicit_tls, "implicit TLS from connect, e.g. port 465 (certificate not verified)");
+  app.add_flag("--tls-resume", opt.tls_resume,
+               "offer the newest TLS session the server gave on each new connection (resumption)");
   app.add_flag("--pipelining", opt.pipelining,
                "pipeline MAIL/RCPT/DATA and the next transaction after the dot (if offered)");
   app.add_option("--size", opt.size, "message size, or weighted sizes: 1K or 1K:70,10K:25,100K:5")

@@ -10,6 +10,13 @@
 // SIZE, CHUNKING, AUTH (accepts any credentials) and, with --starttls,
 // STARTTLS with a self-signed certificate generated in memory at startup.
 //
+// More listeners (--also-listen, repeatable), each counted on its own in the
+// JSON summary, may behave like troubled destinations: `/slow=MS` holds
+// every reply (the greeting too) for MS ms, `/tempfail` answers the greeting
+// with 421 and closes: the head-of-line isolation benchmark
+// (bench/campaign.sh) mixes them with healthy ones. With troubled listeners,
+// --expect counts the messages of the healthy ones only.
+//
 // One thread, edge-triggered epoll, non-blocking sockets. Per connection:
 // one fixed 64 KB receive buffer and two reply strings whose capacity is
 // reused; no allocation per message. Exits at --seconds, or --expect N
@@ -56,6 +63,7 @@ void OnSignal(int sig) { g_signal = sig; }
 
 struct Options {
   std::string listen = "127.0.0.1:2526";
+  std::vector<std::string> also_listen;
   double seconds = 0;
   uint64_t expect = 0;
   double report_every = 0;
@@ -79,6 +87,17 @@ struct Stats {
   int64_t first_conn_mono = 0;
   int64_t last_msg_mono = 0;
   LatencyHistogram latency;
+};
+
+// A listening socket and how its connections behave.
+struct Listener {
+  std::string spec;  // host:port as given (without the behaviour suffix)
+  int fd = -1;
+  uint16_t port = 0;
+  int64_t slow_us = 0;    // hold every reply this long
+  bool tempfail = false;  // 421 at the greeting, then close
+  uint64_t messages = 0, recipients = 0, connections = 0;
+  int64_t first_conn_mono = 0, last_msg_mono = 0;
 };
 
 // In-memory self-signed P-256 certificate; nothing is written to disk.
@@ -123,6 +142,8 @@ struct Conn {
   int fd = -1;
   uint32_t gen = 0;
   uint32_t idx = 0;  // in Sink::conns_
+  uint32_t listener = 0;     // in Sink::listeners_
+  int64_t release_at = 0;    // slow listener: replies held until then (0: none held)
   Mode mode = Mode::kCommand;
   Dot dot = Dot::kLineStart;
   bool quitting = false;       // QUIT answered: close once the reply is out
@@ -154,6 +175,7 @@ struct Conn {
     dot = Dot::kLineStart;
     quitting = read_blocked = discarding = auth_pending = in_message = bdat_last = false;
     rcpts = 0;
+    release_at = 0;
     bdat_left = msg_bytes = 0;
     in_headers = false;
     hlen = 0;
@@ -174,7 +196,9 @@ class Sink {
     for (auto& c : conns_) {
       if (c->fd >= 0) close(c->fd);
     }
-    if (listen_fd_ >= 0) close(listen_fd_);
+    for (auto& l : listeners_) {
+      if (l.fd >= 0) close(l.fd);
+    }
     if (ep_ >= 0) close(ep_);
     if (tls_ctx_) SSL_CTX_free(tls_ctx_);
   }
@@ -189,9 +213,47 @@ class Sink {
         return false;
       }
     }
-    auto hp = ParseHostPort(opt_.listen);
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    if (!Listen(opt_.listen)) return false;
+    for (const auto& spec : opt_.also_listen) {
+      if (!Listen(spec)) return false;
+    }
+    port_ = listeners_[0].port;
+    if (!opt_.port_file.empty()) {
+      std::string tmp = opt_.port_file + ".tmp";
+      std::ofstream(tmp) << port_ << "\n";
+      if (rename(tmp.c_str(), opt_.port_file.c_str()) != 0) {
+        std::cerr << "mxr-sink: cannot write --port-file " << opt_.port_file << "\n";
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Opens one listener: "host:port[/slow=MS][/tempfail]".
+  bool Listen(const std::string& full) {
+    Listener l;
+    std::string_view rest(full);
+    size_t slash = rest.find('/');
+    l.spec = std::string(rest.substr(0, slash));
+    while (slash != std::string_view::npos) {
+      rest.remove_prefix(slash + 1);
+      slash = rest.find('/');
+      std::string_view opt = rest.substr(0, slash);
+      uint64_t ms = 0;
+      if (opt == "tempfail") {
+        l.tempfail = true;
+      } else if (opt.substr(0, 5) == "slow=" && ParseU64(opt.substr(5), &ms)) {
+        l.slow_us = static_cast<int64_t>(ms) * 1000;
+      } else {
+        std::cerr << "mxr-sink: listener " << full << ": unknown behaviour '" << opt
+                  << "' (slow=MS or tempfail)\n";
+        return false;
+      }
+    }
+    auto hp = ParseHostPort(l.spec);
     if (!hp.ok()) {
-      std::cerr << "mxr-sink: --listen: " << Msg(hp.status()) << "\n";
+      std::cerr << "mxr-sink: --listen " << full << ": " << Msg(hp.status()) << "\n";
       return false;
     }
     addrinfo hints{};
@@ -201,39 +263,35 @@ class Sink {
     addrinfo* res = nullptr;
     int gr = getaddrinfo(hp->host.c_str(), hp->port.c_str(), &hints, &res);
     if (gr != 0) {
-      std::cerr << "mxr-sink: cannot resolve " << opt_.listen << ": " << gai_strerror(gr) << "\n";
+      std::cerr << "mxr-sink: cannot resolve " << l.spec << ": " << gai_strerror(gr) << "\n";
       return false;
     }
-    listen_fd_ = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    l.fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (listen_fd_ < 0 || bind(listen_fd_, res->ai_addr, res->ai_addrlen) != 0 ||
-        listen(listen_fd_, 4096) != 0) {
-      std::cerr << "mxr-sink: cannot listen on " << opt_.listen << ": " << strerror(errno) << "\n";
+    if (l.fd >= 0) setsockopt(l.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (l.fd < 0 || bind(l.fd, res->ai_addr, res->ai_addrlen) != 0 || listen(l.fd, 4096) != 0) {
+      std::cerr << "mxr-sink: cannot listen on " << l.spec << ": " << strerror(errno) << "\n";
+      if (l.fd >= 0) close(l.fd);
       freeaddrinfo(res);
       return false;
     }
     freeaddrinfo(res);
     sockaddr_storage ss{};
     socklen_t sl = sizeof ss;
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &sl);
-    port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                                           : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    getsockname(l.fd, reinterpret_cast<sockaddr*>(&ss), &sl);
+    l.port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.u64 = kListenTag;
-    epoll_ctl(ep_, EPOLL_CTL_ADD, listen_fd_, &ev);
-    std::cerr << "mxr-sink: listening on " << hp->host << ":" << port_
-              << (tls_ctx_ ? " (STARTTLS offered)" : "") << "\n";
-    if (!opt_.port_file.empty()) {
-      std::string tmp = opt_.port_file + ".tmp";
-      std::ofstream(tmp) << port_ << "\n";
-      if (rename(tmp.c_str(), opt_.port_file.c_str()) != 0) {
-        std::cerr << "mxr-sink: cannot write --port-file " << opt_.port_file << "\n";
-        return false;
-      }
+    ev.data.u64 = kListenTag - listeners_.size();
+    epoll_ctl(ep_, EPOLL_CTL_ADD, l.fd, &ev);
+    if (listeners_.size() < 3 || opt_.also_listen.size() < 8) {
+      std::cerr << "mxr-sink: listening on " << hp->host << ":" << l.port
+                << (tls_ctx_ ? " (STARTTLS offered)" : "")
+                << (l.slow_us ? Cat(" (replies held ", l.slow_us / 1000, " ms)") : "")
+                << (l.tempfail ? " (421 at the greeting)" : "") << "\n";
     }
+    listeners_.push_back(std::move(l));
     return true;
   }
 
@@ -248,7 +306,7 @@ class Sink {
       int64_t now = MonoMicros();
       if (g_signal != 0) break;
       if (deadline && now >= deadline) break;
-      if (opt_.expect && stats_.messages >= opt_.expect) {
+      if (opt_.expect && healthy_messages_ >= opt_.expect) {
         if (linger_until == 0) linger_until = now + kLingerUs;
         if (open_ == 0 || now >= linger_until) break;
       }
@@ -261,6 +319,7 @@ class Sink {
       if (deadline) wait_us = std::min(wait_us, deadline - now);
       if (next_report) wait_us = std::min(wait_us, next_report - now);
       if (linger_until) wait_us = std::min<int64_t>(wait_us, 50'000);
+      if (!held_.empty()) wait_us = std::min<int64_t>(wait_us, std::max<int64_t>(0, NextRelease() - now));
       int n = epoll_wait(ep_, events, 256, static_cast<int>(std::max<int64_t>(0, wait_us + 999) / 1000));
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -269,8 +328,8 @@ class Sink {
       }
       for (int i = 0; i < n; ++i) {
         uint64_t tag = events[i].data.u64;
-        if (tag == kListenTag) {
-          Accept();
+        if (tag > kListenTag - listeners_.size()) {
+          Accept(static_cast<uint32_t>(kListenTag - tag));
           continue;
         }
         Conn* c = conns_[static_cast<uint32_t>(tag)].get();
@@ -279,6 +338,7 @@ class Sink {
         if (e & EPOLLOUT) Flush(c);
         if (c->fd >= 0 && (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) OnReadable(c);
       }
+      if (!held_.empty()) ReleaseDue(MonoMicros());
     }
     end_mono_ = MonoMicros();
   }
@@ -300,7 +360,27 @@ class Sink {
                 << ",\"rejected_connections\":" << stats_.rejected_conns
                 << ",\"seconds\":" << JsonDouble(secs, 3) << ",\"msgs_per_s\":" << JsonDouble(mps, 1)
                 << ",\"mb_per_s\":" << JsonDouble(mbps, 2)
-                << ",\"latency_us\":" << PercentileJson(stats_.latency) << "}" << std::endl;
+                << ",\"latency_us\":" << PercentileJson(stats_.latency);
+      if (listeners_.size() > 1) {
+        // Per listener: counts and the time of its last message, in seconds
+        // from the sink's start (its port file is written just before).
+        std::cout << ",\"listeners\":[";
+        for (size_t i = 0; i < listeners_.size(); ++i) {
+          const Listener& l = listeners_[i];
+          auto rel = [this](int64_t mono) {
+            return mono ? JsonDouble(static_cast<double>(mono - start_mono_) / 1e6, 3) : std::string("null");
+          };
+          std::cout << (i ? "," : "") << "{\"listen\":" << JsonString(l.spec)
+                    << ",\"slow_ms\":" << l.slow_us / 1000
+                    << ",\"tempfail\":" << (l.tempfail ? "true" : "false")
+                    << ",\"connections\":" << l.connections << ",\"messages\":" << l.messages
+                    << ",\"recipients\":" << l.recipients
+                    << ",\"first_connection_s\":" << rel(l.first_conn_mono)
+                    << ",\"last_message_s\":" << rel(l.last_msg_mono) << "}";
+        }
+        std::cout << "]";
+      }
+      std::cout << "}" << std::endl;
       return;
     }
     std::cout << "mxr-sink: " << stats_.messages << " messages, " << stats_.recipients
@@ -316,14 +396,15 @@ class Sink {
               << PercentileLine(stats_.latency) << std::endl;
   }
 
-  bool expect_met() const { return opt_.expect == 0 || stats_.messages >= opt_.expect; }
+  bool expect_met() const { return opt_.expect == 0 || healthy_messages_ >= opt_.expect; }
 
  private:
   static constexpr uint64_t kListenTag = ~uint64_t{0};
 
-  void Accept() {
+  void Accept(uint32_t li) {
+    Listener& l = listeners_[li];
     for (int k = 0; k < 256; ++k) {
-      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
           std::cerr << "mxr-sink: accept: " << strerror(errno) << "\n";
@@ -352,17 +433,47 @@ class Sink {
       c->Reset();
       c->fd = fd;
       c->gen++;
+      c->listener = li;
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
       ev.data.u64 = (static_cast<uint64_t>(c->gen) << 32) | idx;
       epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
       open_++;
       stats_.connections++;
+      l.connections++;
       if (stats_.first_conn_mono == 0) stats_.first_conn_mono = MonoMicros();
-      c->out += "220 ";
-      c->out += opt_.hostname;
-      c->out += " ESMTP mxr-sink\r\n";
+      if (l.first_conn_mono == 0) l.first_conn_mono = MonoMicros();
+      if (l.tempfail) {
+        c->out += "421 4.7.0 ";
+        c->out += opt_.hostname;
+        c->out += " mxr-sink: try again later (tempfail listener)\r\n";
+        c->quitting = true;
+      } else {
+        c->out += "220 ";
+        c->out += opt_.hostname;
+        c->out += " ESMTP mxr-sink\r\n";
+      }
       Flush(c);
+    }
+  }
+
+  // Flushes the held replies of slow connections whose time has come.
+  int64_t NextRelease() const {
+    int64_t t = held_.front().at;
+    for (const auto& h : held_) t = std::min(t, h.at);
+    return t;
+  }
+  void ReleaseDue(int64_t now) {
+    for (size_t i = 0; i < held_.size();) {
+      Held h = held_[i];
+      if (h.at > now) {
+        ++i;
+        continue;
+      }
+      held_[i] = held_.back();
+      held_.pop_back();
+      Conn* c = conns_[h.idx].get();
+      if (c->fd >= 0 && c->gen == h.gen && c->release_at == h.at) Flush(c);
     }
   }
 
@@ -379,6 +490,18 @@ class Sink {
   // Hands pending replies to the wire (encrypting under TLS) and writes as
   // much as the socket takes. May close the connection.
   void Flush(Conn* c) {
+    const int64_t slow = listeners_[c->listener].slow_us;
+    if (slow > 0 && !c->out.empty()) {
+      // Replies wait (in order, together) until release_at; reading goes on.
+      int64_t now = MonoMicros();
+      if (c->release_at == 0) {
+        c->release_at = now + slow;
+        held_.push_back({c->release_at, c->idx, c->gen});
+        return;
+      }
+      if (now < c->release_at) return;
+      c->release_at = 0;
+    }
     if (c->tls) {
       if (!c->out.empty()) {
         if (!c->tls->WritePlain(c->out)) {
@@ -723,6 +846,11 @@ class Sink {
     stats_.recipients += c->rcpts;
     stats_.bytes += c->msg_bytes;
     stats_.last_msg_mono = MonoMicros();
+    Listener& l = listeners_[c->listener];
+    l.messages++;
+    l.recipients += c->rcpts;
+    l.last_msg_mono = stats_.last_msg_mono;
+    if (l.slow_us == 0 && !l.tempfail) healthy_messages_++;
     if (c->submitted_us > 0) {
       int64_t lat = UnixMicros() - c->submitted_us;
       stats_.latency.Record(lat);
@@ -741,21 +869,29 @@ class Sink {
     char line[512];
     std::snprintf(line, sizeof line,
                   "[%6.1fs] sink: msgs %llu (+%.0f/s) rcpts %llu MB %.1f conns %llu open  "
-                  "e2e p50 %s p99 %s\n",
+                  "e2e p50 %s p99 %s healthy %llu\n",
                   t, static_cast<unsigned long long>(stats_.messages),
                   dt > 0 ? static_cast<double>(dm) / dt : 0.0,
                   static_cast<unsigned long long>(stats_.recipients),
                   static_cast<double>(stats_.bytes) / 1e6, static_cast<unsigned long long>(open_),
                   FormatMicros(interval_latency_.Percentile(50)).c_str(),
-                  FormatMicros(interval_latency_.Percentile(99)).c_str());
+                  FormatMicros(interval_latency_.Percentile(99)).c_str(),
+                  static_cast<unsigned long long>(healthy_messages_));
     std::cerr << line << std::flush;
     last_report_mono_ = now;
     last_report_msgs_ = stats_.messages;
     interval_latency_ = LatencyHistogram();
   }
 
+  struct Held {
+    int64_t at;
+    uint32_t idx, gen;
+  };
+
   const Options& opt_;
-  int listen_fd_ = -1;
+  std::vector<Listener> listeners_;
+  std::vector<Held> held_;  // slow listeners' connections with replies waiting
+  uint64_t healthy_messages_ = 0;  // at listeners without slow= or tempfail
   int ep_ = -1;
   uint16_t port_ = 0;
   SSL_CTX* tls_ctx_ = nullptr;
@@ -779,6 +915,9 @@ int main(int argc, char** argv) {
                "end-to-end latency from mxr-loadgen's X-Mxr-Submitted header"};
   app.add_option("--listen", opt.listen, "host:port to listen on (port 0: any free port)")
       ->capture_default_str();
+  app.add_option("--also-listen", opt.also_listen,
+                 "another host:port to listen on (repeatable), optionally /slow=MS (hold each "
+                 "reply MS ms) or /tempfail (421 at the greeting); counted per listener in --json");
   app.add_option("--seconds", opt.seconds, "exit after this many seconds (0: until SIGINT/SIGTERM)")
       ->capture_default_str();
   app.add_option("--expect", opt.expect,

@@ -46,6 +46,9 @@ class TlsEndpoint {
 
   std::string version() const;
   std::string cipher() const;
+  // The OpenSSL connection, for what this class does not wrap (a client
+  // offering a saved session, SSL_session_reused).
+  SSL* native() const { return ssl_; }
   std::string last_error() const { return error_; }
   // Result of certificate verification (client side), e.g. "ok".
   std::string verify_result() const;

@@ -16,7 +16,7 @@ PKGS=(
   clang libclang-rt-14-dev
   # test peers and tools (each named by the test that needs it; on a bare
   # Debian 12 these are what the suite would otherwise skip or fail on)
-  python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dnsmasq-base whois prometheus procps iproute2 strace rocksdb-tools
+  python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix sasl2-bin dnsmasq-base whois prometheus procps iproute2 strace rocksdb-tools
   python3-dkim opendkim-tools  # test_dkim: independent DKIM verifiers (dkimpy, opendkim-testmsg)
   python3-yaml   # test_deploy: compose, Kubernetes, Grafana provisioning, alert YAML
   systemd        # test_deploy: systemd-analyze verify / syscall-filter of deploy/systemd

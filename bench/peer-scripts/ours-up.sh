@@ -5,6 +5,13 @@
 #
 # Usage: ours-up.sh --port P --sink-port S [--workdir DIR] [--threads N]
 #                   [--metrics-listen IP:PORT]   (default: the relay's, 127.0.0.1:9465)
+#                   [--tls-cert PEM --tls-key PEM --users FILE]
+#   (the last three: a STARTTLS listener requiring AUTH from everyone, with
+#    this certificate and users file (name:crypt-hash lines), as a
+#    submission port is run; nobody is trusted by address)
+#                   [--resolver IP:PORT --mx-port N]
+#   (MX delivery through this loopback DNS server to port N instead of the
+#    static route to the sink: bench/campaign.sh)
 # (environment MXRELAY_COMMIT_DELAY_US sets spool.commit_delay_us for A/B runs;
 #  MXRELAY_EXTRA_CONFIG names a TOML file appended to the config, e.g. a
 #  [dkim] section: bench/dkim-bench.sh)
@@ -17,7 +24,7 @@ PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../peers" && pwd)}
 . "$PEERS/lib/common.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${MXRELAY_BIN:-$HERE/../../build/main/mxrelay}
-PORT=12525 SINK_PORT=12526 WORKDIR="" THREADS=0 METRICS=""
+PORT=12525 SINK_PORT=12526 WORKDIR="" THREADS=0 METRICS="" CERT="" KEY="" USERS="" RESOLVER="" MX_PORT=25
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT=$2; shift 2 ;;
@@ -25,11 +32,19 @@ while [ $# -gt 0 ]; do
     --workdir) WORKDIR=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --metrics-listen) METRICS=$2; shift 2 ;;
+    --tls-cert) CERT=$2; shift 2 ;;
+    --tls-key) KEY=$2; shift 2 ;;
+    --users) USERS=$2; shift 2 ;;
+    --resolver) RESOLVER=$2; shift 2 ;;
+    --mx-port) MX_PORT=$2; shift 2 ;;
     *) die "unknown option $1" ;;
   esac
 done
 [ -x "$BIN" ] || die "mxrelay binary not found at $BIN (build first or set MXRELAY_BIN)"
 port_in_use "$PORT" && die "127.0.0.1:$PORT already in use"
+if [ -n "$CERT$KEY$USERS" ] && { [ -z "$CERT" ] || [ -z "$KEY" ] || [ -z "$USERS" ]; }; then
+  die "--tls-cert, --tls-key and --users go together"
+fi
 [ -n "$WORKDIR" ] || WORKDIR=$(mktemp -d -t peerbench-mxrelay.XXXXXX)
 mkdir -p "$WORKDIR"
 WORKDIR=$(cd "$WORKDIR" && pwd)
@@ -37,7 +52,7 @@ cat >"$WORKDIR/mxrelay.toml" <<CFG
 hostname = "relay.bench.invalid"
 data_dir = "$WORKDIR/data"
 threads = $THREADS
-trusted_networks = ["127.0.0.0/8"]
+trusted_networks = $( [ -n "$CERT" ] && echo '[]' || echo '["127.0.0.0/8"]' )
 [log]
 level = "warn"
 [limits]
@@ -46,17 +61,15 @@ max_connections_per_ip = 100000
 name = "bench"
 address = "127.0.0.1"
 port = $PORT
-mode = "plain"
+mode = "$( [ -n "$CERT" ] && echo starttls || echo plain )"
+$( [ -n "$CERT" ] && printf '[tls]\ncert_file = "%s"\nkey_file = "%s"\n[auth]\nusers_file = "%s"\n' "$CERT" "$KEY" "$USERS" )
 $( [ -n "${MXRELAY_COMMIT_DELAY_US:-}" ] && printf '[spool]\ncommit_delay_us = %s\n' "$MXRELAY_COMMIT_DELAY_US" )
 $( [ -n "$METRICS" ] && printf '[metrics]\nlisten = "%s"\n' "$METRICS" )
 [delivery]
 max_connections_per_site = 20
 deny_networks = []  # the sink is on loopback, which the default refuses
-[[route]]
-domain = "*"
-host = "127.0.0.1"
-port = $SINK_PORT
-tls = "none"
+$( if [ -n "$RESOLVER" ]; then printf 'resolver = "%s"\nport = %s\ntls = "none"\n' "$RESOLVER" "$MX_PORT"; else
+  printf '[[route]]\ndomain = "*"\nhost = "127.0.0.1"\nport = %s\ntls = "none"\n' "$SINK_PORT"; fi )
 CFG
 if [ -n "${MXRELAY_EXTRA_CONFIG:-}" ]; then cat "$MXRELAY_EXTRA_CONFIG" >>"$WORKDIR/mxrelay.toml"; fi
 mkdir -p "$WORKDIR/config"

@@ -8,12 +8,17 @@
 #                      [--log file|none] [--dest-concurrency 20]
 #                      [--process-limit 200] [--set 'param = value']...
 #                      [--queue-tmpfs]   (diagnostic only: queue on tmpfs, NOT durable)
+#                      [--tls-cert PEM --tls-key PEM --sasl USER:PASSWORD]
+#   (the last three: STARTTLS offered with this certificate, AUTH (Cyrus SASL,
+#    sasldb, PLAIN/LOGIN) only after STARTTLS and required to relay; loopback
+#    is then no longer trusted by address: a submission port as it is run)
 # Prints WORKDIR=... ; the relay's root PID (a subreaper launcher) is in
 # $WORKDIR/relay.pid.  Stop with: postfix-down.sh --workdir DIR
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 PORT=12525 SINK_PORT=12526 WORKDIR="" LOGMODE=file DEST_CONC=20 QUEUE_TMPFS=0 PROCS=200
+CERT="" KEY="" SASL="" SASL_BIND=()
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -24,6 +29,9 @@ while [ $# -gt 0 ]; do
     --dest-concurrency) DEST_CONC=$2; shift 2 ;;
     --process-limit) PROCS=$2; shift 2 ;;
     --queue-tmpfs) QUEUE_TMPFS=1; shift ;;
+    --tls-cert) CERT=$2; shift 2 ;;
+    --tls-key) KEY=$2; shift 2 ;;
+    --sasl) SASL=$2; shift 2 ;;
     --set) EXTRA+=("$2"); shift 2 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) die "unknown option $1" ;;
@@ -33,6 +41,10 @@ done
 command -v postfix >/dev/null || die "postfix not installed (run scripts/install-deps.sh)"
 id postfix >/dev/null 2>&1 || die "user 'postfix' missing (install the postfix package)"
 port_in_use "$PORT" && die "127.0.0.1:$PORT already in use"
+if [ -n "$CERT$KEY$SASL" ] && { [ -z "$CERT" ] || [ -z "$KEY" ] || [ -z "$SASL" ]; }; then
+  die "--tls-cert, --tls-key and --sasl go together"
+fi
+[ -z "$SASL" ] || command -v saslpasswd2 >/dev/null || die "saslpasswd2 missing (sasl2-bin; run scripts/install-deps.sh)"
 
 [ -n "$WORKDIR" ] || WORKDIR=$(mktemp -d -t peerbench-postfix.XXXXXX)
 mkdir -p "$WORKDIR"
@@ -97,6 +109,37 @@ append_dot_mydomain = no
 readme_directory = no
 $MAILLOG
 EOF
+if [ -n "$SASL" ]; then
+  # Submission as it is run: STARTTLS, then AUTH (only over TLS), and only
+  # authenticated clients relay. Cyrus SASL with a sasldb (the password is
+  # stored as given, so Postfix pays no hash per login; a hash cache does the
+  # same for mxrelay after the first login).
+  SASL_USER=${SASL%%:*} SASL_PASS=${SASL#*:}
+  mkdir -p "$WORKDIR/sasl"
+  printf '%s' "$SASL_PASS" | saslpasswd2 -c -p -f "$WORKDIR/sasl/sasldb2" -u relay.bench.invalid "$SASL_USER"
+  chown postfix:postfix "$WORKDIR/sasl/sasldb2"; chmod 600 "$WORKDIR/sasl/sasldb2"
+  cat >>"$CFG/main.cf" <<EOF2
+# --- submission with TLS + SASL (postfix-up.sh --tls-cert/--tls-key/--sasl)
+mynetworks = 127.0.0.255/32
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = $CERT
+smtpd_tls_key_file = $KEY
+smtpd_tls_auth_only = yes
+smtpd_tls_session_cache_database = btree:\$data_directory/smtpd_scache
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = cyrus
+smtpd_sasl_path = smtpd
+smtpd_sasl_local_domain = relay.bench.invalid
+EOF2
+  # Seen here (Debian 12, Postfix 3.7): smtpd ignored an smtpd.conf in
+  # cyrus_sasl_config_path and in /etc/postfix/sasl (its mech_list and
+  # sasldb_path had no effect) and opens the default /etc/sasldb2. The
+  # private mount namespace shows it our sasldb there; nothing on the
+  # system changes. (sasl2-bin creates /etc/sasldb2.)
+  [ -f /etc/sasldb2 ] || die "/etc/sasldb2 missing (install sasl2-bin)"
+  SASL_BIND=(--bind "$WORKDIR/sasl/sasldb2:/etc/sasldb2")
+fi
 for kv in ${EXTRA[@]+"${EXTRA[@]}"}; do
   echo "$kv" >>"$CFG/main.cf"
 done
@@ -125,6 +168,7 @@ anvil      unix  -       -      n      -      1       anvil
 scache     unix  -       -      n      -      1       scache
 postlog    unix-dgram n  -      n      -      1       postlogd
 EOF
+[ -z "$SASL" ] || echo "tlsmgr     unix  -       -      n      1000?  1       tlsmgr" >>"$CFG/master.cf"
 
 # Create queue sub-directories with the right owners, then sanity check.
 postfix -c "$CFG" set-permissions >/dev/null 2>"$WORKDIR/set-permissions.log" || true
@@ -134,7 +178,8 @@ postfix -c "$CFG" check 2>"$WORKDIR/check.log" || { cat "$WORKDIR/check.log" >&2
 # so no DNS query can leave 127.0.0.0/8 (names come from /etc/hosts anyway).
 private_resolv "$WORKDIR"
 start_launched "$WORKDIR/relay.pid" "$WORKDIR/launcher.log" "postfix -c '$CFG' stop" \
-  -- "$PEERS_DIR/lib/nsexec.sh" --bind "$WORKDIR/resolv.conf:/etc/resolv.conf" -- postfix -c "$CFG" start
+  -- "$PEERS_DIR/lib/nsexec.sh" --bind "$WORKDIR/resolv.conf:/etc/resolv.conf" \
+  ${SASL_BIND[@]+"${SASL_BIND[@]}"} -- postfix -c "$CFG" start
 wait_smtp_banner "$PORT" 30 || { cat "$WORKDIR/launcher.log" >&2; die "postfix did not come up on 127.0.0.1:$PORT"; }
 echo "postfix $(postconf -c "$CFG" -h mail_version) up: 127.0.0.1:$PORT -> [127.0.0.1]:$SINK_PORT, root pid $(cat "$WORKDIR/relay.pid")" >&2
 echo "WORKDIR=$WORKDIR"
