@@ -1257,7 +1257,10 @@ class LoadGen {
       n_.bytes_acked += t.bytes;
       int64_t now = MonoMicros();
       last_final_mono_ = now;
-      if (t.dot_mono) ttl_.Record(now - t.dot_mono);
+      if (t.dot_mono) {
+        ttl_.Record(now - t.dot_mono);
+        tick_ttl_.Record(now - t.dot_mono);
+      }
       if (opt_.rate > 0 && t.intended_mono) sched_.Record(now - t.intended_mono);
     } else {
       FailTxnWithReply(c, slot, Cmd::kDot, r);
@@ -1289,13 +1292,16 @@ class LoadGen {
     char line[256];
     std::snprintf(line, sizeof line,
                   "[%6.1fs] loadgen: sent %llu acked %llu (%.0f msg/s) failed %llu errors %llu "
-                  "open %llu\n",
+                  "open %llu ttl_p50_us %lld ttl_p99_us %lld\n",
                   t, static_cast<unsigned long long>(n_.sent),
                   static_cast<unsigned long long>(n_.acked), dt > 0 ? static_cast<double>(d) / dt : 0,
                   static_cast<unsigned long long>(n_.failed),
                   static_cast<unsigned long long>(n_.session_errors + n_.failed),
-                  static_cast<unsigned long long>(open));
+                  static_cast<unsigned long long>(open),
+                  static_cast<long long>(tick_ttl_.Percentile(50)),
+                  static_cast<long long>(tick_ttl_.Percentile(99)));
     std::cerr << line << std::flush;
+    tick_ttl_ = LatencyHistogram();
     last_tick_acked_ = n_.acked;
     last_tick_mono_ = now;
   }
@@ -1325,6 +1331,7 @@ class LoadGen {
   Counters n_;
   std::map<std::string, uint64_t> errors_;  // touched only on errors
   LatencyHistogram ttl_;
+  LatencyHistogram tick_ttl_;  // since the last progress line
   LatencyHistogram lag_, sched_;  // --rate only
   uint64_t rate_issued_ = 0;
   std::deque<std::pair<uint32_t, uint32_t>> idle_;  // (idx, gen) of sessions waiting to start

@@ -64,6 +64,7 @@ void OnSignal(int sig) { g_signal = sig; }
 struct Options {
   std::string listen = "127.0.0.1:2526";
   std::vector<std::string> also_listen;
+  double tempfail_percent = 0;  // of messages answered 451 at the end of data
   double seconds = 0;
   uint64_t expect = 0;
   double report_every = 0;
@@ -84,6 +85,7 @@ struct Stats {
   uint64_t aborted = 0;         // connection closed inside DATA/BDAT
   uint64_t missing_header = 0;  // messages without a usable X-Mxr-Submitted
   uint64_t rejected_conns = 0;  // over --max-conns
+  uint64_t tempfailed = 0;      // answered 451 by --tempfail-percent (not counted as messages)
   int64_t first_conn_mono = 0;
   int64_t last_msg_mono = 0;
   LatencyHistogram latency;
@@ -358,6 +360,7 @@ class Sink {
                 << ",\"tls_failures\":" << stats_.tls_failures << ",\"aborted\":" << stats_.aborted
                 << ",\"missing_header\":" << stats_.missing_header
                 << ",\"rejected_connections\":" << stats_.rejected_conns
+                << ",\"tempfailed\":" << stats_.tempfailed
                 << ",\"seconds\":" << JsonDouble(secs, 3) << ",\"msgs_per_s\":" << JsonDouble(mps, 1)
                 << ",\"mb_per_s\":" << JsonDouble(mbps, 2)
                 << ",\"latency_us\":" << PercentileJson(stats_.latency);
@@ -842,6 +845,15 @@ class Sink {
   void EndMessage(Conn* c) {
     c->in_message = false;
     c->in_headers = false;
+    if (opt_.tempfail_percent > 0) {
+      rng_ = rng_ * 6364136223846793005ULL + 1442695040888963407ULL;
+      if (static_cast<double>(rng_ >> 11) * 0x1.0p-53 * 100.0 < opt_.tempfail_percent) {
+        stats_.tempfailed++;
+        c->rcpts = 0;
+        c->out += "451 4.3.0 mxr-sink: temporary failure (--tempfail-percent), try again later\r\n";
+        return;
+      }
+    }
     stats_.messages++;
     stats_.recipients += c->rcpts;
     stats_.bytes += c->msg_bytes;
@@ -869,14 +881,15 @@ class Sink {
     char line[512];
     std::snprintf(line, sizeof line,
                   "[%6.1fs] sink: msgs %llu (+%.0f/s) rcpts %llu MB %.1f conns %llu open  "
-                  "e2e p50 %s p99 %s healthy %llu\n",
+                  "e2e p50 %s p99 %s healthy %llu tempfailed %llu\n",
                   t, static_cast<unsigned long long>(stats_.messages),
                   dt > 0 ? static_cast<double>(dm) / dt : 0.0,
                   static_cast<unsigned long long>(stats_.recipients),
                   static_cast<double>(stats_.bytes) / 1e6, static_cast<unsigned long long>(open_),
                   FormatMicros(interval_latency_.Percentile(50)).c_str(),
                   FormatMicros(interval_latency_.Percentile(99)).c_str(),
-                  static_cast<unsigned long long>(healthy_messages_));
+                  static_cast<unsigned long long>(healthy_messages_),
+                  static_cast<unsigned long long>(stats_.tempfailed));
     std::cerr << line << std::flush;
     last_report_mono_ = now;
     last_report_msgs_ = stats_.messages;
@@ -892,6 +905,7 @@ class Sink {
   std::vector<Listener> listeners_;
   std::vector<Held> held_;  // slow listeners' connections with replies waiting
   uint64_t healthy_messages_ = 0;  // at listeners without slow= or tempfail
+  uint64_t rng_ = 0x9e3779b97f4a7c15ULL;  // --tempfail-percent draws
   int ep_ = -1;
   uint16_t port_ = 0;
   SSL_CTX* tls_ctx_ = nullptr;
@@ -918,6 +932,8 @@ int main(int argc, char** argv) {
   app.add_option("--also-listen", opt.also_listen,
                  "another host:port to listen on (repeatable), optionally /slow=MS (hold each "
                  "reply MS ms) or /tempfail (421 at the greeting); counted per listener in --json");
+  app.add_option("--tempfail-percent", opt.tempfail_percent,
+                 "answer this percentage of messages 451 4.3.0 at the end of data (not counted)");
   app.add_option("--seconds", opt.seconds, "exit after this many seconds (0: until SIGINT/SIGTERM)")
       ->capture_default_str();
   app.add_option("--expect", opt.expect,

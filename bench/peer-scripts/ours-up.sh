@@ -12,6 +12,7 @@
 #                   [--resolver IP:PORT --mx-port N]
 #   (MX delivery through this loopback DNS server to port N instead of the
 #    static route to the sink: bench/campaign.sh)
+#                   [--delivery-set 'key = value']...   (more [delivery] keys)
 # (environment MXRELAY_COMMIT_DELAY_US sets spool.commit_delay_us for A/B runs;
 #  MXRELAY_EXTRA_CONFIG names a TOML file appended to the config, e.g. a
 #  [dkim] section: bench/dkim-bench.sh)
@@ -24,7 +25,7 @@ PEERS=${PEERS_DIR:-$(cd "$(dirname "$0")/../peers" && pwd)}
 . "$PEERS/lib/common.sh"
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${MXRELAY_BIN:-$HERE/../../build/main/mxrelay}
-PORT=12525 SINK_PORT=12526 WORKDIR="" THREADS=0 METRICS="" CERT="" KEY="" USERS="" RESOLVER="" MX_PORT=25
+PORT=12525 SINK_PORT=12526 WORKDIR="" THREADS=0 METRICS="" CERT="" KEY="" USERS="" RESOLVER="" MX_PORT=25 DELIVERY_SET=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT=$2; shift 2 ;;
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
     --users) USERS=$2; shift 2 ;;
     --resolver) RESOLVER=$2; shift 2 ;;
     --mx-port) MX_PORT=$2; shift 2 ;;
+    --delivery-set) DELIVERY_SET+="$2"$'\n'; shift 2 ;;
     *) die "unknown option $1" ;;
   esac
 done
@@ -68,7 +70,7 @@ $( [ -n "$METRICS" ] && printf '[metrics]\nlisten = "%s"\n' "$METRICS" )
 [delivery]
 max_connections_per_site = 20
 deny_networks = []  # the sink is on loopback, which the default refuses
-$( if [ -n "$RESOLVER" ]; then printf 'resolver = "%s"\nport = %s\ntls = "none"\n' "$RESOLVER" "$MX_PORT"; else
+$DELIVERY_SET$( if [ -n "$RESOLVER" ]; then printf 'resolver = "%s"\nport = %s\ntls = "none"\n' "$RESOLVER" "$MX_PORT"; else
   printf '[[route]]\ndomain = "*"\nhost = "127.0.0.1"\nport = %s\ntls = "none"\n' "$SINK_PORT"; fi )
 CFG
 if [ -n "${MXRELAY_EXTRA_CONFIG:-}" ]; then cat "$MXRELAY_EXTRA_CONFIG" >>"$WORKDIR/mxrelay.toml"; fi
