@@ -3,6 +3,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 
@@ -42,6 +43,13 @@ rocksdb::Slice KeySlice(const std::array<char, QueueId::kKeySize>& k) {
 RocksSpool::RocksSpool(const RocksSpoolOptions& opts, const Clock& clock)
     : opts_(opts), clock_(clock) {}
 
+rocksdb::ColumnFamilyHandle* RocksSpool::Family(std::string_view name) const {
+  for (size_t i = 0; i < extra_names_.size(); ++i) {
+    if (extra_names_[i] == name) return handles_[4 + i];
+  }
+  return nullptr;
+}
+
 absl::StatusOr<std::unique_ptr<RocksSpool>> RocksSpool::Open(const RocksSpoolOptions& opts,
                                                              const Clock& clock) {
   std::unique_ptr<RocksSpool> s(new RocksSpool(opts, clock));
@@ -71,6 +79,28 @@ absl::StatusOr<std::unique_ptr<RocksSpool>> RocksSpool::Open(const RocksSpoolOpt
       {"body", body_cfo},
       {"schedule", cfo},
   };
+  // The families the database has: a read-write open must name every one
+  // (a spool another build added a family to still opens, with that family
+  // kept as it is); a read-only open may only name existing ones.
+  std::vector<std::string> present;
+  rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(dbo, opts.path, &present);
+  if (!ls.ok() && opts.read_only) return FromRocks(ls, Cat("listing the column families of ", opts.path));
+  auto is_present = [&present](const std::string& n) {
+    return std::find(present.begin(), present.end(), n) != present.end();
+  };
+  for (const auto& name : opts.extra_families) {
+    if (opts.read_only && !is_present(name)) continue;
+    cfs.emplace_back(name, cfo);
+    s->extra_names_.push_back(name);
+  }
+  for (const auto& name : present) {
+    bool known = false;
+    for (const auto& d : cfs) known |= d.name == name;
+    if (!known) {
+      cfs.emplace_back(name, cfo);
+      s->extra_names_.push_back(name);
+    }
+  }
   rocksdb::Status st;
   if (opts.read_only) {
     st = rocksdb::DB::OpenForReadOnly(dbo, opts.path, cfs, &s->handles_, &s->db_);

@@ -54,6 +54,10 @@ struct RocksSpoolOptions {
   // up to this long for more before writing. 0 = never waits.
   int commit_delay_us = 0;
   static constexpr size_t kCommitBatchTarget = 8;
+  // More column families in the same database, for components that keep
+  // their own records next to the queue (suppression/: "suppression").
+  // Created when missing (read-only opens skip the ones that do not exist).
+  std::vector<std::string> extra_families;
 };
 
 class RocksSpool final : public Spool {
@@ -83,6 +87,13 @@ class RocksSpool final : public Spool {
 
   // RocksDB's view of stalls ("rocksdb.is-write-stopped" etc.), for metrics.
   uint64_t IntProperty(const std::string& name) const;
+
+  // The database and one of RocksSpoolOptions::extra_families (nullptr when
+  // it was not asked for, or is missing in a read-only open). Valid until the
+  // spool is destroyed; writes to it are the caller's (they do not go
+  // through the group commit).
+  rocksdb::DB* db() const { return db_; }
+  rocksdb::ColumnFamilyHandle* Family(std::string_view name) const;
 
  private:
   struct Pending {
@@ -116,7 +127,9 @@ class RocksSpool final : public Spool {
   RocksSpoolOptions opts_;
   const Clock& clock_;
   rocksdb::DB* db_ = nullptr;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default, meta, body, schedule
+  // default, meta, body, schedule, then the extra families opened.
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::vector<std::string> extra_names_;  // of handles_[4...]
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyHandle* body_ = nullptr;
   rocksdb::ColumnFamilyHandle* schedule_ = nullptr;

@@ -108,6 +108,32 @@ TEST_F(RocksSpoolTest, UpgradesAVersion1SpoolAndRefusesANewerOne) {
   EXPECT_NE(s.status().message().find("format version 99"), std::string::npos) << s.status();
 }
 
+TEST_F(RocksSpoolTest, ExtraFamiliesAreCreatedAndKeptByOpensThatDoNotNameThem) {
+  RocksSpoolOptions o;
+  o.path = dir_ + "/spool";
+  o.extra_families = {"suppression"};
+  {
+    auto s = RocksSpool::Open(o, clock_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_NE((*s)->Family("suppression"), nullptr);
+    EXPECT_EQ((*s)->Family("other"), nullptr);
+    ASSERT_TRUE((*s)->db()->Put(rocksdb::WriteOptions(), (*s)->Family("suppression"), "k", "v").ok());
+  }
+  // A build (or `mxrelay queue`) that does not know the family opens the spool.
+  o.extra_families.clear();
+  {
+    auto s = RocksSpool::Open(o, clock_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_NE((*s)->Family("suppression"), nullptr);
+  }
+  o.read_only = true;
+  auto s = RocksSpool::Open(o, clock_);
+  ASSERT_TRUE(s.ok()) << s.status();
+  std::string v;
+  ASSERT_TRUE((*s)->db()->Get(rocksdb::ReadOptions(), (*s)->Family("suppression"), "k", &v).ok());
+  EXPECT_EQ(v, "v");
+}
+
 TEST_F(RocksSpoolTest, CommitRecoverDelete) {
   std::vector<QueueId> ids;
   {
