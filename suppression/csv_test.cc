@@ -7,6 +7,7 @@
 
 #include "gtest/gtest.h"
 #include "queue/rocks_spool.h"
+#include "spdlog/spdlog.h"
 
 namespace mxr::suppression {
 namespace {
@@ -30,6 +31,10 @@ TEST(CsvRecord, QuotesCommasAndLineBreaks) {
 
 class CsvTest : public ::testing::Test {
  protected:
+  // spdlog's registry is made on first use; made here, before the spool's
+  // and the store's threads log at once (it lives in an uninstrumented
+  // library, so TSan cannot see its own guard).
+  static void SetUpTestSuite() { spdlog::default_logger(); }
   void SetUp() override {
     char tmpl[] = "/tmp/mxrelay-suppression-csv-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);

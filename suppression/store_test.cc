@@ -6,12 +6,17 @@
 
 #include "gtest/gtest.h"
 #include "queue/rocks_spool.h"
+#include "spdlog/spdlog.h"
 
 namespace mxr::suppression {
 namespace {
 
 class StoreTest : public ::testing::Test {
  protected:
+  // spdlog's registry is made on first use; made here, before the spool's
+  // and the store's threads log at once (it lives in an uninstrumented
+  // library, so TSan cannot see its own guard).
+  static void SetUpTestSuite() { spdlog::default_logger(); }
   void SetUp() override {
     char tmpl[] = "/tmp/mxrelay-suppression-test-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
