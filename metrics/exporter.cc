@@ -101,6 +101,10 @@ void RenderIngress(const Sources& src, Families& f) {
   Families::AddCounter(auth, Load(s.auth_failure), {{"result", "failure"}});
   Families::AddCounter(auth, Load(s.auth_blocked), {{"result", "blocked"}});
   Families::AddCounter(auth, Load(s.auth_busy), {{"result", "busy"}});
+  f.Counter("mxrelay_auth_joined_total",
+            "AUTH attempts over the client's limit of checks in flight that were answered by the "
+            "identical login already being checked (instead of 454).",
+            Load(s.auth_joined));
   f.Counter("mxrelay_auth_password_checks_total",
             "Passwords checked against the users file (crypt(3)); logins answered from the cache of recent "
             "successes are not counted.",

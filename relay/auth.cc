@@ -50,11 +50,27 @@ std::string Authenticator::CacheKey(const std::string& user, const std::string& 
 
 void Authenticator::Verify(std::string user, std::string password,
                            absl::AnyInvocable<void(AuthAnswer) &&> done) {
+  std::string key = CacheKey(user, password);
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (!stop_ && jobs_.size() < kMaxQueuedJobs) {
-      jobs_.push_back(Job{std::move(user), std::move(password), std::move(done)});
+    auto it = in_flight_.find(key);
+    if (!stop_ && it != in_flight_.end() && it->second.gen == users_gen_) {
+      it->second.waiters.push_back(std::move(done));
+      WipeString(password);
+      return;
+    }
+    if (!stop_ && jobs_.size() < kMaxQueuedJobs && it == in_flight_.end()) {
+      in_flight_[key].gen = users_gen_;
+      jobs_.push_back(Job{std::move(user), std::move(password), std::move(key), std::move(done)});
       WipeString(password);  // a short password stays in the moved-from inline buffer
+      cv_.notify_one();
+      return;
+    }
+    if (!stop_ && jobs_.size() < kMaxQueuedJobs) {
+      // A check of the same login against the previous users file is still
+      // running: this one is checked on its own (not joined to, not joinable).
+      jobs_.push_back(Job{std::move(user), std::move(password), "", std::move(done)});
+      WipeString(password);
       cv_.notify_one();
       return;
     }
@@ -63,6 +79,17 @@ void Authenticator::Verify(std::string user, std::string password,
   // Not a failure: the client is told to try later (454 4.7.0) and nothing
   // is counted against it (a flood must not lock out real users).
   std::move(done)(AuthAnswer{AuthResult::kBusy, {}});
+}
+
+bool Authenticator::JoinInFlight(const std::string& user, std::string& password,
+                                 absl::AnyInvocable<void(AuthAnswer) &&> done) {
+  std::string key = CacheKey(user, password);
+  WipeString(password);
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = in_flight_.find(key);
+  if (stop_ || it == in_flight_.end() || it->second.gen != users_gen_) return false;
+  it->second.waiters.push_back(std::move(done));
+  return true;
 }
 
 std::optional<std::string> Authenticator::CachedOk(const std::string& user, const std::string& password) const {
@@ -78,6 +105,7 @@ void Authenticator::SetUsers(std::shared_ptr<const UserDb> users) {
   std::lock_guard<std::mutex> l(mu_);
   users_ = std::move(users);
   cache_.clear();
+  ++users_gen_;  // checks under way use the old file: nobody joins them any more
 }
 
 size_t Authenticator::user_count() const {
@@ -98,7 +126,7 @@ void Authenticator::Work() {
       jobs_.pop_front();
       users = users_;
     }
-    std::string key = CacheKey(job.user, job.password);
+    const std::string key = job.key.empty() ? CacheKey(job.user, job.password) : job.key;
     int64_t now = clock_.MonoMillis();
     AuthAnswer answer;
     bool cached = false;
@@ -126,7 +154,21 @@ void Authenticator::Work() {
       }
     }
     WipeString(job.password);
+    Waiters waiters;
+    if (!job.key.empty()) {  // the job others could join
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = in_flight_.find(key);
+      if (it != in_flight_.end()) {
+        waiters = std::move(it->second.waiters);
+        in_flight_.erase(it);
+      }
+    }
+    // The others asked the same question while it was being checked: one
+    // password check answers them all.
+    AuthAnswer shared = answer;
+    if (shared.result == AuthResult::kOk) shared.result = AuthResult::kOkCached;
     std::move(job.done)(std::move(answer));
+    for (auto& w : waiters) std::move(w)(shared);
   }
 }
 

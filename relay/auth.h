@@ -47,7 +47,18 @@ class Authenticator {
   // Thread-safe. `done` runs on a worker thread (post it to your loop), or
   // at once on the calling thread with kBusy when kMaxQueuedJobs wait already.
   // `password` is wiped (also its moved-from buffer) before this returns.
+  // A check of the same user and password already queued or running is not
+  // repeated: `done` gets its answer (kOkCached for a success).
   void Verify(std::string user, std::string password, absl::AnyInvocable<void(AuthAnswer) &&> done);
+  // Attaches `done` to a check of the same user and password that is queued
+  // or running, if there is one (true; `done` then gets that check's answer,
+  // kOkCached for a success), else false and `done` is dropped. Wipes
+  // `password`. For a client the limiter turned away (454) while its own
+  // identical login is being checked: many connections of one application
+  // logging in at once wait for one check instead of failing. It tells
+  // nothing a guesser could use: the answer is the one its own check gets.
+  bool JoinInFlight(const std::string& user, std::string& password,
+                    absl::AnyInvocable<void(AuthAnswer) &&> done);
   // Whether user/password logged in successfully within the cache TTL (the
   // user's name as the file writes it), or nullopt: one HMAC and one short
   // lock, no password check. Thread-safe. An oracle like Verify(): callers
@@ -61,8 +72,10 @@ class Authenticator {
  private:
   struct Job {
     std::string user, password;
+    std::string key;  // CacheKey(user, password)
     absl::AnyInvocable<void(AuthAnswer) &&> done;
   };
+  using Waiters = std::vector<absl::AnyInvocable<void(AuthAnswer) &&>>;
   void Work();
   std::string CacheKey(const std::string& user, const std::string& password) const;
 
@@ -78,6 +91,14 @@ class Authenticator {
     std::string user;  // as the file writes it
   };
   std::unordered_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  // Checks queued or running, by CacheKey: the callers waiting for the same
+  // answer. Only a check against the current users file is joined (`gen`).
+  struct InFlight {
+    uint64_t gen = 0;
+    Waiters waiters;
+  };
+  std::unordered_map<std::string, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
+  uint64_t users_gen_ ABSL_GUARDED_BY(mu_) = 0;  // +1 per SetUsers
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };

@@ -18,18 +18,76 @@ namespace {
 TEST(Authenticator, FullQueueAnswersBusyNotBad) {
   Authenticator auth(nullptr, /*threads=*/0, RealClock::Get());  // nothing drains the queue
   std::atomic<int> answered{0};
+  // Distinct passwords: identical logins would share one job.
   for (size_t i = 0; i < Authenticator::kMaxQueuedJobs; ++i) {
-    auth.Verify("alice", "pw", [&](AuthAnswer) { answered++; });
+    auth.Verify("alice", "pw" + std::to_string(i), [&](AuthAnswer) { answered++; });
   }
   EXPECT_EQ(answered.load(), 0);
   AuthResult got = AuthResult::kOk;
   bool called = false;
-  auth.Verify("alice", "pw", [&](AuthAnswer r) {
+  auth.Verify("alice", "another", [&](AuthAnswer r) {
     got = r.result;
     called = true;
   });
   ASSERT_TRUE(called) << "a full queue must answer at once";
   EXPECT_EQ(got, AuthResult::kBusy);
+}
+
+// Logins identical to one queued or running join it: no second job (the
+// full queue below has room for none), and JoinInFlight finds it; another
+// password or user does not; after a users file reload nothing joins a
+// check of the old file.
+TEST(Authenticator, IdenticalLoginsShareTheCheckInFlight) {
+  auto db = UserDb::Parse("alice:$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\n",
+                          "users");
+  ASSERT_TRUE(db.ok());
+  Authenticator auth(*db, /*threads=*/0, RealClock::Get());  // nothing drains the queue
+  auth.Verify("alice", "secret", [](AuthAnswer) {});
+  for (size_t i = 1; i < Authenticator::kMaxQueuedJobs; ++i) {
+    auth.Verify("bob", "pw" + std::to_string(i), [](AuthAnswer) {});
+  }
+  // The queue is full; the identical login still gets in, as a waiter.
+  bool busy = false;
+  auth.Verify("alice", "secret", [&](AuthAnswer a) { busy = a.result == AuthResult::kBusy; });
+  EXPECT_FALSE(busy);
+  std::string pw = "secret";
+  EXPECT_TRUE(auth.JoinInFlight("alice", pw, [](AuthAnswer) {}));
+  EXPECT_EQ(pw, std::string(pw.size(), '\0')) << "the password is wiped";
+  pw = "Secret";
+  EXPECT_FALSE(auth.JoinInFlight("alice", pw, [](AuthAnswer) {}));
+  pw = "secret";
+  EXPECT_FALSE(auth.JoinInFlight("alicia", pw, [](AuthAnswer) {}));
+  auth.SetUsers(*db);
+  pw = "secret";
+  EXPECT_FALSE(auth.JoinInFlight("alice", pw, [](AuthAnswer) {})) << "a check of the old file";
+}
+
+// With a worker: every waiter gets the answer of the one check, a success
+// as kOkCached, a failure as kBad; nobody is answered twice.
+TEST(Authenticator, WaitersGetTheAnswerOfTheCheck) {
+  auto db = UserDb::Parse("alice:$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\n",
+                          "users");
+  ASSERT_TRUE(db.ok());
+  Authenticator auth(*db, /*threads=*/1, RealClock::Get());
+  constexpr int kN = 40;
+  std::atomic<int> ok{0}, bad{0}, other{0}, answered{0};
+  for (int i = 0; i < kN; ++i) {
+    const char* pw = i % 2 ? "secret" : "wrong";
+    auth.Verify("alice", pw, [&, i](AuthAnswer a) {
+      bool right = a.result == AuthResult::kOk || a.result == AuthResult::kOkCached;
+      if (i % 2 && right) ok++;
+      else if (!(i % 2) && a.result == AuthResult::kBad) bad++;
+      else other++;
+      answered++;
+    });
+  }
+  for (int i = 0; i < 3000 && answered.load() < kN; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(answered.load(), kN);
+  EXPECT_EQ(ok.load(), kN / 2);
+  EXPECT_EQ(bad.load(), kN / 2);
+  EXPECT_EQ(other.load(), 0);
 }
 
 TEST(Authenticator, SuccessIsCachedAndFailureIsNot) {

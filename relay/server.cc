@@ -140,9 +140,30 @@ class Connection final : public SessionHost, public IoStream::Owner {
       case AuthLimiter::Admit::kBlocked:
         WipeString(password);
         return answer_now(AuthVerdict::kBlocked, {}, (blocked_until - loop->now_ms() + 999) / 1000);
-      case AuthLimiter::Admit::kBusy:
-        WipeString(password);
+      case AuthLimiter::Admit::kBusy: {
+        // The same login being checked for another connection (an
+        // application opening many at once): wait for that answer instead
+        // of 454. No slot taken, so nothing to give back; a failure is
+        // delayed like any other.
+        int delay = srv->deps_.config->auth.failure_delay_ms;
+        if (srv->deps_.auth->JoinInFlight(user, password, [this, loop, delay](AuthAnswer a) {
+              loop->Post([this, a = std::move(a), loop, delay]() mutable {
+                w_->server()->stats_.auth_joined.fetch_add(1, std::memory_order_relaxed);
+                AuthVerdict v = a.result == AuthResult::kBad           ? AuthVerdict::kBad
+                                : a.result == AuthResult::kUnknownUser ? AuthVerdict::kUnknownUser
+                                : a.result == AuthResult::kBusy        ? AuthVerdict::kBusy
+                                                                       : AuthVerdict::kOk;
+                if (a.failed() && delay > 0) {
+                  loop->RunAfter(delay, [this, v] { AuthDone(v); });
+                } else {
+                  AuthDone(v, std::move(a.user));
+                }
+              });
+            })) {
+          return;
+        }
         return answer_now(AuthVerdict::kBusy);
+      }
       case AuthLimiter::Admit::kAllowed:
         break;
     }

@@ -50,6 +50,7 @@ struct IngressStats {
   std::atomic<uint64_t> auth_failure{0};
   std::atomic<uint64_t> auth_blocked{0};   // refused unchecked: the IP is blocked
   std::atomic<uint64_t> auth_busy{0};      // 454 unchecked: checks in flight at the limit, or queue full
+  std::atomic<uint64_t> auth_joined{0};    // over the limit, answered by the same login's check in flight
   std::atomic<uint64_t> auth_password_checks{0};  // crypt(3) checks run (cache hits excluded)
   std::atomic<uint64_t> messages_accepted{0};
   std::atomic<uint64_t> bytes_accepted{0};

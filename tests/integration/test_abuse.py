@@ -1194,6 +1194,45 @@ class ConcurrentAuthGuessingTest(RelayTestCase):
         self.assertEqual(codes, [235] * len(clients))
         self.assertEqual(relay.scrape()["mxrelay_auth_password_checks_total"], 1)
 
+    def test_simultaneous_first_logins_wait_for_the_check_under_way(self):
+        """The same at a cold start (nothing cached: an application restarted
+        with a pool of 60 connections): the limiter admits 2 checks, the other
+        identical logins wait for the check under way instead of getting
+        454 4.7.0 (seen with bench/transactional.sh at 20-200 clients before)."""
+        relay = self.new_relay(listeners=[Listener("sub", "plain", auth_without_tls=True)],
+                               users={"alice": "alice-secret"},
+                               auth={"max_failures_per_ip": 2, "ip_block_seconds": 120},
+                               limits={"max_connections_per_ip": 150})
+        port = relay.port("sub")
+        clients = []
+        for _ in range(60):
+            c = self.client(port, timeout=60)
+            c.ehlo()
+            clients.append(c)
+        go = threading.Barrier(len(clients))
+        codes = [None] * len(clients)
+
+        def login(i):
+            go.wait(30)
+            codes[i] = clients[i].auth_plain("alice", "alice-secret").code
+
+        threads = [threading.Thread(target=login, args=(i,)) for i in range(len(clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(codes, [235] * len(clients))
+        m = relay.scrape()
+        report("AUTH: 60 simultaneous first logins, max_failures_per_ip 2: %s password checks, "
+               "%s joined the check under way"
+               % (m["mxrelay_auth_password_checks_total"], m.get("mxrelay_auth_joined_total")))
+        self.assertLessEqual(m["mxrelay_auth_password_checks_total"], 2 * len(clients))
+        self.assertEqual(m.get('mxrelay_auth_attempts_total{result="busy"}', 0), 0)
+        # A wrong password does not ride on them: it is limited as before.
+        bad = self.client(port)
+        bad.ehlo()
+        self.assertIn(bad.auth_plain("alice", "guess").code, (535, 454))
+
 
 if __name__ == "__main__":
     unittest.main()
