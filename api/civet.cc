@@ -1,6 +1,10 @@
 #include "api/civet.h"
 
+#include <fcntl.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <cstdio>
+#include <cstring>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -10,6 +14,7 @@
 #include <vector>
 
 #include "common/net.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
 
@@ -33,27 +38,6 @@ const char* Reason(int status) {
   }
 }
 
-// The context whose certificate HTTPS serves: civetweb hands init_ssl its
-// own user data (the CivetServer), so the context is passed here.
-std::atomic<SSL_CTX*> g_tls{nullptr};
-
-// civetweb's init_ssl: serve with the relay's certificate and key.
-int InitSsl(void* ssl_ctx, void*) {
-  SSL_CTX* ours = g_tls.load();
-  if (ours == nullptr) return -1;
-  SSL_CTX* ctx = static_cast<SSL_CTX*>(ssl_ctx);
-  X509* cert = SSL_CTX_get0_certificate(ours);
-  EVP_PKEY* key = SSL_CTX_get0_privatekey(ours);
-  if (cert == nullptr || key == nullptr) return -1;
-  if (SSL_CTX_use_certificate(ctx, cert) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1) return -1;
-  STACK_OF(X509)* chain = nullptr;
-  if (SSL_CTX_get0_chain_certs(ours, &chain) == 1 && chain != nullptr) {
-    for (int i = 0; i < sk_X509_num(chain); ++i) SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i));
-  }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  return 1;  // initialised here: civetweb needs no certificate file
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CivetServer>> StartCivet(const CivetOptions& o, std::string* address) {
@@ -61,21 +45,15 @@ absl::StatusOr<std::unique_ptr<CivetServer>> StartCivet(const CivetOptions& o, s
   if (!hp.ok()) return absl::InvalidArgumentError(Cat(o.what, ".listen: ", hp.status().message()));
   bool v6 = hp->address.find(':') != std::string::npos;
   std::string ports = v6 ? Cat("[", hp->address, "]:", hp->port) : Cat(hp->address, ":", hp->port);
-  if (o.tls) ports += "s";
   std::vector<std::string> opts = {"listening_ports", ports,
                                    "num_threads", std::to_string(o.threads),
                                    "request_timeout_ms", "30000",
                                    "enable_keep_alive", o.keep_alive ? "yes" : "no",
                                    "keep_alive_timeout_ms", "30000",
                                    "tcp_nodelay", "1"};
-  CivetCallbacks cb;
-  if (o.tls) {
-    g_tls.store(o.tls);
-    cb.init_ssl = InitSsl;
-  }
   std::unique_ptr<CivetServer> s;
   try {
-    s = std::make_unique<CivetServer>(opts, &cb);
+    s = std::make_unique<CivetServer>(opts);
   } catch (const CivetException& e) {
     return absl::UnavailableError(Cat(o.what, ".listen ", o.listen, ": cannot listen (", e.what(), ")"));
   }

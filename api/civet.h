@@ -1,6 +1,7 @@
 // civetweb glue shared by the injection API and the admin API: start a
 // server on "ip:port" (optionally HTTPS with an SSL_CTX's certificate),
-// read a bounded body, answer JSON, stop promptly.
+// read a bounded body, answer JSON, stop promptly. Plain HTTP only: the
+// TLS of Debian 12's civetweb 1.15 is not usable (docs/API.md).
 #pragma once
 
 #include <memory>
@@ -10,7 +11,6 @@
 #include "absl/status/statusor.h"
 #include "CivetServer.h"
 
-typedef struct ssl_ctx_st SSL_CTX;
 
 namespace mxr::api {
 
@@ -19,7 +19,6 @@ struct CivetOptions {
   std::string what;       // "http_api", for errors
   int threads = 8;
   bool keep_alive = true;
-  SSL_CTX* tls = nullptr;  // non-null: HTTPS with its certificate and key
 };
 
 // The server and its bound address ("127.0.0.1:8025"; the real port if 0).

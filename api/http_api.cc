@@ -224,9 +224,14 @@ absl::StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(HttpApiDeps deps) {
   o.listen = a->deps_.config->http_api.listen;
   o.what = "http_api";
   o.threads = a->deps_.config->http_api.threads;
-  o.tls = a->deps_.config->http_api.tls ? a->deps_.tls : nullptr;
-  if (a->deps_.config->http_api.tls && o.tls == nullptr) {
-    return absl::FailedPreconditionError("http_api.tls = true but no certificate is loaded");
+  if (a->deps_.config->http_api.tls) {
+    // Debian 12's civetweb 1.15 (the HTTP server used here) resets or crashes
+    // on TLS connections with OpenSSL 3 (tried: its own certificate file and
+    // the init_ssl callback). Refused at start rather than served broken.
+    return absl::FailedPreconditionError(
+        "http_api.tls = true is not available in this build (civetweb's TLS is unusable with Debian 12's "
+        "OpenSSL 3); serve the API on loopback or a private address and terminate TLS in front of it "
+        "(docs/API.md)");
   }
   auto s = StartCivet(o, &a->address_);
   if (!s.ok()) return s.status();

@@ -324,8 +324,8 @@ absl::StatusOr<std::string> BuildMime(const Structured& s) {
         g_object_unref(mixed);
         return fail("content.attachments: bad content_type");
       }
-      GMimePart* part = g_mime_part_new_with_type(g_mime_content_type_get_media_type(ct),
-                                                  g_mime_content_type_get_media_subtype(ct));
+      GMimePart* part = g_mime_part_new();
+      g_mime_object_set_content_type(GMIME_OBJECT(part), ct);  // with its parameters (charset=...)
       g_object_unref(ct);
       GMimeStream* stream = g_mime_stream_mem_new_with_buffer(a.data.data(), a.data.size());
       GMimeDataWrapper* w = g_mime_data_wrapper_new_with_stream(stream, GMIME_CONTENT_ENCODING_DEFAULT);
