@@ -12,6 +12,8 @@ PKGS=(
   prometheus-cpp-dev libcivetweb-dev libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
   # DKIM: OpenDKIM's library for the differential unit test (dkim/opendkim_diff_test.cc)
   libopendkim-dev
+  # HTTP injection API (api/): JSON (header-only) and MIME building
+  nlohmann-json3-dev libgmime-3.0-dev
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
   # test peers and tools (each named by the test that needs it; on a bare
