@@ -358,6 +358,18 @@ absl::StatusOr<std::string> BuildMime(const Structured& s) {
 
 std::optional<RequestError> BuildMessages(const InjectRequest& req, const InjectLimits& limits,
                                           std::vector<BuiltMessage>* out) {
+  // Raw content without placeholders: one rendering for everyone (no
+  // per-recipient copy, substitution or comparison of the content).
+  if (req.raw && req.raw->find("{{") == std::string::npos) {
+    BuiltMessage b{ToCrlf(*req.raw), {}};
+    if (b.content.size() > limits.max_message_size) {
+      return Bad("content", Cat("the message is ", b.content.size(), " bytes; at most ", limits.max_message_size), 413);
+    }
+    b.recipients.reserve(req.recipients.size());
+    for (const auto& r : req.recipients) b.recipients.push_back(r.email);
+    out->push_back(std::move(b));
+    return std::nullopt;
+  }
   std::unordered_map<std::string, size_t> by_content;
   for (size_t i = 0; i < req.recipients.size(); ++i) {
     const InjectRecipient& r = req.recipients[i];
