@@ -88,7 +88,10 @@ struct HttpApi::Handler : CivetHandler {
     body.clear();
     body.shrink_to_fit();
     tenants::Verdict v = d.gate->SenderFor(*tenant, nullptr, req.envelope_sender, false);
-    if (!v.ok) return Fail(conn, 403, "envelope_sender", v.text);
+    if (!v.ok) {
+      d.gate->stats().refused_sender++;
+      return Fail(conn, 403, "envelope_sender", v.text);
+    }
     std::vector<BuiltMessage> built;
     if (auto e = BuildMessages(req, lim, &built)) return Fail(conn, e->status, e->field, e->message);
     // The From: header of what was built, and the campaign header.
@@ -100,7 +103,10 @@ struct HttpApi::Handler : CivetHandler {
       if (tenant->check_from_header) {
         tenants::Verdict h =
             d.gate->SenderFor(*tenant, nullptr, tenants::HeaderValue(b.content, "From").value_or(""), true);
-        if (!h.ok) return Fail(conn, 403, "content.from", h.text);
+        if (!h.ok) {
+          d.gate->stats().refused_from_header++;
+          return Fail(conn, 403, "content.from", h.text);
+        }
       }
       if (relay::ScanHeaders(b.content).received >= d.config->limits.max_hops) {
         return Fail(conn, 400, "content", "too many Received: header fields (mail loop suspected)");
