@@ -529,13 +529,13 @@ int Run(const std::string& config_path) {
   }
   draining = true;  // /readyz says 503 while sessions finish
   admin.reset();    // trace clients see the end
-  http_api.reset();   // requests in flight get their answers (commits) first
-  admin_api.reset();  // before the engine: actions hand messages to it
   // Delivery drains at the same time as ingress (transactions in flight
   // finish, nothing new starts): both within the 30 s the unit's 45 s stop
   // timeout allows.
   if (engine) engine->BeginStop();
   server->Shutdown(30'000);
+  http_api.reset();   // requests in flight get their answers (commits) first: before the spool
+  admin_api.reset();  // before the engine: actions hand messages to it
   metrics_server.reset();  // reads the spool and the engine: stop it first
   if (engine) engine->Stop();  // before the spool: it reads and writes it
   signer.reset();  // signs and commits what it still holds: before the spool
