@@ -730,8 +730,19 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "mxrelay: config error: {}\n", dkim_policy.status().message());
         return 2;
       }
-      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules)\n", config.empty() ? "<embedded defaults>" : config,
-                 cfg->listeners.size(), cfg->SpoolPath(), cfg->dkim.rules.size());
+      // The tenants file as the relay would load it at start.
+      size_t ntenants = 0;
+      if (!cfg->tenants.file.empty()) {
+        auto t = mxr::tenants::Directory::Load(cfg->tenants.file);
+        if (!t.ok()) {
+          fmt::print(stderr, "mxrelay: config error: {}\n", t.status().message());
+          return 2;
+        }
+        ntenants = (*t)->tenants().size();
+      }
+      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules, {} tenants)\n",
+                 config.empty() ? "<embedded defaults>" : config, cfg->listeners.size(), cfg->SpoolPath(),
+                 cfg->dkim.rules.size(), ntenants);
       return 0;
     }
     if (*ql) return mxr::QueueList(*cfg, limit, json);

@@ -544,7 +544,7 @@ class DebianPackageTest(unittest.TestCase):
             fn = os.path.join(d, "mxrelay.toml")
             with open(fn, "w", encoding="utf-8") as f:
                 f.write(text)
-            for name in ("fullchain.pem", "privkey.pem", "users"):
+            for name in ("fullchain.pem", "privkey.pem", "users", "tenants.toml"):
                 open(os.path.join(d, name), "w").close()
             # The example DKIM rule's key: a real one, owner-only, as the relay requires.
             for key in re.findall(re.escape(d) + r"/dkim/[a-z0-9._-]+\.pem", text):

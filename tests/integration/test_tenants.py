@@ -215,6 +215,15 @@ class TenantsTest(RelayTestCase):
         self.assertIn("no tenant", r.text)
         c.close()
 
+    def test_check_config_reads_the_tenants_file(self):
+        r = run_cli(["check-config", "-c", self.relay.config_path])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("3 tenants", r.stdout)
+        self.relay.write_tenants('[[tenant]]\nname = "x"\nusers = ["a"]\n[[tenant]]\nname = "y"\nusers = ["a"]\n')
+        r = run_cli(["check-config", "-c", self.relay.config_path])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('user "a" is in tenants "x" and "y"', r.stderr)
+
     def test_apikey_cli(self):
         r = run_cli(["tenant", "apikey", "--tenant", "acme"])
         self.assertEqual(r.returncode, 0, r.stderr)
