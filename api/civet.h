@@ -1,7 +1,7 @@
 // civetweb glue shared by the injection API and the admin API: start a
 // server on "ip:port" (optionally HTTPS with an SSL_CTX's certificate),
 // read a bounded body, answer JSON, stop promptly. Plain HTTP only: the
-// TLS of Debian 12's civetweb 1.15 is not usable (docs/API.md).
+// TLS of Debian 12's civetweb 1.15 is not usable (api/tls_proxy.h fronts it).
 #pragma once
 
 #include <memory>

@@ -5,6 +5,7 @@
 
 #include "api/civet.h"
 #include "api/inject.h"
+#include "api/tls_proxy.h"
 #include "common/escape.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
@@ -167,7 +168,7 @@ struct HttpApi::Handler : CivetHandler {
       t.helo = "http-api";
       t.client_ip = client_ip;
       t.hostname = d.hostname;
-      t.protocol = ri->is_ssl ? "HTTPS" : "HTTP";
+      t.protocol = d.config->http_api.tls ? "HTTPS" : "HTTP";
       t.auth_user = m.auth_user;
       t.queue_id = m.id.ToString();
       if (m.recipients.size() == 1) t.single_rcpt = m.recipients[0].address;
@@ -230,22 +231,30 @@ absl::StatusOr<std::unique_ptr<HttpApi>> HttpApi::Start(HttpApiDeps deps) {
   o.listen = a->deps_.config->http_api.listen;
   o.what = "http_api";
   o.threads = a->deps_.config->http_api.threads;
-  if (a->deps_.config->http_api.tls) {
-    // Debian 12's civetweb 1.15 (the HTTP server used here) resets or crashes
-    // on TLS connections with OpenSSL 3 (tried: its own certificate file and
-    // the init_ssl callback). Refused at start rather than served broken.
-    return absl::FailedPreconditionError(
-        "http_api.tls = true is not available in this build (civetweb's TLS is unusable with Debian 12's "
-        "OpenSSL 3); serve the API on loopback or a private address and terminate TLS in front of it "
-        "(docs/API.md)");
-  }
+  bool tls = a->deps_.config->http_api.tls;
+  if (tls && a->deps_.tls == nullptr) return absl::FailedPreconditionError("http_api.tls: no certificate loaded");
+  // With TLS, civetweb listens on a loopback port of its own and the TLS
+  // proxy (api/tls_proxy.h) serves http_api.listen: Debian 12's civetweb
+  // cannot serve TLS with OpenSSL 3 itself.
+  if (tls) o.listen = "127.0.0.1:0";
   auto s = StartCivet(o, &a->address_);
   if (!s.ok()) return s.status();
   a->server_ = std::move(*s);
   a->server_->addHandler("/api/", a->handler_.get());
+  if (tls) {
+    auto p = TlsProxy::Start(a->deps_.config->http_api.listen, a->deps_.tls, a->address_,
+                             a->deps_.config->http_api.threads);
+    if (!p.ok()) return p.status();
+    a->backend_ = a->address_;
+    a->address_ = (*p)->address();
+    a->proxy_ = std::move(*p);
+  }
   return a;
 }
 
-HttpApi::~HttpApi() { StopCivet(std::move(server_), address_); }
+HttpApi::~HttpApi() {
+  proxy_.reset();
+  StopCivet(std::move(server_), backend_.empty() ? address_ : backend_);
+}
 
 }  // namespace mxr::api

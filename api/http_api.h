@@ -1,6 +1,6 @@
 // The HTTP injection API (docs/API.md): POST /api/v1/messages on its own
 // listener (http_api.listen; HTTPS with the relay's certificate when
-// http_api.tls), keep-alive, on civetweb's worker threads (the library the
+// http_api.tls, through api/tls_proxy.h), keep-alive, on civetweb's worker threads (the library the
 // metrics endpoint already uses: Debian-packaged, keep-alive, OpenSSL).
 //
 // A request is authenticated by its tenant's API key (Authorization:
@@ -61,7 +61,9 @@ class HttpApi {
   ApiStats stats_;
   std::unique_ptr<Handler> handler_;
   std::unique_ptr<CivetServer> server_;
-  std::string address_;
+  std::unique_ptr<class TlsProxy> proxy_;  // http_api.tls: TLS in front of civetweb
+  std::string address_;                    // what clients connect to
+  std::string backend_;                    // civetweb's loopback address behind the proxy
 };
 
 }  // namespace mxr::api

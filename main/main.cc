@@ -326,7 +326,7 @@ int Run(const std::string& config_path) {
   WarnAmbiguous(**users);
 
   std::shared_ptr<relay::TlsContext> tls;
-  bool need_tls = false;
+  bool need_tls = cfg.http_api.enabled && cfg.http_api.tls;
   for (const auto& l : cfg.listeners) need_tls |= l.mode != ListenerMode::kPlain;
   if (need_tls) {
     auto t = relay::TlsContext::Create(cfg.tls, cfg.data_dir, hostname,
