@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -97,16 +98,20 @@ bool ReadBody(mg_connection* conn, size_t max, std::string* out, bool* too_big) 
     *too_big = true;
     return false;
   }
-  if (ri->content_length > 0) out->reserve(static_cast<size_t>(ri->content_length));
-  char buf[65536];
+  // Read straight into the string (civetweb's worker stacks are small: no
+  // big buffer on the stack).
+  size_t chunk = ri->content_length > 0 ? static_cast<size_t>(ri->content_length) + 1 : 65536;
   for (;;) {
-    int n = mg_read(conn, buf, sizeof buf);
+    size_t have = out->size();
+    out->resize(have + chunk);
+    int n = mg_read(conn, out->data() + have, chunk);
+    out->resize(have + static_cast<size_t>(std::max(n, 0)));
     if (n <= 0) break;
-    if (out->size() + static_cast<size_t>(n) > max) {
+    if (out->size() > max) {
       *too_big = true;
       return false;
     }
-    out->append(buf, static_cast<size_t>(n));
+    chunk = 65536;
   }
   return true;
 }
