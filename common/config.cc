@@ -555,6 +555,37 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(s.Finish());
   }
   MXR_RETURN_IF_ERROR(st);
+  if (const toml::table* t = r.SubTable("tenants", &st)) {
+    TableReader s(*t, "tenants.", source);
+    MXR_RETURN_IF_ERROR(s.Str("file", &c->tenants.file));
+    MXR_RETURN_IF_ERROR(s.Bool("allow_unassigned", &c->tenants.allow_unassigned));
+    MXR_RETURN_IF_ERROR(s.Finish());
+  }
+  MXR_RETURN_IF_ERROR(st);
+  for (const char* sect : {"http_api", "admin_api"}) {
+    const toml::table* t = r.SubTable(sect, &st);
+    MXR_RETURN_IF_ERROR(st);
+    if (t == nullptr) continue;
+    TableReader s(*t, Cat(sect, "."), source);
+    bool http = std::string_view(sect) == "http_api";
+    std::string* listen = http ? &c->http_api.listen : &c->admin_api.listen;
+    MXR_RETURN_IF_ERROR(s.Bool("enabled", http ? &c->http_api.enabled : &c->admin_api.enabled));
+    MXR_RETURN_IF_ERROR(s.Str("listen", listen));
+    if (http) {
+      MXR_RETURN_IF_ERROR(s.Bool("tls", &c->http_api.tls));
+      MXR_RETURN_IF_ERROR(s.Int("max_body", &c->http_api.max_body, 1024, int64_t{1} << 30));
+      MXR_RETURN_IF_ERROR(s.Int("max_recipients", &c->http_api.max_recipients, 1, 1000000));
+      MXR_RETURN_IF_ERROR(s.Int("threads", &c->http_api.threads, 1, 1024));
+    } else {
+      MXR_RETURN_IF_ERROR(s.Str("token_file", &c->admin_api.token_file));
+    }
+    if (auto hp = ParseHostPort(*listen); !hp.ok()) {
+      const toml::node* n = t->get("listen");
+      return absl::InvalidArgumentError(Cat(n ? Where(source, *n) : std::string(source), ": ", sect,
+                                            ".listen: ", hp.status().message()));
+    }
+    MXR_RETURN_IF_ERROR(s.Finish());
+  }
   if (const toml::table* t = r.SubTable("dkim", &st)) {
     MXR_RETURN_IF_ERROR(ParseDkim(*t, source, &c->dkim));
   }
@@ -602,6 +633,9 @@ std::string Config::SpoolPath() const {
 }
 std::string Config::UsersFile() const {
   return auth.users_file.empty() ? data_dir + "/users" : auth.users_file;
+}
+std::string Config::AdminTokenFile() const {
+  return admin_api.token_file.empty() ? data_dir + "/admin-token" : admin_api.token_file;
 }
 
 std::vector<Cidr> DefaultDenyNetworks() {

@@ -218,6 +218,30 @@ struct DkimConfig {
   std::vector<DkimRuleConfig> rules;  // tried in order; the first match signs
 };
 
+// Tenants, the HTTP injection API and the admin API (issue 18; tenants/,
+// api/, docs/CONFIG.md, docs/API.md).
+struct TenantsConfig {
+  std::string file;  // TOML tenants file; "" = no tenants (reloaded on SIGHUP)
+  // A user or key no tenant names: accepted without tenant limits (false:
+  // refused with 550 5.7.1 at MAIL / 401).
+  bool allow_unassigned = true;
+};
+
+struct HttpApiConfig {
+  bool enabled = false;
+  std::string listen = "127.0.0.1:8025";  // "ip:port"
+  bool tls = false;                       // HTTPS with the [tls] certificate
+  uint64_t max_body = 10ull << 20;        // request body bytes; more -> 413
+  int max_recipients = 10000;             // per request; more -> 413
+  int threads = 16;                       // HTTP worker threads
+};
+
+struct AdminApiConfig {
+  bool enabled = true;
+  std::string listen = "127.0.0.1:8026";  // loopback by default
+  std::string token_file;                 // "" = data_dir/admin-token (created 0600)
+};
+
 struct Config {
   // Name used in the greeting, Received: and Message-ID. Empty -> gethostname().
   std::string hostname;
@@ -245,10 +269,14 @@ struct Config {
   std::vector<RouteConfig> routes;
   MetricsConfig metrics;
   DkimConfig dkim;
+  TenantsConfig tenants;
+  HttpApiConfig http_api;
+  AdminApiConfig admin_api;
 
   // Resolved paths (data_dir applied).
   std::string SpoolPath() const;
   std::string UsersFile() const;
+  std::string AdminTokenFile() const;
 };
 
 // The embedded default configuration (used when no file is given).

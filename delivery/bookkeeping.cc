@@ -43,14 +43,18 @@ void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d) {
   bool counted = !(o.not_attempted && d.outcome == Outcome::kDeferred);
   e.attempt = m.meta.recipients[d.rcpt].attempts + (counted ? 0 : 1);
   e.queue_seconds = static_cast<double>(e.time_us - m.meta.received_us) / 1e6;
+  e.tenant = m.meta.tenant;
+  e.campaign = m.meta.campaign;
   // The operator's log: with event=queued (ingress) and event=rescheduled
   // below, `grep <queue id>` tells the message's story.
   spdlog::info("{} id={} rcpt=<{}> site={} mx={} ip={} tls={} code={} enhanced={} reply=\"{}\" attempt={}{} "
-               "queue_s={:.1f}",
+               "queue_s={:.1f}{}{}",
                LogEvent(d.outcome), e.queue_id, LogEscape(e.recipient), e.site.empty() ? "-" : e.site,
                e.mx_host.empty() ? "-" : e.mx_host, e.ip.empty() ? "-" : e.ip, e.tls.empty() ? "no" : e.tls, e.code,
                e.enhanced.empty() ? "-" : e.enhanced, LogEscape(e.response), e.attempt,
-               o.not_attempted ? " held=1" : "", e.queue_seconds);
+               o.not_attempted ? " held=1" : "", e.queue_seconds,
+               e.tenant.empty() ? "" : Cat(" tenant=", LogEscape(e.tenant)),
+               e.campaign.empty() ? "" : Cat(" campaign=", LogEscape(e.campaign)));
   deps_.event_log->Write(e);
 }
 

@@ -101,3 +101,22 @@ void DeliveryEngine::ReopenEventLog() {
 }
 
 }  // namespace mxr::delivery
+
+namespace mxr::delivery {
+
+void DeliveryEngine::Admin(std::vector<queue::QueueId> ids, AdminAction action, std::function<void(size_t)> done) {
+  if (!running_.load()) return;
+  EngineImpl* impl = impl_.get();
+  impl->loop()->Post([impl, ids = std::move(ids), action, done = std::move(done)]() mutable {
+    size_t n = impl->AdminApply(ids, action);
+    if (done) done(n);
+  });
+}
+
+void DeliveryEngine::DomainSites(std::function<void(std::unordered_map<std::string, std::string>)> done) {
+  if (!running_.load()) return;
+  EngineImpl* impl = impl_.get();
+  impl->loop()->Post([impl, done = std::move(done)] { done(impl->domain_sites()); });
+}
+
+}  // namespace mxr::delivery

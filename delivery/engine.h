@@ -23,11 +23,14 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <functional>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "delivery/holds.h"
 #include "delivery/stats.h"
 #include "queue/spool.h"
 
@@ -43,7 +46,13 @@ class DeliveryEngine {
     queue::Spool* spool = nullptr;
     const Clock* clock = nullptr;
     queue::QueueIdGenerator* ids = nullptr;
+    const Holds* holds = nullptr;  // admin suspensions and holds (may be null)
   };
+  // Admin actions on messages (api/admin_api.h walks the spool and hands
+  // them over in batches): made due at once; delete / bounce are applied
+  // when the message is next activated (a message in a transaction now
+  // finishes it first), with the record loaded afresh.
+  enum class AdminAction { kRetry, kBounce, kDelete };
   explicit DeliveryEngine(Deps deps);
   ~DeliveryEngine();
 
@@ -71,6 +80,12 @@ class DeliveryEngine {
   // limit) at its next transaction. Thread-safe.
   void SetRoutes(std::vector<RouteConfig> routes);
   const DeliveryStats& stats() const { return stats_; }
+  // Thread-safe; `done(taken)` runs on the delivery thread. Without a
+  // running engine `done` is never called (callers wait with a timeout).
+  void Admin(std::vector<queue::QueueId> ids, AdminAction action, std::function<void(size_t)> done);
+  // The site (its name, as in logs and metrics) of each domain routed
+  // recently; `done` runs on the delivery thread.
+  void DomainSites(std::function<void(std::unordered_map<std::string, std::string>)> done);
 
  private:
   Deps deps_;

@@ -122,6 +122,7 @@ void EngineImpl::Activate(const queue::QueueId& id) {
     loop->Post([this, id, meta = std::move(meta)]() mutable {
       loading_--;
       if (!meta.ok()) {
+        admin_pending_.erase(id);  // gone already (delivered, or deleted)
         if (meta.status().code() != absl::StatusCode::kNotFound) {
           spdlog::error("event=load_failed id={} error=\"{}\"", id.ToString(), LogEscape(meta.status().ToString()));
         }
@@ -144,6 +145,7 @@ void EngineImpl::StartMessage(std::unique_ptr<ActiveMessage> m) {
   stats_->messages_active = static_cast<int64_t>(active_.size());
   msg->outcomes.assign(msg->meta.recipients.size(), RcptOutcome{});
   MakeJobs(msg, cfg_.max_recipients_per_transaction);
+  if ((!admin_pending_.empty() || deps_.holds != nullptr) && AdminFirst(msg)) return;
   if (msg->jobs.empty() ||
       (Expired(cfg_, msg->meta.received_us, deps_.clock->NowMicros()) && msg->meta.attempts > 0)) {
     // Nothing pending, or too old: no further attempt (pending recipients expire).
@@ -151,7 +153,81 @@ void EngineImpl::StartMessage(std::unique_ptr<ActiveMessage> m) {
     msg->pending_jobs = 0;
     return bookkeeping_->Finish(msg);
   }
-  for (size_t i = 0; i < msg->jobs.size(); ++i) Route(msg->jobs[i].get());
+  size_t n = msg->jobs.size();
+  for (size_t i = 0; i < n; ++i) {
+    Job* j = msg->jobs[i].get();
+    if (!j->done) Route(j);  // (an admin hold on its domain finished it already)
+  }
+}
+
+// ---------------------------------------------------------- admin actions
+
+size_t EngineImpl::AdminApply(const std::vector<queue::QueueId>& ids, DeliveryEngine::AdminAction action) {
+  int64_t now = deps_.clock->NowMicros();
+  size_t n = 0;
+  for (const auto& id : ids) {
+    if (action != DeliveryEngine::AdminAction::kRetry) admin_pending_[id] = action;
+    n++;
+    if (active_.count(id)) continue;  // in a round now: AfterRecord makes it due again
+    scheduled_.Remove(id);
+    scheduled_.Add(now, id);
+  }
+  stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
+  PumpSchedule();
+  return n;
+}
+
+bool EngineImpl::AdminFirst(ActiveMessage* msg) {
+  const queue::QueueId id = msg->meta.id;
+  auto it = admin_pending_.find(id);
+  if (it != admin_pending_.end()) {
+    DeliveryEngine::AdminAction a = it->second;
+    admin_pending_.erase(it);
+    if (a == DeliveryEngine::AdminAction::kDelete) {
+      spdlog::info("event=admin_deleted id={} sender=<{}> pending={} tenant={} campaign={}", id.ToString(),
+                   LogEscape(msg->meta.sender), msg->meta.PendingRecipients(),
+                   msg->meta.tenant.empty() ? "-" : LogEscape(msg->meta.tenant),
+                   msg->meta.campaign.empty() ? "-" : LogEscape(msg->meta.campaign));
+      deps_.spool->DeleteAsync(msg->meta);
+      deps_.spool->FlushAsync();
+      for (auto& j : msg->jobs) j->done = true;
+      msg->pending_jobs = 0;
+      active_.erase(id);  // frees msg
+      stats_->messages_active = static_cast<int64_t>(active_.size());
+      PumpSchedule();
+      return true;
+    }
+    if (a == DeliveryEngine::AdminAction::kBounce && !msg->jobs.empty()) {
+      // Every pending recipient fails now: the DSN goes out like any bounce.
+      size_t n = msg->jobs.size();
+      for (size_t i = 0; i < n; ++i) {
+        FailJob(msg->jobs[i].get(), 550, "5.3.0", "Message bounced by the relay's administrator");
+      }
+      return true;
+    }
+  }
+  if (deps_.holds == nullptr || msg->jobs.empty()) return false;
+  int64_t now = deps_.clock->NowMicros();
+  if (auto h = deps_.holds->ForMessage(msg->meta, now)) {
+    std::string text = Cat("Delivery suspended by the administrator (", HoldKindName(h->rule.kind), " ",
+                           h->rule.value, ")");
+    size_t n = msg->jobs.size();
+    for (size_t i = 0; i < n; ++i) HoldJob(msg->jobs[i].get(), h->until_us, text, /*record_reply=*/false);
+    return true;
+  }
+  // Jobs of a suspended domain are held here; the others are routed.
+  std::vector<std::pair<Job*, Holds::Match>> held;
+  for (auto& j : msg->jobs) {
+    if (auto h = deps_.holds->ForDomain(j->domain, now)) held.emplace_back(j.get(), *h);
+  }
+  if (held.empty()) return false;
+  bool all = held.size() == msg->jobs.size();
+  if (all) {
+    for (auto& [j, h] : held) HoldJob(j, h.until_us, Cat("Delivery to ", j->domain, " suspended by the administrator"), false);
+    return true;
+  }
+  for (auto& [j, h] : held) HoldJob(j, h.until_us, Cat("Delivery to ", j->domain, " suspended by the administrator"), false);
+  return false;  // the rest is routed (held jobs are done)
 }
 
 // --------------------------------------------------------------- routing
@@ -187,6 +263,13 @@ void EngineImpl::JobToSite(Job* j, const std::vector<std::string>& hosts, const 
   s->hosts = hosts;  // latest order (shuffled within preference)
   j->site = s;
   if (Draining()) return HoldForRestart(j);
+  if (domain_site_.size() > 100'000) domain_site_.clear();
+  domain_site_[j->domain] = s->name();
+  if (deps_.holds != nullptr) {
+    if (auto h = deps_.holds->ForSite(s->name(), deps_.clock->NowMicros())) {
+      return HoldJob(j, h->until_us, Cat("Delivery to site ", s->name(), " suspended by the administrator"), false);
+    }
+  }
   if (s->window.dead_until_ms > loop_->now_ms()) {
     std::string text = Cat("Destination ", s->name(), " backed off after connection failures");
     if (s->last_error.code) text += Cat("; last error: ", s->last_error.ToString());
@@ -243,6 +326,8 @@ void EngineImpl::AfterRecord(ActiveMessage* m, const NextStep& step) {
   int64_t next = m->meta.next_attempt_us;
   active_.erase(id);  // frees m
   stats_->messages_active = static_cast<int64_t>(active_.size());
+  if (!step.done && admin_pending_.count(id)) next = deps_.clock->NowMicros();  // its admin action next
+  if (step.done) admin_pending_.erase(id);
   if (!step.done) scheduled_.Add(next, id);
   stats_->messages_scheduled = static_cast<int64_t>(scheduled_.size());
   if (Draining()) return CheckDrained();

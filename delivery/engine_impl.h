@@ -63,6 +63,9 @@ class EngineImpl final : public ConnectionOwner {
     if (!st.ok()) spdlog::error("event=event_log_reopen_failed error=\"{}\"", st);
   }
   void SetRoutes(std::vector<RouteConfig> routes);
+  // Admin actions (engine.h); how many of `ids` were taken.
+  size_t AdminApply(const std::vector<queue::QueueId>& ids, DeliveryEngine::AdminAction action);
+  const std::unordered_map<std::string, std::string>& domain_sites() const { return domain_site_; }
   void BeginDrain(int64_t deadline_ms);
   void CloseAll();
   void StopIo() {
@@ -91,6 +94,9 @@ class EngineImpl final : public ConnectionOwner {
   void PumpSchedule();
   void Activate(const queue::QueueId& id);
   void StartMessage(std::unique_ptr<ActiveMessage> m);
+  // Admin delete/bounce pending for the message, or an admin hold on it or
+  // its domains: applied here; true when the message needs nothing else.
+  bool AdminFirst(ActiveMessage* msg);
   void Route(Job* j);
   void JobToSite(Job* j, const std::vector<std::string>& hosts, const SiteSettings& settings,
                  const std::string& route_domain);
@@ -135,6 +141,9 @@ class EngineImpl final : public ConnectionOwner {
   int64_t last_site_gc_ms_ = 0;
   int64_t last_relabel_ms_ = 0;
   std::shared_ptr<const std::vector<RouteConfig>> routes_;
+  // Admin actions waiting for the message's next activation (engine.h).
+  std::unordered_map<queue::QueueId, DeliveryEngine::AdminAction, QueueIdHash> admin_pending_;
+  std::unordered_map<std::string, std::string> domain_site_;  // domain -> site name (bounded)
 
   // Oldest-message gauge: the spool's smallest id, asked on the spool I/O
   // thread once a second from the previous answer (delivery/oldest_tracker.h).

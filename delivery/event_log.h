@@ -26,6 +26,8 @@ struct DeliveryEvent {
   std::string response;
   uint32_t attempt = 0;
   double queue_seconds = 0;
+  std::string tenant;    // "" = none (the field is left out)
+  std::string campaign;  // "" = none (the field is left out)
 };
 
 std::string EventToJson(const DeliveryEvent& e);

@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <queue>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -36,6 +37,9 @@ class ScheduledQueue {
   bool Add(int64_t when_us, const queue::QueueId& id);
   // The earliest id due at or before `now_us`, removed; nullopt if none is due.
   std::optional<queue::QueueId> PopDue(int64_t now_us);
+  // Takes `id` out (false if it was not scheduled): an admin action makes it
+  // due at once (Remove + Add). Its heap entry is dropped lazily.
+  bool Remove(const queue::QueueId& id);
   bool Contains(const queue::QueueId& id) const { return ids_.count(id) > 0; }
   size_t size() const { return ids_.size(); }
   bool empty() const { return ids_.empty(); }
@@ -52,8 +56,10 @@ class ScheduledQueue {
   void Advance(int64_t now_us);
 
   using Entry = std::pair<int64_t, queue::QueueId>;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
-  std::unordered_set<queue::QueueId, QueueIdHash> ids_;  // exactly the ids in heap_
+  // Entries whose id is not in ids_ with the same time were removed (lazy).
+  void DropStale() const;
+  mutable std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
+  std::unordered_map<queue::QueueId, int64_t, QueueIdHash> ids_;  // the live entries of heap_, id -> time
   // Entries in seconds after boundary_s_, by second (see Waiting()).
   std::map<int64_t, size_t> future_;
   size_t future_count_ = 0;

@@ -24,6 +24,24 @@ TEST(ScheduledQueue, PopsDueEntriesEarliestFirstAndNothingEarly) {
   EXPECT_FALSE(q.NextDue().has_value());
 }
 
+TEST(ScheduledQueue, RemoveThenAddMovesAnEntry) {
+  ScheduledQueue q;
+  q.Add(5'000'000'000, Id(1));
+  q.Add(6'000'000'000, Id(2));
+  EXPECT_EQ(q.Waiting(1'000'000), 2u);
+  EXPECT_TRUE(q.Remove(Id(1)));
+  EXPECT_FALSE(q.Remove(Id(1)));
+  EXPECT_EQ(q.Waiting(1'000'000), 1u);
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_TRUE(q.Add(1'000'000, Id(1)));  // due now
+  EXPECT_EQ(q.NextDue(), 1'000'000);
+  EXPECT_EQ(q.PopDue(1'000'000), Id(1));
+  EXPECT_FALSE(q.PopDue(5'500'000'000).has_value());  // its old entry is gone
+  EXPECT_EQ(q.PopDue(6'000'000'000), Id(2));
+  EXPECT_TRUE(q.empty());
+  EXPECT_FALSE(q.NextDue().has_value());
+}
+
 TEST(ScheduledQueue, AnIdIsScheduledOnceUntilPopped) {
   ScheduledQueue q;
   EXPECT_TRUE(q.Add(100, Id(1, 7)));

@@ -7,6 +7,9 @@
 //   mxrelay hash-password               read a password on stdin, print a yescrypt hash
 //   mxrelay check-config -c FILE        validate a config file and exit
 //   mxrelay dkim keygen|check|sign      DKIM keys (main/dkim_cli.h)
+//   mxrelay queue summary --by X | inspect | suspend | resume | bounce | delete | retry | hold | release
+//                                       actions through the admin API (main/admin_cli.h)
+//   mxrelay tenant apikey               mint an API key for the tenants file
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -20,12 +23,16 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "nlohmann/json.hpp"
+#include "api/admin_api.h"
+#include "api/http_api.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "delivery/engine.h"
 #include "dkim/policy.h"
 #include "dkim/signing_spool.h"
+#include "main/admin_cli.h"
 #include "main/admin_socket.h"
 #include "main/dkim_cli.h"
 #include "main/privileges.h"
@@ -36,6 +43,7 @@
 #include "relay/server.h"
 #include "relay/tls.h"
 #include "relay/users.h"
+#include "tenants/tenants.h"
 #include "spdlog/spdlog.h"
 
 namespace mxr {
@@ -160,11 +168,30 @@ void ReloadDkim(const Config& next, dkim::SigningService* signer) {
                warnings.size());
 }
 
+// Start and SIGHUP: the tenants file (tenants/tenants.h). A file that does
+// not load keeps the previous tenants (at start: the relay does not start).
+absl::Status ReloadTenants(const Config& next, tenants::Gate* gate) {
+  gate->set_allow_unassigned(next.tenants.allow_unassigned);
+  if (next.tenants.file.empty()) {
+    gate->SetDirectory(nullptr);
+    return absl::OkStatus();
+  }
+  auto d = tenants::Directory::Load(next.tenants.file);
+  if (!d.ok()) {
+    spdlog::error("event=tenants_reload_failed error=\"{}\" action=\"kept the previous tenants\"", d.status().message());
+    return d.status();
+  }
+  gate->SetDirectory(*d);
+  spdlog::info("event=tenants_loaded path={} tenants={} api_keys={}", next.tenants.file, (*d)->tenants().size(),
+               (*d)->key_count());
+  return absl::OkStatus();
+}
+
 // SIGHUP: users, certificate and routes from the (re-read) configuration;
 // anything else that changed needs a restart. Open sessions are untouched.
 void Reload(const std::string& config_path, const Config& cfg, const std::string& hostname,
             relay::Authenticator* auth, relay::IngressServer* server, delivery::DeliveryEngine* engine,
-            dkim::SigningService* signer) {
+            dkim::SigningService* signer, tenants::Gate* gate) {
   Config next = cfg;
   if (!config_path.empty()) {
     auto c = LoadConfigFile(config_path);
@@ -203,6 +230,7 @@ void Reload(const std::string& config_path, const Config& cfg, const std::string
     engine->ReopenEventLog();
   }
   ReloadDkim(next, signer);
+  (void)ReloadTenants(next, gate);  // logged; the previous tenants stay
 }
 
 // An existing directory readable by others (created by a version that used
@@ -298,7 +326,7 @@ int Run(const std::string& config_path) {
   WarnAmbiguous(**users);
 
   std::shared_ptr<relay::TlsContext> tls;
-  bool need_tls = false;
+  bool need_tls = cfg.http_api.enabled && cfg.http_api.tls;
   for (const auto& l : cfg.listeners) need_tls |= l.mode != ListenerMode::kPlain;
   if (need_tls) {
     auto t = relay::TlsContext::Create(cfg.tls, cfg.data_dir, hostname,
@@ -347,6 +375,19 @@ int Run(const std::string& config_path) {
   }
 
   queue::QueueIdGenerator ids(clock);
+  // Tenants (sender domains, rates, quotas, pools) and the admin holds
+  // (suspensions that survive a restart: data_dir/holds).
+  tenants::Gate tenant_gate(&clock, cfg.tenants.allow_unassigned);
+  if (auto st = ReloadTenants(cfg, &tenant_gate); !st.ok()) {
+    spdlog::critical("event=startup_failed error=\"{}\"", st.message());
+    return 1;
+  }
+  delivery::Holds holds(cfg.data_dir + "/holds");
+  if (auto st = holds.Load(clock.NowMicros()); !st.ok()) {
+    spdlog::critical("event=startup_failed error=\"{}\"", st.message());
+    return 1;
+  }
+  if (!holds.empty()) spdlog::info("event=holds_loaded suspensions={}", holds.List(clock.NowMicros()).size());
   std::unique_ptr<delivery::DeliveryEngine> engine;
   if (cfg.delivery.enabled) {
     delivery::DeliveryEngine::Deps dd;
@@ -355,6 +396,7 @@ int Run(const std::string& config_path) {
     dd.spool = &dsn_spool;  // its DSNs are signed like any message (never deferred)
     dd.clock = &clock;
     dd.ids = &ids;
+    dd.holds = &holds;
     engine = std::make_unique<delivery::DeliveryEngine>(dd);
     delivery::DeliveryEngine* e = engine.get();
     spool->SetCommitListener([e](queue::NewMessage& m) { e->Enqueue(m); });
@@ -380,11 +422,58 @@ int Run(const std::string& config_path) {
   deps.auth = auth.get();
   deps.tls = tls;
   deps.trace = &trace_hub;
+  deps.tenants = &tenant_gate;
   auto server = std::make_unique<relay::IngressServer>(deps);
   if (auto st = server->Start(); !st.ok()) {
     spdlog::critical("event=startup_failed error=\"{}\"", st.message());
     server.reset();
     return 1;
+  }
+  // The HTTP injection API and the admin API (api/).
+  std::unique_ptr<api::HttpApi> http_api;
+  if (cfg.http_api.enabled) {
+    api::HttpApiDeps hd;
+    hd.config = &cfg;
+    hd.hostname = hostname;
+    hd.spool = &ingress_spool;  // DKIM, then the same group commit as SMTP
+    hd.ids = &ids;
+    hd.clock = &clock;
+    hd.gate = &tenant_gate;
+    hd.tls = tls ? tls->get() : nullptr;
+    auto h = api::HttpApi::Start(hd);
+    if (!h.ok()) {
+      spdlog::critical("event=startup_failed error=\"{}\"", h.status().message());
+      server->Shutdown(0);
+      if (engine) engine->Stop();
+      return 1;
+    }
+    http_api = std::move(*h);
+    spdlog::info("event=http_api_listening address={} tls={}", http_api->address(), cfg.http_api.tls);
+  }
+  std::unique_ptr<api::AdminApi> admin_api;
+  if (cfg.admin_api.enabled) {
+    auto token = api::LoadOrCreateToken(cfg.AdminTokenFile());
+    absl::StatusOr<std::unique_ptr<api::AdminApi>> ad = absl::UnknownError("");
+    if (!token.ok()) {
+      ad = token.status();
+    } else {
+      api::AdminDeps ad_deps;
+      ad_deps.config = &cfg;
+      ad_deps.spool = spool.get();
+      ad_deps.engine = engine.get();
+      ad_deps.holds = &holds;
+      ad_deps.clock = &clock;
+      ad_deps.token = *token;
+      ad = api::AdminApi::Start(ad_deps);
+    }
+    if (!ad.ok()) {
+      spdlog::critical("event=startup_failed error=\"{}\"", ad.status().message());
+      server->Shutdown(0);
+      if (engine) engine->Stop();
+      return 1;
+    }
+    admin_api = std::move(*ad);
+    spdlog::info("event=admin_api_listening address={} token_file={}", admin_api->address(), cfg.AdminTokenFile());
   }
   std::atomic<bool> draining{false};
   std::unique_ptr<metrics::MetricsServer> metrics_server;
@@ -395,6 +484,9 @@ int Run(const std::string& config_path) {
     src.spool = spool.get();
     src.delivery = engine ? &engine->stats() : nullptr;
     src.dkim = &dkim_stats;
+    src.tenants = &tenant_gate.stats();
+    src.http_api = http_api ? &http_api->stats() : nullptr;
+    src.admin = admin_api ? &admin_api->stats() : nullptr;
     src.version = kVersion;
     queue::RocksSpool* sp = spool.get();
     src.not_ready = [sp, &draining]() -> std::string {
@@ -429,7 +521,7 @@ int Run(const std::string& config_path) {
     int sig = 0;
     if (sigwait(&sigs, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      Reload(config_path, cfg, hostname, auth.get(), server.get(), engine.get(), signer.get());
+      Reload(config_path, cfg, hostname, auth.get(), server.get(), engine.get(), signer.get(), &tenant_gate);
       continue;
     }
     spdlog::info("event=shutdown_begin signal={}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -442,6 +534,8 @@ int Run(const std::string& config_path) {
   // timeout allows.
   if (engine) engine->BeginStop();
   server->Shutdown(30'000);
+  http_api.reset();   // requests in flight get their answers (commits) first: before the spool
+  admin_api.reset();  // before the engine: actions hand messages to it
   metrics_server.reset();  // reads the spool and the engine: stop it first
   if (engine) engine->Stop();  // before the spool: it reads and writes it
   signer.reset();  // signs and commits what it still holds: before the spool
@@ -493,6 +587,44 @@ int main(int argc, char** argv) {
   auto* qw = q->add_subcommand("show", "One message: recipients, last replies, next attempt, history");
   qw->add_option("id", show_id, "Queue id (from \"queued as ...\" or the log)")->required();
   qw->add_flag("--json", show_json, "One JSON object");
+  // Actions through the running relay's admin API (main/admin_cli.h).
+  std::string by, act_id, q_domain, q_site, q_tenant, q_campaign, q_pool, q_sender, q_duration, tenant_name;
+  bool q_all = false, act_json = false;
+  qs->add_option("--by", by, "Group by domain, site, tenant, campaign or pool (asks the running relay)");
+  qs->add_flag("--json", act_json, "The admin API's JSON");
+  auto* qi = q->add_subcommand("inspect", "One message through the running relay: envelope, headers, attempts, hold");
+  qi->add_option("id", act_id, "Queue id")->required();
+  auto* qsusp = q->add_subcommand("suspend", "Suspend delivery by domain, site, tenant or campaign (kept across restarts)");
+  auto* qres = q->add_subcommand("resume", "Resume delivery suspended by domain, site, tenant or campaign");
+  auto* qb = q->add_subcommand("bounce", "Bounce matching messages (a DSN goes to each sender)");
+  auto* qd = q->add_subcommand("delete", "Delete matching messages (no DSN)");
+  auto* qr = q->add_subcommand("retry", "Retry matching messages now");
+  auto* qh = q->add_subcommand("hold", "Hold one message (no delivery until released)");
+  auto* qrel = q->add_subcommand("release", "Release a held message (retried at once)");
+  auto* qsl = q->add_subcommand("suspensions", "List suspensions and holds");
+  for (CLI::App* sub : {qh, qrel}) sub->add_option("id", act_id, "Queue id")->required();
+  for (CLI::App* sub : {qsusp, qres, qb, qd, qr}) {
+    sub->add_option("--domain", q_domain, "Recipient domain");
+    sub->add_option("--site", q_site, "Destination site (as in logs: site=...)");
+    sub->add_option("--tenant", q_tenant, "Tenant");
+    sub->add_option("--campaign", q_campaign, "Campaign id");
+  }
+  for (CLI::App* sub : {qb, qd, qr}) {
+    sub->add_option("--id", act_id, "Queue id");
+    sub->add_option("--pool", q_pool, "Egress pool");
+    sub->add_option("--sender", q_sender, "Envelope sender");
+    sub->add_flag("--all", q_all, "Every message in the queue");
+  }
+  qsusp->add_option("--duration", q_duration, "For this long (90s, 15m, 2h, 1d); default until resumed");
+  for (CLI::App* sub : {qi, qsusp, qres, qb, qd, qr, qh, qrel, qsl}) {
+    sub->add_option("-c,--config", config, "TOML configuration file");
+    if (sub != qi) sub->add_flag("--json", act_json, "The admin API's JSON");
+  }
+  qi->add_flag("--json", act_json, "JSON (the default is also JSON, indented)");
+  auto* ten = app.add_subcommand("tenant", "Tenants");
+  ten->require_subcommand(1);
+  auto* tak = ten->add_subcommand("apikey", "Mint an API key: prints the key and its hash for the tenants file");
+  tak->add_option("--tenant", tenant_name, "The tenant it is for (only printed)");
   auto* hp = app.add_subcommand("hash-password", "Read a password on stdin, print a yescrypt hash");
   std::string trace_ip, trace_user;
   int trace_seconds = 0;
@@ -532,6 +664,36 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*hp) return mxr::HashPasswordCmd();
+  if (*tak) return mxr::TenantApiKey(tenant_name);
+  bool admin_cmd = (*qs && !by.empty()) || *qi || *qsusp || *qres || *qb || *qd || *qr || *qh || *qrel || *qsl;
+  if (admin_cmd) {
+    auto cfg = mxr::LoadConfig(config);
+    if (!cfg.ok()) {
+      fmt::print(stderr, "mxrelay: config error: {}\n", cfg.status().message());
+      return 2;
+    }
+    if (*qs) return mxr::AdminCall(*cfg, "GET", "/api/v1/queue/summary?by=" + by, "", act_json);
+    if (*qi) return mxr::AdminCall(*cfg, "GET", "/api/v1/queue/messages/" + act_id, "", act_json);
+    if (*qsl) return mxr::AdminCall(*cfg, "GET", "/api/v1/queue/suspensions", "", act_json);
+    if (*qh || *qrel) {
+      return mxr::AdminCall(*cfg, "POST", "/api/v1/queue/messages/" + act_id + (*qh ? "/hold" : "/release"), "", act_json);
+    }
+    nlohmann::json body = nlohmann::json::object();
+    auto put = [&](const char* k, const std::string& v) {
+      if (!v.empty()) body[k] = v;
+    };
+    put("id", act_id);
+    put("domain", q_domain);
+    put("site", q_site);
+    put("tenant", q_tenant);
+    put("campaign", q_campaign);
+    put("pool", q_pool);
+    put("sender", q_sender);
+    put("duration", q_duration);
+    if (q_all) body["all"] = true;
+    const char* verb = *qsusp ? "suspend" : *qres ? "resume" : *qb ? "bounce" : *qd ? "delete" : "retry";
+    return mxr::AdminCall(*cfg, "POST", mxr::Cat("/api/v1/queue/", verb), body.dump(), act_json);
+  }
   if (*tr) {
     if (trace_ip.empty() && trace_user.empty()) {
       fmt::print(stderr, "mxrelay trace: give --ip ADDR and/or --user NAME\n");
@@ -568,8 +730,19 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "mxrelay: config error: {}\n", dkim_policy.status().message());
         return 2;
       }
-      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules)\n", config.empty() ? "<embedded defaults>" : config,
-                 cfg->listeners.size(), cfg->SpoolPath(), cfg->dkim.rules.size());
+      // The tenants file as the relay would load it at start.
+      size_t ntenants = 0;
+      if (!cfg->tenants.file.empty()) {
+        auto t = mxr::tenants::Directory::Load(cfg->tenants.file);
+        if (!t.ok()) {
+          fmt::print(stderr, "mxrelay: config error: {}\n", t.status().message());
+          return 2;
+        }
+        ntenants = (*t)->tenants().size();
+      }
+      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules, {} tenants)\n",
+                 config.empty() ? "<embedded defaults>" : config, cfg->listeners.size(), cfg->SpoolPath(),
+                 cfg->dkim.rules.size(), ntenants);
       return 0;
     }
     if (*ql) return mxr::QueueList(*cfg, limit, json);

@@ -77,6 +77,7 @@ std::string MetaJson(const queue::MessageMeta& m, int64_t now) {
              IsoTimeUtc(m.next_attempt_us), "\",\"next_attempt_in_seconds\":",
              std::max<int64_t>(0, (m.next_attempt_us - now) / 1'000'000), ",\"sender\":", Json(m.sender),
              ",\"auth_user\":", Json(m.auth_user), ",\"client_ip\":", Json(m.client_ip),
+             ",\"tenant\":", Json(m.tenant), ",\"campaign\":", Json(m.campaign), ",\"pool\":", Json(m.pool),
              ",\"pending_recipients\":", m.PendingRecipients(), ",\"recipients\":[", rcpts, "]}");
 }
 

@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "CivetServer.h"
+#include "api/admin_api.h"
+#include "api/http_api.h"
 #include "common/net.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -222,6 +224,47 @@ void RenderDelivery(const Sources& src, Families& f) {
   }
 }
 
+// Tenants, the HTTP injection API and the admin API (issue 18).
+void RenderControlPlane(const Sources& src, Families& f) {
+  if (src.tenants != nullptr) {
+    const tenants::GateStats& t = *src.tenants;
+    auto& r = f.Family("mxrelay_tenant_refusals_total",
+                       "Messages or recipients refused by a tenant rule (SMTP and HTTP API), by rule.",
+                       MetricType::Counter);
+    Families::AddCounter(r, Load(t.refused_sender), {{"rule", "sender_domains"}});
+    Families::AddCounter(r, Load(t.refused_from_header), {{"rule", "from_header"}});
+    Families::AddCounter(r, Load(t.refused_rate), {{"rule", "rate"}});
+    Families::AddCounter(r, Load(t.refused_quota), {{"rule", "daily_quota"}});
+    Families::AddCounter(r, Load(t.refused_recipients), {{"rule", "max_recipients"}});
+    Families::AddCounter(r, Load(t.refused_unassigned), {{"rule", "unassigned"}});
+  }
+  if (src.http_api != nullptr) {
+    const api::ApiStats& a = *src.http_api;
+    auto& r = f.Family("mxrelay_http_api_requests_total", "HTTP injection API requests, by result.", MetricType::Counter);
+    Families::AddCounter(r, Load(a.requests_ok), {{"result", "ok"}});
+    Families::AddCounter(r, Load(a.requests_bad), {{"result", "bad_request"}});
+    Families::AddCounter(r, Load(a.requests_unauthorized), {{"result", "unauthorized"}});
+    Families::AddCounter(r, Load(a.requests_refused), {{"result", "refused"}});
+    Families::AddCounter(r, Load(a.requests_failed), {{"result", "failed"}});
+    f.Counter("mxrelay_http_api_messages_total", "Messages queued through the HTTP API.", Load(a.messages));
+    f.Counter("mxrelay_http_api_recipients_total", "Recipients queued through the HTTP API.", Load(a.recipients));
+  }
+  if (src.admin != nullptr) {
+    const api::AdminStats& a = *src.admin;
+    auto& r = f.Family("mxrelay_admin_actions_total", "Admin API actions, by action.", MetricType::Counter);
+    Families::AddCounter(r, Load(a.suspend), {{"action", "suspend"}});
+    Families::AddCounter(r, Load(a.resume), {{"action", "resume"}});
+    Families::AddCounter(r, Load(a.bounce), {{"action", "bounce"}});
+    Families::AddCounter(r, Load(a.del), {{"action", "delete"}});
+    Families::AddCounter(r, Load(a.retry), {{"action", "retry"}});
+    Families::AddCounter(r, Load(a.hold), {{"action", "hold"}});
+    Families::AddCounter(r, Load(a.release), {{"action", "release"}});
+    f.Counter("mxrelay_admin_messages_touched_total", "Messages the admin actions touched.", Load(a.messages_touched));
+    f.Counter("mxrelay_admin_unauthorized_total", "Admin API requests refused for a missing or wrong token.",
+              Load(a.unauthorized));
+  }
+}
+
 void RenderDkim(const Sources& src, Families& f) {
   const dkim::DkimStats& s = *src.dkim;
   auto& sig = f.Family("mxrelay_dkim_signatures_total",
@@ -306,6 +349,7 @@ std::string Render(const Sources& src) {
   if (src.spool != nullptr) RenderSpool(src, f);
   if (src.delivery != nullptr) RenderDelivery(src, f);
   if (src.dkim != nullptr) RenderDkim(src, f);
+  RenderControlPlane(src, f);
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, f.Take());
   return out.str();

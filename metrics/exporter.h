@@ -21,6 +21,12 @@
 #include "dkim/stats.h"
 #include "queue/spool.h"
 #include "relay/stats.h"
+#include "tenants/tenants.h"
+
+namespace mxr::api {
+struct ApiStats;
+struct AdminStats;
+}  // namespace mxr::api
 
 class CivetServer;
 
@@ -32,6 +38,9 @@ struct Sources {
   const queue::Spool* spool = nullptr;              // may be null
   const delivery::DeliveryStats* delivery = nullptr;  // null when delivery is off
   const dkim::DkimStats* dkim = nullptr;              // may be null
+  const tenants::GateStats* tenants = nullptr;        // may be null
+  const api::ApiStats* http_api = nullptr;            // null when http_api is off
+  const api::AdminStats* admin = nullptr;             // null when admin_api is off
   // Why the relay is not ready ("" = ready). Called from HTTP threads.
   std::function<std::string()> not_ready;
   std::string version;

@@ -652,7 +652,7 @@ void Worker::Main(std::promise<absl::Status>* started) {
     slot->w = this;
     slot->cfg = &lc;
     slot->env = SessionEnv{&cfg, &lc, srv_->deps_.hostname, srv_->deps_.ids, srv_->deps_.clock,
-                           &srv_->stats_, srv_->deps_.trace};
+                           &srv_->stats_, srv_->deps_.trace, srv_->deps_.tenants};
     slot->index = listeners_.size();
     slot->fn = [](IoOp* op, const io_uring_cqe* cqe) {
       auto* ls = static_cast<ListenerSlot*>(op);

@@ -32,6 +32,7 @@
 #include "relay/stats.h"
 #include "relay/tls.h"
 #include "relay/trace.h"
+#include "tenants/tenants.h"
 
 namespace mxr::relay {
 
@@ -44,6 +45,7 @@ struct IngressDeps {
   Authenticator* auth = nullptr;
   std::shared_ptr<TlsContext> tls;  // may be null if no listener needs TLS
   TraceHub* trace = nullptr;        // live trace subscribers (`mxrelay trace`); may be null
+  tenants::Gate* tenants = nullptr;  // tenant rules (tenants/); may be null
 };
 
 

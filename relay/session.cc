@@ -8,6 +8,7 @@
 #include "common/strings.h"
 #include "relay/headers.h"
 #include "relay/smtp_parser.h"
+#include "tenants/headers.h"
 #include "spdlog/spdlog.h"
 
 namespace mxr::relay {
@@ -461,6 +462,10 @@ void Session::CmdMail(std::string_view arg) {
   if (p.has_utf8 && !p.smtputf8) {
     return Reply(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter");
   }
+  if (env_.tenants != nullptr && !auth_user_.empty()) {
+    tenants::Verdict v = env_.tenants->Mail(auth_user_, p.address);  // sender domains, rate
+    if (!v.ok) return Reply(v.code, v.enhanced, v.text);
+  }
   tx_.active = true;
   tx_.sender = std::move(p.address);
   tx_.smtputf8 = p.smtputf8;
@@ -482,6 +487,10 @@ void Session::CmdRcpt(std::string_view arg) {
   if (!p.ok) return ProtocolError(p.code, p.enhanced, p.text);
   if (p.has_utf8 && !tx_.smtputf8) {
     return Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 on MAIL FROM");
+  }
+  if (env_.tenants != nullptr && !auth_user_.empty()) {
+    tenants::Verdict v = env_.tenants->Rcpt(auth_user_, tx_.rcpts.size());  // max recipients, daily quota
+    if (!v.ok) return Reply(v.code, v.enhanced, v.text);
   }
   tx_.rcpts.push_back(std::move(p.address));
   Reply(250, "2.1.5", "Recipient OK");
@@ -738,8 +747,24 @@ void Session::FinishMessage() {
     return Reply(554, "5.4.6", Cat("Too many hops (", headers.received,
                                    " Received: headers); mail loop suspected"));
   }
+  // Tenants: the From: header against the sender domains; the campaign
+  // header is taken off (stored in the record, not sent).
+  std::optional<std::string> campaign = tenants::TakeHeader(&tx_.body, tenants::kCampaignHeader);
+  if (campaign && !tenants::ValidCampaign(*campaign)) campaign.reset();
+  tenants::Gate::Assignment assigned;
+  if (env_.tenants != nullptr && !auth_user_.empty()) {
+    tenants::Verdict v = env_.tenants->FromHeader(auth_user_, tenants::HeaderValue(tx_.body, "From").value_or(""));
+    if (!v.ok) {
+      ResetTransaction();
+      return Reply(v.code, v.enhanced, v.text);
+    }
+    assigned = env_.tenants->AssignUser(auth_user_);
+  }
   queue::NewMessage msg;
   auto& m = msg.meta;
+  m.tenant = std::move(assigned.tenant);
+  m.pool = std::move(assigned.pool);
+  if (campaign) m.campaign = std::move(*campaign);
   m.id = env_.ids->Next();
   m.received_us = env_.clock->NowMicros();
   m.next_attempt_us = m.received_us;
@@ -769,6 +794,8 @@ void Session::FinishMessage() {
   m.body_size = msg.header_prefix.size() + msg.body.size();
   tx_.id = m.id;
   tx_.logged_sender = m.sender;
+  tx_.tenant = m.tenant;
+  tx_.campaign = m.campaign;
   tx_.logged_rcpts = m.recipients.size();
   tx_.logged_size = m.body_size;
   summary_.recipients += static_cast<uint32_t>(m.recipients.size());
@@ -783,9 +810,10 @@ void Session::OnCommitted(const absl::Status& status) {
   if (status.ok()) {
     summary_.messages++;
     std::string id = tx_.id.ToString();
-    spdlog::info("event=queued id={} ip={} listener={} user={} sender=<{}> rcpts={} size={}", id, info_.client_ip,
-                 env_.listener->name, auth_user_.empty() ? "-" : LogEscape(auth_user_),
-                 LogEscape(Clip(tx_.logged_sender)), tx_.logged_rcpts, tx_.logged_size);
+    spdlog::info("event=queued id={} ip={} listener={} user={} sender=<{}> rcpts={} size={} tenant={} campaign={}", id,
+                 info_.client_ip, env_.listener->name, auth_user_.empty() ? "-" : LogEscape(auth_user_),
+                 LogEscape(Clip(tx_.logged_sender)), tx_.logged_rcpts, tx_.logged_size,
+                 tx_.tenant.empty() ? "-" : LogEscape(tx_.tenant), tx_.campaign.empty() ? "-" : LogEscape(tx_.campaign));
     Reply(250, "2.0.0", Cat("Ok: queued as ", id));
   } else if (status.code() == absl::StatusCode::kResourceExhausted) {
     Reply(452, "4.3.1", "Insufficient system storage; message not accepted, try again later");

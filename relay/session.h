@@ -28,6 +28,7 @@
 #include "relay/data_reader.h"
 #include "relay/stats.h"
 #include "relay/trace.h"
+#include "tenants/tenants.h"
 
 namespace mxr::relay {
 
@@ -40,6 +41,7 @@ struct SessionEnv {
   const Clock* clock = nullptr;
   IngressStats* stats = nullptr;  // replies by command and class; may be null
   TraceHub* trace = nullptr;      // live trace (`mxrelay trace`); may be null
+  tenants::Gate* tenants = nullptr;  // tenant rules of AUTH users (tenants/); may be null
 };
 
 struct ConnInfo {
@@ -168,6 +170,7 @@ class Session {
     bool oversize = false;
     queue::QueueId id;
     std::string logged_sender;  // for event=queued, once the sender went to the spool
+    std::string tenant, campaign;  // for event=queued
     size_t logged_rcpts = 0;
     uint64_t logged_size = 0;
   };

@@ -1581,3 +1581,49 @@ TEST_F(SessionTest, SummaryCountsRejections) {
 
 }  // namespace
 }  // namespace mxr::relay
+
+namespace mxr::relay {
+namespace {
+
+// Tenants (issue 18): sender domains at MAIL and on From:, a quota at RCPT,
+// tenant, pool and campaign into the record, the campaign header removed.
+TEST_F(SessionTest, TenantRulesAndRecord) {
+  auto dir = tenants::Directory::Parse(
+      "[[tenant]]\nname = \"acme\"\nusers = [\"alice\"]\nsender_domains = [\"acme.test\"]\n"
+      "daily_quota = 2\npool = \"p1\"\n", "t.toml");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  tenants::Gate gate(&clock_);
+  gate.SetDirectory(*dir);
+  env_.tenants = &gate;
+  listener_.mode = ListenerMode::kImplicitTls;
+  host_ = std::make_unique<FakeHost>();
+  s_ = std::make_unique<Session>(env_, host_.get(), ConnInfo{kClientIp, false});
+  s_->OnTlsEstablished(kTlsVersion, kTlsCipher);
+  s_->Start();
+  Take();
+  Send(kEhlo);
+  Send("AUTH PLAIN " + PlainResponse("alice", "pw") + "\r\n");
+  ASSERT_EQ(AuthResult(true), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_THAT(Send("MAIL FROM:<x@evil.test>\r\n"), testing::StartsWith("550 5.7.1 Sender <x@evil.test> not allowed"));
+  EXPECT_EQ(Send("MAIL FROM:<a@acme.test>\r\n"), "250 2.1.0 Sender OK\r\n");
+  EXPECT_EQ(Send("RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n"),
+            "250 2.1.5 Recipient OK\r\n250 2.1.5 Recipient OK\r\n");
+  EXPECT_THAT(Send("RCPT TO:<d@example.org>\r\n"), testing::StartsWith("452 4.5.3 Daily quota of tenant \"acme\""));
+  EXPECT_EQ(Send("DATA\r\n"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+  EXPECT_THAT(Send("From: x@evil.test\r\n\r\nx\r\n.\r\n"), testing::StartsWith("550 5.7.1 From: header domain evil.test"));
+  EXPECT_TRUE(host_->submitted.empty());
+  gate.SetDirectory(*tenants::Directory::Parse(
+      "[[tenant]]\nname = \"acme\"\nusers = [\"alice\"]\nsender_domains = [\"acme.test\"]\npool = \"p1\"\n", "t.toml"));
+  Send("MAIL FROM:<a@acme.test>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
+  Send("From: A <a@acme.test>\r\nX-MxRelay-Campaign: spring\r\nSubject: s\r\n\r\nx\r\n.\r\n");
+  ASSERT_EQ(host_->submitted.size(), 1u);
+  const auto& m = host_->submitted[0];
+  EXPECT_EQ(m.meta.tenant, "acme");
+  EXPECT_EQ(m.meta.pool, "p1");
+  EXPECT_EQ(m.meta.campaign, "spring");
+  EXPECT_EQ(m.body, "From: A <a@acme.test>\r\nSubject: s\r\n\r\nx\r\n");
+  Commit();
+}
+
+}  // namespace
+}  // namespace mxr::relay

@@ -12,8 +12,9 @@ PKGS=(
   prometheus-cpp-dev libcivetweb-dev libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
   # DKIM: OpenDKIM's library for the differential unit test (dkim/opendkim_diff_test.cc)
   libopendkim-dev
-  # complaints (feedback/: GMime parses ARF reports), webhooks (libcurl multi)
-  libgmime-3.0-dev libcurl4-openssl-dev
+  # HTTP injection API (api/): JSON (header-only); MIME: GMime builds messages
+  # (api/) and parses complaint reports (feedback/); webhooks: libcurl multi
+  nlohmann-json3-dev libgmime-3.0-dev libcurl4-openssl-dev
   # sanitizers / fuzzing
   clang libclang-rt-14-dev
   # test peers and tools (each named by the test that needs it; on a bare

@@ -237,7 +237,7 @@ class AlertRulesTest(unittest.TestCase):
     def test_log_events_named_in_docs_exist_in_code(self):
         # Every event=name in the alerts and OPERATIONS.md must be logged somewhere in the code.
         code_events = set()
-        for folder in ("relay", "queue", "delivery", "main", "common", "metrics", "dkim"):
+        for folder in ("relay", "queue", "delivery", "main", "common", "metrics", "dkim", "tenants", "api"):
             for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
                 for fn in files:
                     if fn.endswith((".cc", ".h")):
@@ -544,7 +544,7 @@ class DebianPackageTest(unittest.TestCase):
             fn = os.path.join(d, "mxrelay.toml")
             with open(fn, "w", encoding="utf-8") as f:
                 f.write(text)
-            for name in ("fullchain.pem", "privkey.pem", "users"):
+            for name in ("fullchain.pem", "privkey.pem", "users", "tenants.toml"):
                 open(os.path.join(d, name), "w").close()
             # The example DKIM rule's key: a real one, owner-only, as the relay requires.
             for key in re.findall(re.escape(d) + r"/dkim/[a-z0-9._-]+\.pem", text):
