@@ -1,6 +1,7 @@
 #include "delivery/classify.h"
 
 #include "common/strings.h"
+#include "delivery/stats.h"
 #include "re2/re2.h"
 #include "toml++/toml.h"
 
@@ -10,6 +11,13 @@ namespace {
 constexpr std::array<std::string_view, kCategoryCount> kNames = {
     "invalid_recipient", "mailbox_full", "message_too_large", "spam_reputation", "policy", "rate_limited",
     "dns_failure",       "tls_failure",  "connection_failure", "content_rejected", "other"};
+constexpr bool SameNames() {
+  for (size_t i = 0; i < kNames.size(); ++i) {
+    if (kNames[i] != kFailureCategoryNames[i]) return false;
+  }
+  return kNames.size() == kFailureCategoryNames.size();
+}
+static_assert(SameNames(), "delivery/stats.h kFailureCategoryNames must list the categories in order");
 }  // namespace
 
 std::string_view CategoryName(Category c) { return kNames[static_cast<size_t>(c)]; }

@@ -46,6 +46,8 @@ std::string EventToJson(const DeliveryEvent& e) {
   o += fmt::format(",\"code\":{}", e.code);
   field("enhanced", e.enhanced);
   field("response", e.response);
+  field("category", e.category);
+  field("source", e.source);
   o += fmt::format(",\"attempt\":{},\"queue_seconds\":{:.3f}}}\n", e.attempt, e.queue_seconds);
   return o;
 }

@@ -26,6 +26,7 @@ struct RateSpec {
   // Microseconds between two events at the steady rate.
   int64_t interval_us() const { return limited() ? period_us / quantity : 0; }
   std::string ToString() const;  // "120/min"
+  bool operator==(const RateSpec&) const = default;
 };
 
 // "N/s", "N/sec", "N/second", "N/m", "N/min", "N/minute", "N/h", "N/hr",
