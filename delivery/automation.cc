@@ -108,7 +108,10 @@ const AutomationRule* FirstMatch(const std::vector<const AutomationRule*>& rules
 int64_t PathOverrides::Apply(const AutomationRule& r, int64_t now_ms, std::string reply) {
   int64_t until = now_ms + r.duration_s * 1000;
   switch (r.action) {
-    case ActionKind::kSuspend: suspended_until_ms = std::max(suspended_until_ms, until); break;
+    case ActionKind::kSuspend:
+      if (!Suspended(now_ms)) suspended_since_ms = now_ms;
+      suspended_until_ms = std::max(suspended_until_ms, until);
+      break;
     case ActionKind::kConnectionLimit:
       conn_limit_until_ms = until;
       conn_limit = r.connection_limit;

@@ -65,6 +65,7 @@ const AutomationRule* FirstMatch(const std::vector<const AutomationRule*>& rules
 // delivery loop's clock; 0 = not in force).
 struct PathOverrides {
   int64_t suspended_until_ms = 0;
+  int64_t suspended_since_ms = 0;  // start of the current (possibly extended) suspension
   int64_t conn_limit_until_ms = 0;
   int conn_limit = 0;
   int64_t rate_until_ms = 0;

@@ -178,12 +178,15 @@ void EngineImpl::ShapingSnapshot(int64_t now_ms, DeliverySnapshot* snap) {
   for (const auto& p : egress_->pools()) snap->pools.emplace_back(p->name, p->assigned);
   std::unordered_map<std::string, int64_t> by_rule;
   for (const std::string& r : shaping_->RuleNames()) by_rule[r] = 0;
-  int64_t suspended = 0;
+  int64_t suspended = 0, longest_ms = 0;
   for (const auto& [k, s] : sites_) {
     by_rule[s->shaping.rule]++;
     const PathOverrides& o = s->overrides;
     if (!o.Active(now_ms)) continue;
-    suspended += o.Suspended(now_ms) ? 1 : 0;
+    if (o.Suspended(now_ms)) {
+      suspended++;
+      longest_ms = std::max(longest_ms, now_ms - o.suspended_since_ms);
+    }
     PathAction a;
     a.source = s->settings().source;
     a.site = s->name();
@@ -203,6 +206,7 @@ void EngineImpl::ShapingSnapshot(int64_t now_ms, DeliverySnapshot* snap) {
   for (auto& [r, n] : by_rule) snap->rule_paths.emplace_back(r, n);
   std::sort(snap->rule_paths.begin(), snap->rule_paths.end());
   stats_->paths_suspended = suspended;
+  stats_->longest_suspension_s = longest_ms / 1000;
 }
 
 }  // namespace mxr::delivery

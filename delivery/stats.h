@@ -108,6 +108,7 @@ struct DeliveryStats {
   std::array<std::atomic<uint64_t>, kFailureCategoryNames.size()> failures_by_category{};
   std::array<std::atomic<uint64_t>, kShapingActionNames.size()> shaping_actions{};  // automation, by action
   std::atomic<int64_t> paths_suspended{0};        // gauge: egress paths suspended by automation
+  std::atomic<int64_t> longest_suspension_s{0};   // gauge: age of the oldest suspension in force
 
   void CountFailure(size_t category) {
     if (category < failures_by_category.size()) failures_by_category[category].fetch_add(1, std::memory_order_relaxed);

@@ -27,6 +27,7 @@
 #include "dkim/policy.h"
 #include "dkim/signing_spool.h"
 #include "main/admin_socket.h"
+#include "main/shaping_cli.h"
 #include "main/dkim_cli.h"
 #include "main/privileges.h"
 #include "main/queue_cli.h"
@@ -417,6 +418,10 @@ int Run(const std::string& config_path) {
   std::unique_ptr<AdminSocket> admin;
   if (auto a = AdminSocket::Start(AdminSocketPath(cfg), &trace_hub); a.ok()) {
     admin = std::move(*a);
+    if (engine) {
+      const delivery::DeliveryStats* ds = &engine->stats();
+      admin->SetShapingStatus([ds] { return FormatShapingStatus(*ds); });
+    }
     spdlog::info("event=admin_socket_listening path={}", AdminSocketPath(cfg));
   } else {
     spdlog::warn("event=admin_socket_failed error=\"{}\" effect=\"mxrelay trace is not available\"",
@@ -502,6 +507,10 @@ int main(int argc, char** argv) {
   tr->add_option("--user", trace_user, "Authenticated user, as the users file writes it");
   tr->add_option("--seconds", trace_seconds, "Stop after this long (default: until interrupted)");
   tr->add_option("-c,--config", config, "TOML configuration file");
+  auto* sh = app.add_subcommand("shaping", "Egress shaping of the running relay");
+  sh->require_subcommand(1);
+  auto* shs = sh->add_subcommand("status", "Sources (warm-up), pools, rules in use, paths under an automation action");
+  shs->add_option("-c,--config", config, "TOML configuration file");
   auto* cc = app.add_subcommand("check-config", "Validate the configuration and exit");
   auto* dk = app.add_subcommand("dkim", "DKIM keys: generate, check the published record, sign by hand");
   dk->require_subcommand(1);
@@ -543,6 +552,14 @@ int main(int argc, char** argv) {
       return 2;
     }
     return mxr::RunTraceClient(mxr::AdminSocketPath(*cfg), trace_ip, trace_user, trace_seconds);
+  }
+  if (*shs) {
+    auto cfg = mxr::LoadConfig(config);
+    if (!cfg.ok()) {
+      fmt::print(stderr, "mxrelay: config error: {}\n", cfg.status().message());
+      return 2;
+    }
+    return mxr::RunShapingStatus(mxr::AdminSocketPath(*cfg));
   }
   if (*dkg) return mxr::DkimKeygen(da);
   if (*dks) return mxr::DkimSign(da);
