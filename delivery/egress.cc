@@ -79,7 +79,10 @@ Egress::Choice Egress::Choose(Pool* pool, int64_t now_us) {
     int64_t total = 0;
     for (auto& m : pool->members) {
       int64_t cap = m.source->warmup.Cap(now_us);
-      if (cap >= 0 && m.source->warmup.SentToday(now_us) >= cap) continue;
+      if (cap >= 0 && m.source->warmup.SentToday(now_us) >= cap) {
+        if (round == 0) m.source->warmup_overflow++;  // its share goes to the others
+        continue;
+      }
       m.current += m.weight;
       total += m.weight;
       if (best == nullptr || m.current > best->current) best = &m;
@@ -94,7 +97,6 @@ Egress::Choice Egress::Choose(Pool* pool, int64_t now_us) {
     pool->assigned++;
     return Choice{best->source, 0};
   }
-  for (auto& m : pool->members) m.source->warmup_overflow++;
   return Choice{nullptr, Warmup::NextDayUs(now_us)};
 }
 
