@@ -1,9 +1,53 @@
 #include "delivery/egress.h"
 
+#include <fstream>
+#include <sstream>
+
+#include "delivery/classify.h"
+
 #include "common/strings.h"
 #include "spdlog/spdlog.h"
 
 namespace mxr::delivery {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(Cat(what, " ", path, ": cannot be read"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+absl::StatusOr<ShapingSetup> LoadShapingSetup(const Config& cfg) {
+  const ShapingConfig& sc = cfg.shaping;
+  std::vector<std::pair<std::string, std::string>> files;
+  if (sc.shipped) files.emplace_back("shipped shaping.toml", kShippedShaping);
+  if (!sc.file.empty()) {
+    auto text = ReadFile(sc.file, "shaping.file");
+    if (!text.ok()) return text.status();
+    files.emplace_back(sc.file, std::move(*text));
+  }
+  ShapingSetup out;
+  auto table = ShapingTable::Load(files);
+  if (!table.ok()) return table.status();
+  out.table = *table;
+  std::vector<std::pair<std::string, std::string>> cfiles;  // the operator's rules first
+  if (!sc.classification_file.empty()) {
+    auto text = ReadFile(sc.classification_file, "shaping.classification_file");
+    if (!text.ok()) return text.status();
+    cfiles.emplace_back(sc.classification_file, std::move(*text));
+  }
+  cfiles.emplace_back("shipped classify.toml", kShippedClassification);
+  auto cls = Classifier::Load(cfiles);
+  if (!cls.ok()) return cls.status();
+  out.classifier = *cls;
+  auto eg = Egress::Create(cfg, "check", *out.table);
+  if (!eg.ok()) return eg.status();
+  return out;
+}
 
 absl::StatusOr<std::unique_ptr<Egress>> Egress::Create(const Config& cfg, const std::string& default_ehlo,
                                                        const ShapingTable& shaping) {

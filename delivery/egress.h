@@ -54,6 +54,15 @@ struct Pool {
   uint64_t assigned = 0;  // metric
 };
 
+// Loads [shaping]: the shipped and operator shaping files, the
+// classification rules; checks that the sources and pools build. Errors name
+// the file and line (used at start and by `mxrelay check-config`).
+struct ShapingSetup {
+  std::shared_ptr<const ShapingTable> table;
+  std::shared_ptr<const class Classifier> classifier;
+};
+absl::StatusOr<ShapingSetup> LoadShapingSetup(const Config& cfg);
+
 class Egress {
  public:
   // `default_ehlo`: delivery.helo_name or the hostname.

@@ -2,8 +2,6 @@
 // (source, site), rate limits, recipients per transaction, and the
 // response-driven automation (delivery/shaping.h, automation.h, egress.h).
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "common/check.h"
 #include "common/escape.h"
@@ -12,40 +10,13 @@
 #include "delivery/engine_impl.h"
 
 namespace mxr::delivery {
-namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(Cat(what, " ", path, ": cannot be read"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
 
 absl::Status EngineImpl::LoadShaping() {
   const ShapingConfig& sc = deps_.config->shaping;
-  std::vector<std::pair<std::string, std::string>> files;
-  if (sc.shipped) files.emplace_back("shipped shaping.toml", kShippedShaping);
-  if (!sc.file.empty()) {
-    auto text = ReadFile(sc.file, "shaping.file");
-    if (!text.ok()) return text.status();
-    files.emplace_back(sc.file, std::move(*text));
-  }
-  auto table = ShapingTable::Load(files);
-  if (!table.ok()) return table.status();
-  shaping_ = *table;
-  std::vector<std::pair<std::string, std::string>> cfiles;  // the operator's rules first
-  if (!sc.classification_file.empty()) {
-    auto text = ReadFile(sc.classification_file, "shaping.classification_file");
-    if (!text.ok()) return text.status();
-    cfiles.emplace_back(sc.classification_file, std::move(*text));
-  }
-  cfiles.emplace_back("shipped classify.toml", kShippedClassification);
-  auto cls = Classifier::Load(cfiles);
-  if (!cls.ok()) return cls.status();
-  classifier_ = *cls;
+  auto setup = LoadShapingSetup(*deps_.config);
+  if (!setup.ok()) return setup.status();
+  shaping_ = setup->table;
+  classifier_ = setup->classifier;
   auto eg = Egress::Create(*deps_.config, helo_, *shaping_);
   if (!eg.ok()) return eg.status();
   egress_ = std::move(*eg);

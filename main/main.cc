@@ -23,6 +23,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "delivery/egress.h"
 #include "delivery/engine.h"
 #include "dkim/policy.h"
 #include "dkim/signing_spool.h"
@@ -585,8 +586,15 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "mxrelay: config error: {}\n", dkim_policy.status().message());
         return 2;
       }
-      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules)\n", config.empty() ? "<embedded defaults>" : config,
-                 cfg->listeners.size(), cfg->SpoolPath(), cfg->dkim.rules.size());
+      // The shaping and classification files as delivery would load them.
+      auto shaping = mxr::delivery::LoadShapingSetup(*cfg);
+      if (!shaping.ok()) {
+        fmt::print(stderr, "mxrelay: config error: {}\n", shaping.status().message());
+        return 2;
+      }
+      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules, {} shaping rules)\n",
+                 config.empty() ? "<embedded defaults>" : config, cfg->listeners.size(), cfg->SpoolPath(),
+                 cfg->dkim.rules.size(), shaping->table->RuleNames().size());
       return 0;
     }
     if (*ql) return mxr::QueueList(*cfg, limit, json);
