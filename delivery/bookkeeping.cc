@@ -53,13 +53,13 @@ void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d, std::string
   e.queue_seconds = static_cast<double>(e.time_us - m.meta.received_us) / 1e6;
   // The operator's log: with event=queued (ingress) and event=rescheduled
   // below, `grep <queue id>` tells the message's story.
-  spdlog::info("{} id={} rcpt=<{}> site={} source={} mx={} ip={} tls={} code={} enhanced={} reply=\"{}\" "
-               "attempt={}{}{}{} queue_s={:.1f}",
+  spdlog::info("{} id={} rcpt=<{}> site={} mx={} ip={} tls={} code={} enhanced={} reply=\"{}\" attempt={}{} "
+               "source={}{}{} queue_s={:.1f}",
                LogEvent(d.outcome), e.queue_id, LogEscape(e.recipient), e.site.empty() ? "-" : e.site,
-               e.source.empty() ? "-" : e.source, e.mx_host.empty() ? "-" : e.mx_host, e.ip.empty() ? "-" : e.ip,
-               e.tls.empty() ? "no" : e.tls, e.code, e.enhanced.empty() ? "-" : e.enhanced, LogEscape(e.response),
-               e.attempt, o.not_attempted ? " held=1" : "", category.empty() ? "" : " category=", category,
-               e.queue_seconds);
+               e.mx_host.empty() ? "-" : e.mx_host, e.ip.empty() ? "-" : e.ip, e.tls.empty() ? "no" : e.tls, e.code,
+               e.enhanced.empty() ? "-" : e.enhanced, LogEscape(e.response), e.attempt,
+               o.not_attempted ? " held=1" : "", e.source.empty() ? "-" : e.source,
+               category.empty() ? "" : " category=", category, e.queue_seconds);
   deps_.event_log->Write(e);
 }
 

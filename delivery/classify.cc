@@ -1,8 +1,11 @@
 #include "delivery/classify.h"
 
+#include <algorithm>
+
 #include "common/strings.h"
 #include "delivery/stats.h"
 #include "re2/re2.h"
+#include "re2/set.h"
 #include "toml++/toml.h"
 
 namespace mxr::delivery {
@@ -73,6 +76,13 @@ absl::StatusOr<std::shared_ptr<const Classifier>> Classifier::Load(
       }
     }
   }
+  re2::RE2::Options o;
+  o.set_log_errors(false);
+  o.set_case_sensitive(false);
+  auto set = std::make_unique<re2::RE2::Set>(o, re2::RE2::UNANCHORED);
+  bool ok = true;
+  for (const Rule& r : c->rules_) ok = ok && set->Add(r.re->pattern(), nullptr) >= 0;
+  if (ok && set->Compile()) c->set_ = std::move(set);
   return std::shared_ptr<const Classifier>(std::move(c));
 }
 
@@ -82,6 +92,11 @@ Category Classifier::Classify(int code, std::string_view enhanced, std::string_v
   line.reserve(line.size() + text.size());
   for (char ch : text) line += (ch == '\r' || ch == '\n') ? ' ' : ch;
   re2::StringPiece sp(line);
+  if (set_) {
+    std::vector<int> hits;
+    if (!set_->Match(sp, &hits) || hits.empty()) return Category::kOther;
+    return rules_[static_cast<size_t>(*std::min_element(hits.begin(), hits.end()))].category;
+  }
   for (const Rule& r : rules_) {
     if (re2::RE2::PartialMatch(sp, *r.re)) return r.category;
   }

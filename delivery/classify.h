@@ -27,9 +27,8 @@
 
 #include "absl/status/statusor.h"
 
-namespace re2 {
-class RE2;
-}
+#include "re2/re2.h"
+#include "re2/set.h"
 
 namespace mxr::delivery {
 
@@ -67,6 +66,10 @@ class Classifier {
     std::unique_ptr<re2::RE2> re;
   };
   std::vector<Rule> rules_;
+  // Every rule's regex in one automaton (one pass over the reply); the
+  // lowest matching index wins. nullptr if it could not be built (then the
+  // rules are tried one by one).
+  std::unique_ptr<re2::RE2::Set> set_;
 };
 
 // The shipped rules (deploy/shaping/classify.toml, compiled in).

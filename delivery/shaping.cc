@@ -273,32 +273,47 @@ absl::StatusOr<std::shared_ptr<const ShapingTable>> ShapingTable::Load(
   return std::shared_ptr<const ShapingTable>(std::move(t));
 }
 
+namespace {
+
+// `s` in lower case: a view of it when it already is (DNS names usually
+// are), else a copy in `buf`.
+std::string_view LowerView(std::string_view s, std::string* buf) {
+  while (!s.empty() && s.back() == '.') s.remove_suffix(1);
+  bool lower = true;
+  for (char c : s) lower &= !(c >= 'A' && c <= 'Z');
+  if (lower) return s;
+  buf->assign(s);
+  for (char& c : *buf) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return *buf;
+}
+
+}  // namespace
+
 // exact: a host equal to an mx_hosts entry; else the longest mx_suffix any host ends with.
 const ShapingRule* ShapingTable::FindProvider(const std::vector<std::string>& hosts, bool exact) const {
+  const Index& index = exact ? by_mx_host_ : by_suffix_;
+  if (index.empty()) return nullptr;
   const ShapingRule* best = nullptr;
   size_t best_len = 0;
+  std::string buf;
   for (const std::string& raw : hosts) {
-    std::string_view h(raw);
-    while (!h.empty() && h.back() == '.') h.remove_suffix(1);
+    std::string_view host = LowerView(raw, &buf);
     if (exact) {
-      if (by_mx_host_.empty()) return nullptr;
-      auto it = by_mx_host_.find(Lower(h));
-      if (it != by_mx_host_.end()) return it->second;
+      auto it = index.find(host);
+      if (it != index.end()) return it->second;
       continue;
     }
-    if (by_suffix_.empty()) return nullptr;
-    std::string host = Lower(h);
     // Every suffix at a label boundary, longest first: "a.b.google.com",
     // "b.google.com", "google.com", "com".
-    for (size_t pos = 0; pos != std::string::npos && host.size() - pos > best_len;) {
-      auto it = by_suffix_.find(std::string_view(host).substr(pos).data());
-      if (it != by_suffix_.end()) {
+    for (size_t pos = 0; pos != std::string_view::npos && host.size() - pos > best_len;) {
+      auto it = index.find(host.substr(pos));
+      if (it != index.end()) {
         best = it->second;
         best_len = host.size() - pos;
         break;
       }
       pos = host.find('.', pos);
-      if (pos != std::string::npos) ++pos;
+      if (pos != std::string_view::npos) ++pos;
     }
   }
   return best;
@@ -311,16 +326,20 @@ ResolvedShaping ShapingTable::Lookup(std::string_view domain, const std::vector<
   const ShapingRule* host = FindProvider(hosts, true);
   const ShapingRule* dom = nullptr;
   if (!by_domain_.empty()) {
-    auto it = by_domain_.find(Lower(domain));
+    std::string buf;
+    auto it = by_domain_.find(LowerView(domain, &buf));
     if (it != by_domain_.end()) dom = it->second;
   }
   // Least specific first for the limits; most specific first for automation.
   const ShapingRule* chain[] = {suffix, host, dom};
+  size_t n = default_.automation.size();
   for (const ShapingRule* x : chain) {
     if (x == nullptr) continue;
     r.limits.MergeFrom(x->limits);
     r.rule = x->name;
+    n += x->automation.size();
   }
+  r.automation.reserve(n);
   for (int i = 2; i >= 0; --i) {
     const ShapingRule* x = chain[i];
     // One rule may match at several levels (domains and mx_suffix): once.

@@ -81,11 +81,18 @@ class ShapingTable {
  private:
   const ShapingRule* FindProvider(const std::vector<std::string>& hosts, bool exact) const;
 
+  // Lookups by std::string_view without building a std::string.
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  using Index = std::unordered_map<std::string, const ShapingRule*, Hash, std::equal_to<>>;
+
   ShapingRule default_;
-  std::vector<std::unique_ptr<ShapingRule>> rules_;                  // providers and domains
-  std::unordered_map<std::string, const ShapingRule*> by_domain_;   // recipient domain
-  std::unordered_map<std::string, const ShapingRule*> by_mx_host_;  // exact MX host
-  std::unordered_map<std::string, const ShapingRule*> by_suffix_;   // MX suffix
+  std::vector<std::unique_ptr<ShapingRule>> rules_;  // providers and domains
+  Index by_domain_;   // recipient domain
+  Index by_mx_host_;  // exact MX host
+  Index by_suffix_;   // MX suffix
   std::unordered_map<std::string, PathLimits> sources_;
 };
 
