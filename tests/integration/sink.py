@@ -217,7 +217,8 @@ class Sink:
         self.conn_log = []            # (conn_id, peer address, time) per accepted connection
         self.peers = {}               # conn_id -> peer address
         self.active_by_peer = {}
-        self.peak_by_peer = {}        # peer address -> peak of its concurrent connections
+        self.peak_by_peer = {}        # peer address -> peak of its concurrent sessions (ended at QUIT)
+        self._peer_ended = set()
         self.active = 0
         self.peak = 0                 # peak of concurrent connections
         self.tx_active = 0
@@ -358,14 +359,22 @@ class Sink:
                 if st["tx"]:
                     self.tx_active -= 1
                 self.active -= 1
-                p = self.peers.get(conn_id)
-                if p is not None:
-                    self.active_by_peer[p] -= 1
+                self._peer_done_locked(conn_id)
                 self._socks.discard(st["sock"])
             try:
                 st["sock"].close()
             except OSError:
                 pass
+
+    def _peer_done(self, conn_id):
+        with self.lock:
+            self._peer_done_locked(conn_id)
+
+    def _peer_done_locked(self, conn_id):
+        p = self.peers.get(conn_id)
+        if p is not None and conn_id not in self._peer_ended:
+            self._peer_ended.add(conn_id)
+            self.active_by_peer[p] -= 1
 
     def _hang(self, sock):
         """Accept and never answer: wait until the peer leaves or the sink stops."""
@@ -586,6 +595,10 @@ class Sink:
             elif verb == "NOOP":
                 conn.send("250 2.0.0 Ok\r\n")
             elif verb == "QUIT":
+                # The client's session ends here: its per-peer count drops
+                # before the 221, so its next connection (opened on the 221)
+                # is never counted as concurrent with this one.
+                self._peer_done(conn_id)
                 conn.send("221 2.0.0 Bye\r\n")
                 return
             else:
