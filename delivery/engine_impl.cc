@@ -295,8 +295,11 @@ void EngineImpl::Pump(Site* s) {
   if (s->overrides.Suspended(now)) return;
   int allowed = std::min(AllowedConnections(now, &s->window),
                          s->overrides.EffectiveConnLimit(s->settings().max_conns, now));
-  // Waiting for the rate limiter: the open connections will do.
-  if (!s->conns.empty() && !s->ready.empty() && RateWaitUs(s) > 0) return;
+  // Waiting for the rate limiter: the open connections will do (and if they
+  // end meanwhile, the timer pumps the path again).
+  if (!s->conns.empty() && !s->ready.empty()) {
+    if (int64_t wait = RateWaitUs(s); wait > 0) return ArmPump(s, wait);
+  }
   for (;;) {
     size_t setting_up = 0;
     for (OutboundConnection* c : s->conns) setting_up += c->setting_up() ? 1 : 0;
