@@ -9,7 +9,7 @@ test_delivery's zone, 127.0.0.7).
 - pool chosen by the route, by the authenticated user, by the pool header
   (removed before sending), else the default source; each source's EHLO name;
 - weights respected over 200 messages;
-- per-path connection limit and messages per connection;
+- per-path connection limit and messages per connection; recipients per transaction;
 - 120/min enforced within 10% over a 45 s window, burst no larger than configured;
 - an MX-suffix rule shared by two domains on one provider MX (one path);
 - a Gmail-style 421-4.7.28 suspends only that path (source, site) for the
@@ -202,6 +202,18 @@ class ShapingTest(DeliveryBase):
             per_conn[m.conn_id] = per_conn.get(m.conn_id, 0) + 1
         self.assertLessEqual(max(per_conn.values()), 3, per_conn)
         self.assertGreaterEqual(b.connections, 20)
+
+    def test_recipients_per_transaction_per_rule(self):
+        port, (b,) = self.sinks((SINK_B, {}))
+        rules = '[domain."b.test"]\nmax_recipients_per_transaction = 2\n'
+        relay = self.shaped(port, "", shaping_file=rules)
+        rcpts = ["r%d@b.test" % i for i in range(5)]
+        self.send(relay, rcpts, "split")
+        msgs = b.wait_messages(3, timeout=WAIT)
+        self.assertEqual(sorted(len(m.rcpts) for m in msgs), [1, 2, 2])
+        self.assertEqual(sorted(r for m in msgs for r in m.rcpts), rcpts)
+        evs = relay.wait_events(lambda e: e["outcome"] == "delivered", count=5, timeout=WAIT)
+        self.assertEqual(len({e["recipient"] for e in evs}), 5)
 
     def test_rate_120_per_minute_with_bounded_burst(self):
         port, (r,) = self.sinks((SINK_R, {}))
