@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <initializer_list>
@@ -83,6 +84,7 @@ class TableReader {
     }
     return n->as_array();
   }
+  void Used(const char* key) { used_.insert(key); }  // read by the caller itself
   absl::Status Error(std::string_view key, const toml::node& n, std::string_view what) const {
     return absl::InvalidArgumentError(
         Cat(Where(source_, n), ": ", prefix_, key, ": ", what));
@@ -246,6 +248,7 @@ absl::Status ParseRoute(const toml::table& t, std::string prefix, std::string_vi
   MXR_RETURN_IF_ERROR(r.Str("auth_password", &rt->auth_password));
   MXR_RETURN_IF_ERROR(r.Int("max_connections", &rt->max_connections, 0, 10000));
   MXR_RETURN_IF_ERROR(r.Bool("auth_over_unverified_tls", &rt->auth_over_unverified_tls));
+  MXR_RETURN_IF_ERROR(r.Str("pool", &rt->pool));
   if (!rt->auth_user.empty() && rt->host.empty()) {
     return r.Error("auth_user", KeyOr(t, {"auth_user"}), "needs 'host' (AUTH is only for smarthost routes)");
   }
@@ -424,6 +427,104 @@ absl::Status ParseDkim(const toml::table& t, std::string_view source, DkimConfig
   return r.Finish();
 }
 
+// [[source]], [[pool]], [shaping] (delivery/egress.h).
+absl::Status ParseEgress(TableReader& r, const toml::table& root, std::string_view source, Config* c) {
+  absl::Status st;
+  std::set<std::string> names{"default"};
+  if (const toml::array* arr = r.ArrayOfTables("source", &st)) {
+    int i = 0;
+    for (const toml::node& n : *arr) {
+      const toml::table& t = *n.as_table();
+      TableReader s(t, Cat("source[", i++, "]."), source);
+      SourceConfig sc;
+      MXR_RETURN_IF_ERROR(s.Str("name", &sc.name));
+      MXR_RETURN_IF_ERROR(s.Str("address", &sc.address));
+      MXR_RETURN_IF_ERROR(s.Str("ehlo_name", &sc.ehlo_name));
+      MXR_RETURN_IF_ERROR(s.Str("warmup_start", &sc.warmup_start));
+      if (const toml::node* w = t.get("warmup")) {
+        const toml::array* a = w->as_array();
+        if (a == nullptr) return s.Error("warmup", *w, "expected an array of integers (messages per day)");
+        for (const toml::node& el : *a) {
+          if (!el.is_integer() || *el.value<int64_t>() < 0) {
+            return s.Error("warmup", el, "expected an array of integers >= 0 (messages per day)");
+          }
+          sc.warmup.push_back(*el.value<int64_t>());
+        }
+        s.Used("warmup");
+      }
+      if (sc.name.empty() || !names.insert(sc.name).second) {
+        return s.Error("name", t, "is required and must be unique (\"default\" is the default source)");
+      }
+      if (!IpAddress::Parse(sc.address).ok()) return s.Error("address", KeyOr(t, {"address"}), "must be an IP address");
+      if (!sc.warmup.empty() != !sc.warmup_start.empty()) {
+        return s.Error("warmup", KeyOr(t, {"warmup", "warmup_start"}), "warmup and warmup_start go together");
+      }
+      if (!sc.warmup_start.empty()) {
+        struct tm tmv {};
+        const char* end = strptime(sc.warmup_start.c_str(), "%Y-%m-%d", &tmv);
+        if (end == nullptr || *end != '\0') return s.Error("warmup_start", *t.get("warmup_start"), "expected YYYY-MM-DD");
+      }
+      MXR_RETURN_IF_ERROR(s.Finish());
+      c->sources.push_back(std::move(sc));
+    }
+  }
+  MXR_RETURN_IF_ERROR(st);
+  std::set<std::string> pools, users;
+  if (const toml::array* arr = r.ArrayOfTables("pool", &st)) {
+    int i = 0;
+    for (const toml::node& n : *arr) {
+      const toml::table& t = *n.as_table();
+      TableReader s(t, Cat("pool[", i++, "]."), source);
+      PoolConfig pc;
+      std::vector<std::string> srcs;
+      MXR_RETURN_IF_ERROR(s.Str("name", &pc.name));
+      MXR_RETURN_IF_ERROR(s.StrList("sources", &srcs));
+      MXR_RETURN_IF_ERROR(s.StrList("users", &pc.users));
+      std::vector<int64_t> weights;
+      if (const toml::node* w = t.get("weights")) {
+        const toml::array* a = w->as_array();
+        if (a == nullptr) return s.Error("weights", *w, "expected an array of integers");
+        for (const toml::node& el : *a) {
+          if (!el.is_integer() || *el.value<int64_t>() < 1 || *el.value<int64_t>() > 1000000) {
+            return s.Error("weights", el, "expected integers between 1 and 1000000");
+          }
+          weights.push_back(*el.value<int64_t>());
+        }
+        s.Used("weights");
+      }
+      if (pc.name.empty() || !pools.insert(pc.name).second) return s.Error("name", t, "is required and must be unique");
+      if (srcs.empty()) return s.Error("sources", t, "needs at least one source");
+      if (!weights.empty() && weights.size() != srcs.size()) {
+        return s.Error("weights", *t.get("weights"), "needs one weight per source");
+      }
+      for (size_t k = 0; k < srcs.size(); ++k) {
+        if (!names.count(srcs[k])) return s.Error("sources", *t.get("sources"), Cat("unknown source '", srcs[k], "'"));
+        pc.sources.push_back({srcs[k], weights.empty() ? 1 : static_cast<int>(weights[k])});
+      }
+      for (const auto& u : pc.users) {
+        if (!users.insert(u).second) return s.Error("users", *t.get("users"), Cat("user '", u, "' is in two pools"));
+      }
+      MXR_RETURN_IF_ERROR(s.Finish());
+      c->pools.push_back(std::move(pc));
+    }
+  }
+  MXR_RETURN_IF_ERROR(st);
+  for (const auto& rt : c->routes) {
+    if (!rt.pool.empty() && !pools.count(rt.pool) && rt.pool != "default") {
+      return absl::InvalidArgumentError(Cat(source, ": route for '", rt.domain, "': unknown pool '", rt.pool, "'"));
+    }
+  }
+  if (const toml::table* t = r.SubTable("shaping", &st)) {
+    TableReader s(*t, "shaping.", source);
+    MXR_RETURN_IF_ERROR(s.Bool("shipped", &c->shaping.shipped));
+    MXR_RETURN_IF_ERROR(s.Str("file", &c->shaping.file));
+    MXR_RETURN_IF_ERROR(s.Str("classification_file", &c->shaping.classification_file));
+    MXR_RETURN_IF_ERROR(s.Str("pool_header", &c->shaping.pool_header));
+    MXR_RETURN_IF_ERROR(s.Finish());
+  }
+  return st;
+}
+
 absl::Status ParseRoot(const toml::table& root, std::string_view source, Config* c) {
   TableReader r(root, "", source);
   MXR_RETURN_IF_ERROR(r.Str("hostname", &c->hostname));
@@ -600,6 +701,7 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     }
   }
   MXR_RETURN_IF_ERROR(st);
+  MXR_RETURN_IF_ERROR(ParseEgress(r, root, source, c));
   MXR_RETURN_IF_ERROR(r.Finish());
   if (c->listeners.empty()) {
     return absl::InvalidArgumentError(Cat(source, ": at least one [[listener]] is required"));

@@ -117,6 +117,7 @@ struct RouteConfig {
   // (encrypted, certificate not checked: an interceptor gets the password).
   bool auth_over_unverified_tls = false;
   int max_connections = 0;   // 0 = delivery.max_connections_per_site
+  std::string pool;          // egress pool for mail without one ("" = the default pool)
 };
 
 // The default delivery.deny_networks (see DeliveryConfig).
@@ -165,6 +166,36 @@ struct DeliveryConfig {
   // 172.16/12, 192.168/16, fc00::/7) are allowed. Tests delivering to
   // loopback sinks set it to [].
   std::vector<Cidr> deny_networks = DefaultDenyNetworks();
+};
+
+// Egress sources and pools ([[source]], [[pool]], [shaping]; docs/CONFIG.md
+// "Egress sources, pools and traffic shaping"; delivery/egress.h).
+struct SourceConfig {
+  std::string name;
+  std::string address;       // local IP bound before connect
+  std::string ehlo_name;     // "" = delivery.helo_name (or the hostname)
+  std::string warmup_start;  // "YYYY-MM-DD" (UTC): day 1 of the warm-up; "" = none
+  std::vector<int64_t> warmup;  // day N of the warm-up -> at most warmup[N-1] messages that day
+};
+
+struct PoolSourceConfig {
+  std::string source;
+  int weight = 1;
+};
+
+struct PoolConfig {
+  std::string name;
+  std::vector<PoolSourceConfig> sources;
+  std::vector<std::string> users;  // authenticated users whose mail uses this pool
+};
+
+struct ShapingConfig {
+  bool shipped = true;              // the provider defaults compiled in (deploy/shaping/shaping.toml)
+  std::string file;                 // the operator's shaping file, over the shipped one
+  std::string classification_file;  // the operator's bounce classification rules, before the shipped ones
+  // Header naming the pool, honoured from authenticated or trusted clients,
+  // always removed before the message is stored.
+  std::string pool_header = "X-MxRelay-Pool";
 };
 
 struct MetricsConfig {
@@ -267,6 +298,9 @@ struct Config {
   SpoolConfig spool;
   DeliveryConfig delivery;
   std::vector<RouteConfig> routes;
+  std::vector<SourceConfig> sources;
+  std::vector<PoolConfig> pools;
+  ShapingConfig shaping;
   MetricsConfig metrics;
   DkimConfig dkim;
   TenantsConfig tenants;

@@ -500,3 +500,62 @@ TEST(ConfigTest, DkimErrorsNameFileLineAndKey) {
 
 }  // namespace
 }  // namespace mxr
+
+namespace mxr {
+namespace {
+
+TEST(ConfigTest, EgressSourcesPoolsShaping) {
+  auto c = ParseConfig(R"(
+[[source]]
+name = "a"
+address = "192.0.2.10"
+ehlo_name = "a.example"
+warmup_start = "2026-12-01"
+warmup = [10, 20]
+[[source]]
+name = "b"
+address = "2001:db8::1"
+[[pool]]
+name = "mkt"
+sources = ["a", "b"]
+weights = [3, 1]
+users = ["alice"]
+[shaping]
+shipped = false
+file = "/etc/x.toml"
+pool_header = "X-Pool"
+[[route]]
+domain = "example.com"
+pool = "mkt"
+)", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->sources.size(), 2u);
+  EXPECT_EQ(c->sources[0].warmup, (std::vector<int64_t>{10, 20}));
+  ASSERT_EQ(c->pools.size(), 1u);
+  EXPECT_EQ(c->pools[0].sources[0].weight, 3);
+  EXPECT_EQ(c->pools[0].users, std::vector<std::string>{"alice"});
+  EXPECT_FALSE(c->shaping.shipped);
+  EXPECT_EQ(c->shaping.pool_header, "X-Pool");
+  EXPECT_EQ(c->routes[0].pool, "mkt");
+}
+
+TEST(ConfigTest, EgressMistakesAreRefused) {
+  const char* bad[] = {
+      "[[source]]\nname = \"a\"\naddress = \"not-an-ip\"\n",
+      "[[source]]\nname = \"default\"\naddress = \"192.0.2.1\"\n",
+      "[[source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nwarmup = [1]\n",
+      "[[source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nwarmup_start = \"12/01/2026\"\nwarmup = [1]\n",
+      "[[pool]]\nname = \"p\"\nsources = [\"nope\"]\n",
+      "[[source]]\nname = \"a\"\naddress = \"192.0.2.1\"\n[[pool]]\nname = \"p\"\nsources = [\"a\"]\nweights = [1, 2]\n",
+      "[[source]]\nname = \"a\"\naddress = \"192.0.2.1\"\n[[pool]]\nname = \"p\"\nsources = [\"a\"]\nusers = [\"u\"]\n"
+      "[[pool]]\nname = \"q\"\nsources = [\"a\"]\nusers = [\"u\"]\n",
+      "[[route]]\ndomain = \"x.com\"\npool = \"missing\"\n",
+      "[shaping]\nfiel = \"x\"\n",
+  };
+  for (const char* text : bad) {
+    EXPECT_FALSE(ParseConfig(text, "t.toml").ok()) << text;
+  }
+}
+
+}  // namespace
+}  // namespace mxr

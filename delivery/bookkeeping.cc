@@ -23,7 +23,13 @@ const char* LogEvent(Outcome o) {
 }
 }  // namespace
 
-void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d) {
+std::string_view Bookkeeping::CategoryOf(const RcptDecision& d) const {
+  if (d.outcome == Outcome::kDelivered || deps_.classifier == nullptr) return "";
+  const RcptOutcome& o = d.shown;
+  return CategoryName(deps_.classifier->Classify(o.code, o.enhanced, o.text));
+}
+
+void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d, std::string_view category) {
   const RcptOutcome& o = d.shown;
   DeliveryEvent e;
   e.time_us = deps_.clock->NowMicros();
@@ -38,6 +44,8 @@ void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d) {
   e.code = o.code;
   e.enhanced = o.enhanced;
   e.response = o.text;
+  e.category = std::string(category);
+  e.source = o.source;
   // Dispose() already counted this attempt in the record, unless the
   // recipient was held back and stays pending.
   bool counted = !(o.not_attempted && d.outcome == Outcome::kDeferred);
@@ -48,11 +56,12 @@ void Bookkeeping::Log(const ActiveMessage& m, const RcptDecision& d) {
   // The operator's log: with event=queued (ingress) and event=rescheduled
   // below, `grep <queue id>` tells the message's story.
   spdlog::info("{} id={} rcpt=<{}> site={} mx={} ip={} tls={} code={} enhanced={} reply=\"{}\" attempt={}{} "
-               "queue_s={:.1f}{}{}",
+               "source={}{}{} queue_s={:.1f}{}{}",
                LogEvent(d.outcome), e.queue_id, LogEscape(e.recipient), e.site.empty() ? "-" : e.site,
                e.mx_host.empty() ? "-" : e.mx_host, e.ip.empty() ? "-" : e.ip, e.tls.empty() ? "no" : e.tls, e.code,
                e.enhanced.empty() ? "-" : e.enhanced, LogEscape(e.response), e.attempt,
-               o.not_attempted ? " held=1" : "", e.queue_seconds,
+               o.not_attempted ? " held=1" : "", e.source.empty() ? "-" : e.source,
+               category.empty() ? "" : " category=", category, e.queue_seconds,
                e.tenant.empty() ? "" : Cat(" tenant=", LogEscape(e.tenant)),
                e.campaign.empty() ? "" : Cat(" campaign=", LogEscape(e.campaign)));
   deps_.event_log->Write(e);
@@ -64,12 +73,21 @@ void Bookkeeping::Finish(ActiveMessage* m) {
   Disposition disp = Dispose(*deps_.cfg, &m->meta, &m->outcomes, now_us);
   int64_t now_ms = deps_.loop->now_ms();
   for (const RcptDecision& d : disp.decisions) {
-    Log(*m, d);
+    std::string_view category = CategoryOf(d);
+    Log(*m, d, category);
+    if (!category.empty() && !(d.shown.not_attempted && d.outcome == Outcome::kDeferred)) {
+      deps_.stats->CountFailure(static_cast<size_t>(*CategoryFromName(category)));
+    }
     deps_.stats->CountAttempt(d.outcome);
     deps_.site_metrics->Count(d.shown.site_label, d.outcome, now_ms);
     if (d.outcome == Outcome::kDelivered) {
       deps_.stats->delivery_latency_us.Observe(
           static_cast<uint64_t>(std::max<int64_t>(0, now_us - m->meta.received_us)));
+    }
+  }
+  if (deps_.classifier) {
+    for (FailedRecipient& f : disp.bounces) {
+      f.category = std::string(CategoryName(deps_.classifier->Classify(f.code, f.enhanced, f.text)));
     }
   }
   if (disp.bounces.empty() || m->meta.sender.empty()) {

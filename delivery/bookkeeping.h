@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/event_loop.h"
 #include "delivery/body_loader.h"
+#include "delivery/classify.h"
 #include "delivery/disposition.h"
 #include "delivery/event_log.h"
 #include "delivery/message.h"
@@ -40,6 +41,7 @@ class Bookkeeping {
     queue::QueueIdGenerator* ids = nullptr;
     std::string hostname;
     BodyLoader* bodies = nullptr;
+    const Classifier* classifier = nullptr;  // bounce categories; nullptr = none
     // The active message with this id, or nullptr once it is gone.
     std::function<ActiveMessage*(const queue::QueueId&)> find;
   };
@@ -59,7 +61,9 @@ class Bookkeeping {
   static constexpr int64_t kFlushMs = 10;
 
  private:
-  void Log(const ActiveMessage& m, const RcptDecision& d);
+  void Log(const ActiveMessage& m, const RcptDecision& d, std::string_view category);
+  // The category of a failed attempt ("" for a delivery).
+  std::string_view CategoryOf(const RcptDecision& d) const;
   void Record(ActiveMessage* m, bool bounce_committed);
   void ScheduleFlush();
 

@@ -30,6 +30,7 @@ struct RcptOutcome {
   std::string enhanced, text;
   std::string mx_host, ip, site, tls;
   std::string site_label;  // metrics label of the site (see SiteMetrics)
+  std::string source;      // egress source name (delivery/egress.h), "" before routing
 
   // Held back without an attempt until `until_us`.
   static RcptOutcome Held(int64_t until_us, int code, std::string enhanced, std::string text);

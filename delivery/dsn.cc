@@ -76,6 +76,7 @@ queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view 
     b += Cat("<", f.address, ">: ");
     if (!f.remote_mta.empty()) b += Cat("host ", f.remote_mta, " said: ");
     b += Cat(f.code, " ", f.enhanced, " ", OneLine(f.text), "\r\n");
+    if (!f.category.empty()) b += Cat("    (category: ", f.category, ")\r\n");
   }
   b += "\r\n";
 
@@ -96,6 +97,7 @@ queue::NewMessage BuildDsn(const queue::MessageMeta& original, std::string_view 
     } else {
       b += Cat("Diagnostic-Code: X-mxrelay; ", OneLine(f.text), "\r\n");
     }
+    if (!f.category.empty()) b += Cat("X-Mxrelay-Bounce-Category: ", f.category, "\r\n");
     b += Cat("Last-Attempt-Date: ", Rfc5322Date(now_us), "\r\n");
   }
   b += "\r\n";

@@ -15,6 +15,7 @@ struct FailedRecipient {
   std::string enhanced;    // e.g. "5.1.1"; "4.4.7" for expiry
   std::string text;        // reply text / reason
   std::string remote_mta;  // host that answered, "" if none
+  std::string category;    // bounce category (delivery/classify.h), "" = not classified
 };
 
 // Builds the DSN for `original` (whose stored message is `original_body`)

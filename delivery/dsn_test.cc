@@ -243,6 +243,19 @@ TEST(BuildDsnTest, StatusDefaultsWithoutEnhancedCode) {
   EXPECT_EQ(groups[2]["status"], "4.0.0");
 }
 
+TEST(BuildDsnTest, BounceCategoryPerRecipientAndInTheText) {
+  std::vector<FailedRecipient> f = TwoFailures();
+  f[0].category = "invalid_recipient";  // f[1]: not classified, no field
+  queue::NewMessage m = BuildDsn(Original(), kOriginal, f, "relay.test", queue::QueueId{1, 1}, kNowUs);
+  Parsed p = ParseDsn(m.body);
+  ASSERT_EQ(p.parts.size(), 3u);
+  EXPECT_NE(p.parts[0].body.find("(category: invalid_recipient)"), std::string::npos) << p.parts[0].body;
+  auto groups = StatusGroups(p.parts[1].body);
+  ASSERT_EQ(groups.size(), 3u);
+  EXPECT_EQ(groups[1]["x-mxrelay-bounce-category"], "invalid_recipient");
+  EXPECT_EQ(groups[2].count("x-mxrelay-bounce-category"), 0u);
+}
+
 TEST(BuildDsnTest, MultiLineServerTextCannotBreakTheReport) {
   std::vector<FailedRecipient> f = {
       {"bob@remote.example", 550, "5.7.1", "line one\r\nInjected: header\nmore\r", "mx.example"},

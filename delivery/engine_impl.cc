@@ -1,5 +1,8 @@
 #include "delivery/engine_impl.h"
 
+#include <fstream>
+#include <sstream>
+
 #include "common/check.h"
 #include "common/escape.h"
 #include "common/status.h"
@@ -27,6 +30,7 @@ absl::Status EngineImpl::Init() {
   if (!res.ok()) return res.status();
   resolver_ = std::move(*res);
   helo_ = cfg_.helo_name.empty() ? deps_.hostname : cfg_.helo_name;
+  MXR_RETURN_IF_ERROR(LoadShaping());
   io_ = std::make_unique<SpoolIo>();
   bodies_ = std::make_unique<BodyLoader>(deps_.spool, io_.get(), loop_.get(), stats_,
                                          static_cast<int64_t>(cfg_.max_body_memory));
@@ -41,6 +45,7 @@ absl::Status EngineImpl::Init() {
   bd.ids = deps_.ids;
   bd.hostname = deps_.hostname;
   bd.bodies = bodies_.get();
+  bd.classifier = classifier_.get();
   bd.find = [this](const queue::QueueId& id) { return Find(id); };
   bookkeeping_ = std::make_unique<Bookkeeping>(
       std::move(bd), [this](ActiveMessage* m, const NextStep& step) { AfterRecord(m, step); });
@@ -153,8 +158,9 @@ void EngineImpl::StartMessage(std::unique_ptr<ActiveMessage> m) {
     msg->pending_jobs = 0;
     return bookkeeping_->Finish(msg);
   }
-  size_t n = msg->jobs.size();
-  for (size_t i = 0; i < n; ++i) {
+  // Only the jobs made here: SplitJob may append jobs that are already routed.
+  size_t made = msg->jobs.size();
+  for (size_t i = 0; i < made; ++i) {
     Job* j = msg->jobs[i].get();
     if (!j->done) Route(j);  // (an admin hold on its domain finished it already)
   }
@@ -235,6 +241,20 @@ bool EngineImpl::AdminFirst(ActiveMessage* msg) {
 void EngineImpl::Route(Job* j) {
   const RouteConfig* route = FindRoute(*routes_, j->domain);
   SiteSettings settings = SettingsFor(cfg_, route);
+  // The egress source: the message's pool (header, user, tenant), else the
+  // route's, else the default; within it by weight and warm-up (egress.h).
+  Pool* pool = egress_->PoolFor(j->msg->meta.pool, route ? route->pool : std::string());
+  Egress::Choice choice = egress_->Choose(pool, deps_.clock->NowMicros());
+  if (choice.source == nullptr) {
+    spdlog::info("event=warmup_hold id={} pool={} domain={} until_s={}", j->msg->meta.id.ToString(), pool->name,
+                 j->domain, (choice.retry_at_us - deps_.clock->NowMicros()) / 1'000'000);
+    return HoldJob(j, choice.retry_at_us, Cat("Warm-up: every source of pool ", pool->name,
+                                              " reached its daily cap; waiting for the next day"));
+  }
+  j->source = choice.source;
+  settings.source = choice.source->name;
+  settings.bind_address = choice.source->address;
+  settings.ehlo = choice.source->ehlo;
   if (route && !route->host.empty()) return JobToSite(j, {route->host}, settings, route->domain);
   if (j->domain.empty()) return FailJob(j, 550, "5.1.3", "Recipient address has no domain");
   queue::QueueId id = j->msg->meta.id;
@@ -252,11 +272,17 @@ void EngineImpl::Route(Job* j) {
 
 void EngineImpl::JobToSite(Job* j, const std::vector<std::string>& hosts, const SiteSettings& settings,
                            const std::string& route_domain) {
-  SiteId sid = IdentifySite(hosts, settings, route_domain);
+  // Shaping: the most specific rule for the domain and its MX hosts.
+  ResolvedShaping shaping = shaping_->Lookup(j->domain, hosts);
+  SiteSettings st = settings;
+  st.rule = shaping.rule;
+  if (!st.max_conns_set && shaping.limits.connection_limit) st.max_conns = *shaping.limits.connection_limit;
+  SiteId sid = IdentifySite(hosts, st, route_domain);
   auto& sp = sites_[sid.identity];
   if (!sp) {
-    sp = std::make_unique<Site>(sid.identity, sid.name, sid.label, settings);
-    InitWindow(cfg_, settings.max_conns, &sp->window);
+    sp = std::make_unique<Site>(sid.identity, sid.name, sid.label, st);
+    InitWindow(cfg_, st.max_conns, &sp->window);
+    SetUpPath(sp.get(), j, std::move(shaping));
   }
   Site* s = sp.get();
   MXR_DCHECK(j->site == nullptr || j->site == s, "a job moved to another site");
@@ -275,6 +301,10 @@ void EngineImpl::JobToSite(Job* j, const std::vector<std::string>& hosts, const 
     if (s->last_error.code) text += Cat("; last error: ", s->last_error.ToString());
     return HoldJob(j, deps_.clock->NowMicros() + (s->window.dead_until_ms - loop_->now_ms()) * 1000, text);
   }
+  if (s->overrides.Suspended(loop_->now_ms())) return HoldSuspended(s, j);
+  if (int m = s->shaping.limits.max_recipients_per_transaction.value_or(0); m > 0 && j->rcpts.size() > size_t(m)) {
+    SplitJob(j, static_cast<size_t>(m));
+  }
   s->ready.Push(j);
   Pump(s);
 }
@@ -288,6 +318,7 @@ void EngineImpl::HoldJob(Job* j, int64_t until_us, const std::string& text, bool
     RcptOutcome o = RcptOutcome::Held(until_us, 451, enhanced, text);
     o.record_reply = record_reply;
     if (s) {
+      o.source = s->settings().source;
       o.site = s->name();
       o.site_label = s->label();
     }
@@ -302,6 +333,7 @@ void EngineImpl::FailJob(Job* j, int code, const std::string& enhanced, const st
   for (size_t i : j->rcpts) {
     RcptOutcome o = RcptOutcome::Local(code, enhanced, text);
     if (j->site) {
+      o.source = j->site->settings().source;
       o.site = j->site->name();
       o.site_label = j->site->label();
     }
@@ -344,7 +376,14 @@ void EngineImpl::Pump(Site* s) {
     if (s->ready.empty()) break;
     if (c->idle()) OnConnReady(c);
   }
-  int allowed = AllowedConnections(now, &s->window);
+  if (s->overrides.Suspended(now)) return;
+  int allowed = std::min(AllowedConnections(now, &s->window),
+                         s->overrides.EffectiveConnLimit(s->settings().max_conns, now));
+  // Waiting for the rate limiter: the open connections will do (and if they
+  // end meanwhile, the timer pumps the path again).
+  if (!s->conns.empty() && !s->ready.empty()) {
+    if (int64_t wait = RateWaitUs(s); wait > 0) return ArmPump(s, wait);
+  }
   for (;;) {
     size_t setting_up = 0;
     for (OutboundConnection* c : s->conns) setting_up += c->setting_up() ? 1 : 0;
@@ -360,9 +399,16 @@ void EngineImpl::Pump(Site* s) {
 }
 
 void EngineImpl::OnConnReady(OutboundConnection* c) {
-  if (Draining() || c->messages() >= cfg_.max_messages_per_connection) return c->Quit();
-  Job* j = c->site()->ready.Pop();
-  if (j == nullptr) return;  // idle until the idle timeout
+  Site* s = c->site();
+  if (Draining() || c->messages() >= s->max_msgs_per_conn || s->overrides.Suspended(loop_->now_ms())) {
+    return c->Quit();
+  }
+  if (s->ready.empty()) return;  // idle until the idle timeout
+  if (int64_t wait = RateWaitUs(s); wait > 0) return ArmPump(s, wait);
+  int64_t now_us = deps_.clock->NowMicros();
+  s->rate.Take(now_us);
+  if (s->source) s->source->rate.Take(now_us);
+  Job* j = s->ready.Pop();
   c->Take(j);  // its body is read now, while the connection waits
 }
 
@@ -381,9 +427,29 @@ void EngineImpl::Requeue(Job* j) {
 void EngineImpl::OnJobDone(OutboundConnection* c, Job* j, const std::vector<RcptResult>& results) {
   if (stopping_) return;  // aborted by the final stop: not recorded, retried after restart
   ActiveMessage* m = j->msg;
+  Site* site = j->site;
+  bool acted = false;  // one automation action per transaction
   for (size_t k = 0; k < j->rcpts.size() && k < results.size(); ++k) {
     RcptOutcome& o = m->outcomes[j->rcpts[k]];
-    o = RcptOutcome::Local(results[k].code, results[k].enhanced, results[k].text);
+    RcptResult r = results[k];
+    if (r.code >= 400 || r.code < 200) {
+      const AutomationRule* rule = nullptr;
+      if (!acted) {
+        rule = OnRemoteReply(site, r.code, r.enhanced, r.text);
+        acted = rule && rule->action != ActionKind::kNone;
+      } else {
+        rule = FirstMatch(site->shaping.automation, r.code, r.enhanced, r.text);
+      }
+      if (rule && rule->treat == Treat::kPermanent && r.code >= 400 && r.code < 500) {
+        r.code += 100;
+        if (!r.enhanced.empty()) r.enhanced[0] = '5';
+      } else if (rule && rule->treat == Treat::kTemporary && r.code >= 500) {
+        r.code -= 100;
+        if (!r.enhanced.empty()) r.enhanced[0] = '4';
+      }
+    }
+    o = RcptOutcome::Local(r.code, r.enhanced, r.text);
+    o.source = site->settings().source;
     o.mx_host = c->host();
     o.ip = c->ip();
     o.site = j->site->name();
@@ -400,6 +466,9 @@ void EngineImpl::OnJobDone(OutboundConnection* c, Job* j, const std::vector<Rcpt
 
 void EngineImpl::OnConnGone(OutboundConnection* c, bool ever_ready, const Reply& why) {
   Site* s = c->site();
+  if (!c->destination_refused() && why.code >= 400 && !stopping_ && !Draining()) {
+    OnRemoteReply(s, why.code, why.enhanced, why.text);  // e.g. a 421 greeting or a 421 that ended the session
+  }
   if (c->destination_refused()) {
     // Not a connection failure: the destination is one delivery must never
     // use. Everything queued for the site bounces with the reason.
@@ -500,6 +569,7 @@ void EngineImpl::PublishSnapshot(int64_t now_ms) {
                                      static_cast<int64_t>(s->ready.size()), dead});
   }
   snap.sites = site_metrics_.Figures(live);
+  ShapingSnapshot(now_ms, &snap);
   stats_->sites_backed_off = backed_off;
   Resolver::Stats rs = resolver_->stats();
   snap.dns_ok = rs.ok;

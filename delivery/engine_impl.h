@@ -15,7 +15,11 @@
 
 #include "common/event_loop.h"
 #include "common/strings.h"
+#include "delivery/automation.h"
 #include "delivery/body_loader.h"
+#include "delivery/classify.h"
+#include "delivery/egress.h"
+#include "delivery/shaping.h"
 #include "delivery/destination_guard.h"
 #include "delivery/bookkeeping.h"
 #include "delivery/engine.h"
@@ -105,6 +109,18 @@ class EngineImpl final : public ConnectionOwner {
   void HoldForRestart(Job* j);  // stopping: not attempted, retried right after the restart
   void JobFinished(Job* j);
   void Pump(Site* s);
+  // Egress-path shaping (delivery/shaping.h, automation.h).
+  absl::Status LoadShaping();
+  void SetUpPath(Site* s, Job* j, ResolvedShaping shaping);
+  void SplitJob(Job* j, size_t max_rcpts);
+  int64_t RateWaitUs(Site* s);  // until the path and its source may send one more (0: now)
+  void ArmPump(Site* s, int64_t wait_us);
+  // The automation rule matching a reply on the path (nullptr if none); its
+  // action, if any, is applied to the path.
+  const AutomationRule* OnRemoteReply(Site* s, int code, const std::string& enhanced, const std::string& text);
+  void ApplyAutomation(Site* s, const AutomationRule& r, const std::string& reply);
+  void HoldSuspended(Site* s, Job* j);
+  void ShapingSnapshot(int64_t now_ms, DeliverySnapshot* snap);
   void AfterRecord(ActiveMessage* m, const NextStep& step);
   void RefreshOldest();
   void PublishSnapshot(int64_t now_ms);
@@ -144,6 +160,9 @@ class EngineImpl final : public ConnectionOwner {
   // Admin actions waiting for the message's next activation (engine.h).
   std::unordered_map<queue::QueueId, DeliveryEngine::AdminAction, QueueIdHash> admin_pending_;
   std::unordered_map<std::string, std::string> domain_site_;  // domain -> site name (bounded)
+  std::shared_ptr<const ShapingTable> shaping_;
+  std::shared_ptr<const Classifier> classifier_;
+  std::unique_ptr<Egress> egress_;
 
   // Oldest-message gauge: the spool's smallest id, asked on the spool I/O
   // thread once a second from the previous answer (delivery/oldest_tracker.h).

@@ -46,6 +46,8 @@ std::string EventToJson(const DeliveryEvent& e) {
   o += fmt::format(",\"code\":{}", e.code);
   field("enhanced", e.enhanced);
   field("response", e.response);
+  field("category", e.category);
+  field("source", e.source);
   if (!e.tenant.empty()) field("tenant", e.tenant);
   if (!e.campaign.empty()) field("campaign", e.campaign);
   o += fmt::format(",\"attempt\":{},\"queue_seconds\":{:.3f}}}\n", e.attempt, e.queue_seconds);

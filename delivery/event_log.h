@@ -24,6 +24,8 @@ struct DeliveryEvent {
   int code = 0;
   std::string enhanced;
   std::string response;
+  std::string category;  // bounce category of a failed attempt (delivery/classify.h), "" when delivered
+  std::string source;    // egress source (delivery/egress.h)
   uint32_t attempt = 0;
   double queue_seconds = 0;
   std::string tenant;    // "" = none (the field is left out)

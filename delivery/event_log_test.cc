@@ -40,6 +40,7 @@ DeliveryEvent Sample() {
   e.response = "250 2.0.0 Ok: queued as 4F1";
   e.attempt = 3;
   e.queue_seconds = 12.3456;
+  e.source = "default";
   return e;
 }
 
@@ -57,6 +58,8 @@ TEST(EventToJsonTest, EveryFieldExactly) {
             "\"code\":250,"
             "\"enhanced\":\"2.0.0\","
             "\"response\":\"250 2.0.0 Ok: queued as 4F1\","
+            "\"category\":\"\","
+            "\"source\":\"default\","
             "\"attempt\":3,"
             "\"queue_seconds\":12.346}\n");
 }
@@ -65,7 +68,7 @@ TEST(EventToJsonTest, EmptyFieldsStillPresent) {
   DeliveryEvent e;
   std::string j = EventToJson(e);
   for (const char* k : {"time", "queue_id", "sender", "recipient", "outcome", "site", "mx_host",
-                        "ip", "tls", "code", "enhanced", "response", "attempt",
+                        "ip", "tls", "code", "enhanced", "response", "category", "source", "attempt",
                         "queue_seconds"}) {
     EXPECT_THAT(j, HasSubstr(std::string("\"") + k + "\":")) << k;
   }
@@ -96,7 +99,7 @@ TEST(EventToJsonTest, EscapesQuotesBackslashesAndControls) {
     DeliveryEvent e = Sample();
     e.response = row.in;
     std::string j = EventToJson(e);
-    EXPECT_THAT(j, HasSubstr("\"response\":\"" + row.want + "\",\"attempt\""))
+    EXPECT_THAT(j, HasSubstr("\"response\":\"" + row.want + "\",\"category\""))
         << testing::PrintToString(row.in);
     // A hostile value never adds a line.
     EXPECT_EQ(std::count(j.begin(), j.end(), '\n'), 1);

@@ -24,6 +24,7 @@
 namespace mxr::delivery {
 
 class Site;
+struct Source;
 struct ActiveMessage;
 
 // A message body held in memory for the transactions that send it. Shared by
@@ -36,6 +37,7 @@ struct Job {
   std::string domain;
   std::vector<size_t> rcpts;  // indexes into msg->meta.recipients
   Site* site = nullptr;       // set once routed
+  Source* source = nullptr;   // egress source chosen at routing (delivery/egress.h)
   bool queued = false;        // on a site's ready queue (ReadyQueue keeps it)
   bool on_connection = false; // taken by a connection, results not yet in
   bool done = false;          // results recorded in msg->outcomes

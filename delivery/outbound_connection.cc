@@ -312,12 +312,25 @@ void OutboundConnection::NextAddress() {
     last_error_ = Reply{451, "4.4.0", Cat("socket: ", strerror(errno)), {}};
     return NextAddress();
   }
-  const std::string& src = owner_->cfg().source_address;
+  // The egress source's address (delivery/egress.h): mail must leave from
+  // it or not at all (a provider judges the IP), so a failed bind fails
+  // this address; an address of the other family is skipped.
+  const std::string& src = s.bind_address;
   if (!src.empty()) {
     sockaddr_storage bs;
     auto blen = MakeSockaddr(src, 0, &bs);
-    if (blen.ok() && bs.ss_family == ss.ss_family && ::bind(fd, reinterpret_cast<sockaddr*>(&bs), *blen) != 0) {
-      spdlog::warn("event=source_bind_failed address={} error=\"{}\"", src, strerror(errno));
+    if (!blen.ok() || bs.ss_family != ss.ss_family) {
+      ::close(fd);
+      last_error_ = Reply{451, "4.4.0", Cat("Source ", s.source, " (", src, ") cannot reach ", ip_.ToString(),
+                                           " (address family)"), {}};
+      return NextAddress();
+    }
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&bs), *blen) != 0) {
+      int e = errno;
+      ::close(fd);
+      spdlog::warn("event=source_bind_failed source={} address={} error=\"{}\"", s.source, src, strerror(e));
+      last_error_ = Reply{451, "4.4.0", Cat("Cannot bind source ", s.source, " address ", src, ": ", strerror(e)), {}};
+      return NextAddress();
     }
   }
   int one = 1;
@@ -342,7 +355,7 @@ void OutboundConnection::OnStreamConnected(int res) {
     return MaybeFree();
   }
   ClientOptions o;
-  o.helo = owner_->helo_name();
+  o.helo = s.ehlo.empty() ? owner_->helo_name() : s.ehlo;
   o.tls = s.tls;
   if (o.tls == TlsPolicy::kOpportunistic && site_->tls_broken_until_ms > owner_->loop()->now_ms()) {
     o.tls = TlsPolicy::kNone;  // its STARTTLS failed recently: deliver in clear

@@ -51,7 +51,10 @@ SiteSettings SettingsFor(const DeliveryConfig& cfg, const RouteConfig* route) {
   if (route) {
     if (!route->host.empty() && route->port) s.port = route->port;
     if (route->tls_set) s.tls = route->tls;
-    if (route->max_connections) s.max_conns = route->max_connections;
+    if (route->max_connections) {
+      s.max_conns = route->max_connections;
+      s.max_conns_set = true;
+    }
     s.auth_user = route->auth_user;
     s.auth_password = route->auth_password;
     s.auth_over_unverified_tls = route->auth_over_unverified_tls;
@@ -67,7 +70,7 @@ SiteId IdentifySite(const std::vector<std::string>& hosts, const SiteSettings& s
   id.label = !route_domain.empty() ? Cat("route:", route_domain) : (sorted.empty() ? id.name : sorted.front());
   // The password enters the identity only as a hash: the identity is never
   // shown, but it must differ when the credentials do.
-  id.identity = Cat(id.name, "|tls=", TlsPolicyName(s.tls), "|conns=", s.max_conns, "|auth=", s.auth_user, s.auth_over_unverified_tls ? "+unverified" : "", "#",
+  id.identity = Cat(id.name, "|tls=", TlsPolicyName(s.tls), "|conns=", s.max_conns, "|src=", s.source, "|rule=", s.rule, "|auth=", s.auth_user, s.auth_over_unverified_tls ? "+unverified" : "", "#",
                     std::hash<std::string>()(s.auth_password));
   return id;
 }

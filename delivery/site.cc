@@ -39,7 +39,8 @@ Site::Site(std::string identity, std::string name, std::string label, SiteSettin
     : identity_(std::move(identity)), name_(std::move(name)), label_(std::move(label)), settings_(std::move(settings)) {}
 
 bool Site::Idle(int64_t now_ms, int64_t unused_ms) const {
-  return ready.empty() && conns.empty() && window.dead_until_ms < now_ms && now_ms - last_used_ms > unused_ms;
+  return ready.empty() && conns.empty() && window.dead_until_ms < now_ms && !overrides.Active(now_ms) &&
+         now_ms - last_used_ms > unused_ms;
 }
 
 }  // namespace mxr::delivery

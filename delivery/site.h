@@ -20,12 +20,16 @@
 #include <vector>
 
 #include "common/config.h"
+#include "delivery/automation.h"
 #include "delivery/policy.h"
+#include "delivery/rate_limiter.h"
+#include "delivery/shaping.h"
 #include "delivery/smtp_client.h"
 
 namespace mxr::delivery {
 
 struct Job;
+struct Source;
 class OutboundConnection;
 
 // How mail for a site is sent: part of the site's identity.
@@ -35,6 +39,13 @@ struct SiteSettings {
   std::string auth_user, auth_password;
   bool auth_over_unverified_tls = false;
   int max_conns = 20;
+  bool max_conns_set = false;  // by the route (wins over shaping rules)
+  // Egress path: the source (part of the identity, delivery/egress.h) and
+  // the shaping rule that matched (delivery/shaping.h).
+  std::string source = "default";
+  std::string bind_address;  // "" = the kernel's choice
+  std::string ehlo;          // "" = the engine's helo name
+  std::string rule = "default";
 };
 
 // Jobs waiting for a connection, round-robin across envelope senders.
@@ -68,6 +79,16 @@ class Site {
   int64_t tls_broken_until_ms = 0;  // opportunistic only: STARTTLS failed, send in clear until then
   int64_t last_used_ms = 0;
   Reply last_error;  // why the last connection failed (shown for held jobs)
+
+  // Egress path shaping (delivery/shaping.h, automation.h): the source's
+  // overall limiter lives on the Source.
+  Source* source = nullptr;
+  ResolvedShaping shaping;
+  int max_msgs_per_conn = 0;
+  Gcra rate;                  // delivery rate of this path
+  RateSpec rate_in_force;     // what `rate` is configured with
+  PathOverrides overrides;    // automation actions in force
+  bool pump_armed = false;    // a timer will pump the site (rate limit)
 
   // Whether it may be forgotten (nothing queued or open, no backoff running).
   bool Idle(int64_t now_ms, int64_t unused_ms) const;

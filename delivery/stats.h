@@ -40,9 +40,42 @@ struct SiteFigures {
   bool backed_off = false;
 };
 
+// Bounce categories (delivery/classify.h; the same names in the same order,
+// checked there): a bounded metric label.
+inline constexpr std::array<std::string_view, 11> kFailureCategoryNames = {
+    "invalid_recipient", "mailbox_full", "message_too_large", "spam_reputation", "policy", "rate_limited",
+    "dns_failure",       "tls_failure",  "connection_failure", "content_rejected", "other"};
+// Automation actions (delivery/automation.h ActionKind order).
+inline constexpr std::array<std::string_view, 4> kShapingActionNames = {"none", "suspend", "connection_limit",
+                                                                        "message_rate"};
+
+// One egress source (delivery/egress.h).
+struct SourceFigures {
+  std::string name;
+  uint64_t assigned = 0;         // jobs given to it
+  uint64_t warmup_overflow = 0;  // times it was skipped: warm-up cap reached
+  int64_t warmup_day = 0;        // 0 = not warming up
+  int64_t warmup_cap = -1;       // today's cap, -1 = none
+  int64_t warmup_sent = 0;       // sent today
+};
+
+// One egress path with an automation action in force (admin listing).
+struct PathAction {
+  std::string source, site, rule, reason;
+  int64_t suspended_s = 0;   // seconds left, 0 = not suspended
+  int conn_limit = 0;        // with conn_limit_s
+  int64_t conn_limit_s = 0;
+  std::string rate;          // with rate_s
+  int64_t rate_s = 0;
+};
+
 // What the engine thread publishes once a second for the exporter.
 struct DeliverySnapshot {
   std::vector<SiteFigures> sites;  // labelled sites, then "other" last
+  std::vector<SourceFigures> sources;
+  std::vector<std::pair<std::string, uint64_t>> pools;  // name, jobs assigned
+  std::vector<std::pair<std::string, int64_t>> rule_paths;  // shaping rule, open paths using it
+  std::vector<PathAction> actions;  // paths under an automation action
   uint64_t dns_ok = 0, dns_nxdomain = 0, dns_nullmx = 0, dns_tempfail = 0, dns_cache_hits = 0;
   uint64_t dns_coalesced = 0;
   HistogramSnapshot dns_micros;    // lookups that went to the server
@@ -71,6 +104,18 @@ struct DeliveryStats {
   std::atomic<int64_t> body_bytes_loaded{0};      // gauge: bodies read from the spool, held for transactions
   std::atomic<uint64_t> body_waits{0};            // transactions that waited for the body memory budget
   Histogram delivery_latency_us{buckets::QueueLatencyUs()};  // acceptance -> delivered
+  // Failed recipient attempts (deferred, bounced, expired) by category.
+  std::array<std::atomic<uint64_t>, kFailureCategoryNames.size()> failures_by_category{};
+  std::array<std::atomic<uint64_t>, kShapingActionNames.size()> shaping_actions{};  // automation, by action
+  std::atomic<int64_t> paths_suspended{0};        // gauge: egress paths suspended by automation
+  std::atomic<int64_t> longest_suspension_s{0};   // gauge: age of the oldest suspension in force
+
+  void CountFailure(size_t category) {
+    if (category < failures_by_category.size()) failures_by_category[category].fetch_add(1, std::memory_order_relaxed);
+  }
+  void CountShapingAction(size_t action) {
+    if (action < shaping_actions.size()) shaping_actions[action].fetch_add(1, std::memory_order_relaxed);
+  }
 
   void CountAttempt(Outcome o) { attempts[static_cast<size_t>(o)].fetch_add(1, std::memory_order_relaxed); }
   uint64_t Attempts(Outcome o) const { return attempts[static_cast<size_t>(o)].load(std::memory_order_relaxed); }

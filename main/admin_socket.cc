@@ -146,6 +146,15 @@ void AdminSocket::Serve(int fd) {
   }
   std::string_view r(*req);
   if (!r.empty() && r.back() == '\r') r.remove_suffix(1);
+  if (AsciiIStartsWith(r, "SHAPING")) {
+    std::function<std::string()> fn;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      fn = shaping_status_;
+    }
+    SendAll(fd, fn ? fn() : std::string("ERR delivery is not running\n"));
+    return;
+  }
   relay::TraceSubscriber::Filter f;
   bool ok = AsciiIStartsWith(r, "TRACE");
   r.remove_prefix(std::min<size_t>(5, r.size()));

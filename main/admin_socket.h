@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,6 +31,12 @@ class AdminSocket {
   static absl::StatusOr<std::unique_ptr<AdminSocket>> Start(const std::string& path, relay::TraceHub* hub);
   // Stops serving: every client is closed, threads joined, the file removed.
   ~AdminSocket();
+  // "SHAPING\n" -> the text `fn` returns, then close (`mxrelay shaping
+  // status`, main/shaping_cli.h). Without it: "ERR ...".
+  void SetShapingStatus(std::function<std::string()> fn) {
+    std::lock_guard<std::mutex> l(mu_);
+    shaping_status_ = std::move(fn);
+  }
 
  private:
   AdminSocket(std::string path, int fd, int stop_fd, relay::TraceHub* hub);
@@ -45,6 +52,7 @@ class AdminSocket {
   std::mutex mu_;
   std::vector<std::thread> threads_;  // client threads (joined at the end)
   std::thread acceptor_;
+  std::function<std::string()> shaping_status_;  // guarded by mu_
 };
 
 // `mxrelay trace`: connects to the relay's admin socket, asks for the trace

@@ -29,11 +29,13 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/strings.h"
+#include "delivery/egress.h"
 #include "delivery/engine.h"
 #include "dkim/policy.h"
 #include "dkim/signing_spool.h"
 #include "main/admin_cli.h"
 #include "main/admin_socket.h"
+#include "main/shaping_cli.h"
 #include "main/dkim_cli.h"
 #include "main/privileges.h"
 #include "main/queue_cli.h"
@@ -509,6 +511,10 @@ int Run(const std::string& config_path) {
   std::unique_ptr<AdminSocket> admin;
   if (auto a = AdminSocket::Start(AdminSocketPath(cfg), &trace_hub); a.ok()) {
     admin = std::move(*a);
+    if (engine) {
+      const delivery::DeliveryStats* ds = &engine->stats();
+      admin->SetShapingStatus([ds] { return FormatShapingStatus(*ds); });
+    }
     spdlog::info("event=admin_socket_listening path={}", AdminSocketPath(cfg));
   } else {
     spdlog::warn("event=admin_socket_failed error=\"{}\" effect=\"mxrelay trace is not available\"",
@@ -634,6 +640,10 @@ int main(int argc, char** argv) {
   tr->add_option("--user", trace_user, "Authenticated user, as the users file writes it");
   tr->add_option("--seconds", trace_seconds, "Stop after this long (default: until interrupted)");
   tr->add_option("-c,--config", config, "TOML configuration file");
+  auto* sh = app.add_subcommand("shaping", "Egress shaping of the running relay");
+  sh->require_subcommand(1);
+  auto* shs = sh->add_subcommand("status", "Sources (warm-up), pools, rules in use, paths under an automation action");
+  shs->add_option("-c,--config", config, "TOML configuration file");
   auto* cc = app.add_subcommand("check-config", "Validate the configuration and exit");
   auto* dk = app.add_subcommand("dkim", "DKIM keys: generate, check the published record, sign by hand");
   dk->require_subcommand(1);
@@ -706,6 +716,14 @@ int main(int argc, char** argv) {
     }
     return mxr::RunTraceClient(mxr::AdminSocketPath(*cfg), trace_ip, trace_user, trace_seconds);
   }
+  if (*shs) {
+    auto cfg = mxr::LoadConfig(config);
+    if (!cfg.ok()) {
+      fmt::print(stderr, "mxrelay: config error: {}\n", cfg.status().message());
+      return 2;
+    }
+    return mxr::RunShapingStatus(mxr::AdminSocketPath(*cfg));
+  }
   if (*dkg) return mxr::DkimKeygen(da);
   if (*dks) return mxr::DkimSign(da);
   if (*dkc) {
@@ -740,9 +758,15 @@ int main(int argc, char** argv) {
         }
         ntenants = (*t)->tenants().size();
       }
-      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules, {} tenants)\n",
+      // The shaping and classification files as delivery would load them.
+      auto shaping = mxr::delivery::LoadShapingSetup(*cfg);
+      if (!shaping.ok()) {
+        fmt::print(stderr, "mxrelay: config error: {}\n", shaping.status().message());
+        return 2;
+      }
+      fmt::print("{}: OK ({} listeners, spool {}, {} DKIM rules, {} tenants, {} shaping rules)\n",
                  config.empty() ? "<embedded defaults>" : config, cfg->listeners.size(), cfg->SpoolPath(),
-                 cfg->dkim.rules.size(), ntenants);
+                 cfg->dkim.rules.size(), ntenants, shaping->table->RuleNames().size());
       return 0;
     }
     if (*ql) return mxr::QueueList(*cfg, limit, json);

@@ -222,6 +222,48 @@ void RenderDelivery(const Sources& src, Families& f) {
     Families::AddGauge(sq, static_cast<double>(site.queued_jobs), {{"site", site.label}});
     Families::AddGauge(sb, site.backed_off ? 1 : 0, {{"site", site.label}});
   }
+
+  // Egress sources, pools, shaping (delivery/egress.h, shaping.h, classify.h).
+  // Labels are bounded by the configuration (sources, pools, rules) and by
+  // fixed lists (categories, actions).
+  auto& fc = f.Family("mxrelay_delivery_failures_total",
+                      "Failed recipient attempts (deferred, bounced, expired), by bounce category.", MetricType::Counter);
+  for (size_t i = 0; i < delivery::kFailureCategoryNames.size(); ++i) {
+    Families::AddCounter(fc, Load(s.failures_by_category[i]), {{"category", std::string(delivery::kFailureCategoryNames[i])}});
+  }
+  auto& act = f.Family("mxrelay_shaping_actions_total", "Automation actions taken on egress paths, by action.",
+                       MetricType::Counter);
+  for (size_t i = 1; i < delivery::kShapingActionNames.size(); ++i) {
+    Families::AddCounter(act, Load(s.shaping_actions[i]), {{"action", std::string(delivery::kShapingActionNames[i])}});
+  }
+  f.Gauge("mxrelay_shaping_paths_suspended", "Egress paths (source, site) suspended by an automation rule now.",
+          Load(s.paths_suspended));
+  f.Gauge("mxrelay_shaping_longest_suspension_seconds",
+          "How long the oldest suspension of an egress path in force has lasted (0: none).",
+          Load(s.longest_suspension_s));
+  auto& rp = f.Family("mxrelay_shaping_rule_paths", "Egress paths known to delivery, by the shaping rule they use.",
+                      MetricType::Gauge);
+  for (const auto& [rule, n] : snap.rule_paths) Families::AddGauge(rp, static_cast<double>(n), {{"rule", rule}});
+  auto& sj = f.Family("mxrelay_egress_source_jobs_total", "Transactions assigned to each egress source.",
+                      MetricType::Counter);
+  auto& wd = f.Family("mxrelay_egress_source_warmup_day", "Day of the source's warm-up (0: not warming up).",
+                      MetricType::Gauge);
+  auto& wc = f.Family("mxrelay_egress_source_warmup_cap", "Today's warm-up cap of the source (-1: none).",
+                      MetricType::Gauge);
+  auto& ws = f.Family("mxrelay_egress_source_warmup_sent_today", "Transactions the source took today (UTC).",
+                      MetricType::Gauge);
+  auto& wo = f.Family("mxrelay_egress_source_warmup_overflow_total",
+                      "Times the source was passed over: its warm-up cap for the day was reached.", MetricType::Counter);
+  for (const auto& src2 : snap.sources) {
+    Families::AddCounter(sj, static_cast<double>(src2.assigned), {{"source", src2.name}});
+    Families::AddGauge(wd, static_cast<double>(src2.warmup_day), {{"source", src2.name}});
+    Families::AddGauge(wc, static_cast<double>(src2.warmup_cap), {{"source", src2.name}});
+    Families::AddGauge(ws, static_cast<double>(src2.warmup_sent), {{"source", src2.name}});
+    Families::AddCounter(wo, static_cast<double>(src2.warmup_overflow), {{"source", src2.name}});
+  }
+  auto& pj = f.Family("mxrelay_egress_pool_jobs_total", "Transactions assigned through each egress pool.",
+                      MetricType::Counter);
+  for (const auto& [pool, n] : snap.pools) Families::AddCounter(pj, static_cast<double>(n), {{"pool", pool}});
 }
 
 // Tenants, the HTTP injection API and the admin API (issue 18).

@@ -7,6 +7,7 @@
 #include "common/escape.h"
 #include "common/strings.h"
 #include "relay/headers.h"
+#include "relay/pool_header.h"
 #include "relay/smtp_parser.h"
 #include "tenants/headers.h"
 #include "spdlog/spdlog.h"
@@ -739,6 +740,9 @@ void Session::FinishMessage() {
                  "Message contains bare CR or LF line endings; only CRLF is accepted "
                  "(RFC 5321 2.3.8)");
   }
+  // The egress-pool header never leaves: removed here, honoured only from
+  // an authenticated or trusted client (relay/pool_header.h).
+  std::string pool_header = TakeHeader(&tx_.body, env_.config->shaping.pool_header);
   HeaderPresence headers = ScanHeaders(tx_.body);
   if (headers.received >= env_.config->limits.max_hops) {
     // Our own Received: would make it one hop more than the limit: a loop
@@ -772,6 +776,7 @@ void Session::FinishMessage() {
   m.body_8bit = tx_.body_8bit;
   m.sender = std::move(tx_.sender);
   m.auth_user = auth_user_;
+  m.pool = PoolAtReception(*env_.config, pool_header, auth_user_, info_.trusted);
   m.client_ip = info_.client_ip;
   m.helo = helo_;
   m.recipients.reserve(tx_.rcpts.size());

@@ -10,6 +10,8 @@ PKGS=(
   liburing-dev libssl-dev libabsl-dev librocksdb-dev libc-ares-dev
   libtomlplusplus-dev libcrypt-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libcivetweb-dev libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # RE2: linear-time regexes on remote reply text (delivery/automation.h, delivery/classify.h)
+  libre2-dev
   # DKIM: OpenDKIM's library for the differential unit test (dkim/opendkim_diff_test.cc)
   libopendkim-dev
   # HTTP injection API (api/): JSON (header-only); MIME: GMime builds messages

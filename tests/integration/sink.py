@@ -121,6 +121,7 @@ class Message:
         self.tls = tls                    # e.g. "TLSv1.3", None in clear
         self.auth = auth                  # (user, password) or None
         self.time = time.time()
+        self.peer = None                  # the relay's source address (set by the sink)
 
     def parsed(self):
         return email.message_from_bytes(self.data, policy=email.policy.compat32)
@@ -181,7 +182,7 @@ class Sink:
                  starttls=False, starttls_broken=False, auth=None, hang=False, banner=None,
                  mail=None, rcpt=None,
                  default_rcpt="250 2.1.5 Ok", data=None, data_delay=0.0, hostname="sink.test",
-                 drop_in_data=0, stall_in_data=False, rcvbuf=None, data_read_rate=None):
+                 drop_in_data=0, stall_in_data=False, rcvbuf=None, data_read_rate=None, mail_by_peer=None):
         assert addr.startswith("127."), "loopback only"
         self.addr = addr
         self.port = port
@@ -193,6 +194,7 @@ class Sink:
         self.hang = hang
         self.banner = banner          # str / seq / callable(): "220 ..." by default
         self.mail = mail              # str / seq / callable(sender)
+        self.mail_by_peer = mail_by_peer  # {peer address: str / seq}: MAIL reply by the client's address
         self.rcpt = rcpt              # dict address -> str/seq, or callable(address)
         self.default_rcpt = default_rcpt
         self.data = data              # str / seq / callable(Message)
@@ -212,6 +214,11 @@ class Sink:
         self.auth_log = []            # (user, password, accepted, tls version) per AUTH
         self.commands = []            # every command verb seen (upper case), bounded
         self.connections = 0          # accepted TCP connections
+        self.conn_log = []            # (conn_id, peer address, time) per accepted connection
+        self.peers = {}               # conn_id -> peer address
+        self.active_by_peer = {}
+        self.peak_by_peer = {}        # peer address -> peak of its concurrent sessions (ended at QUIT)
+        self._peer_ended = set()
         self.active = 0
         self.peak = 0                 # peak of concurrent connections
         self.tx_active = 0
@@ -312,7 +319,7 @@ class Sink:
             if self._stop.is_set():
                 return
             try:
-                c, _ = self._listen.accept()
+                c, peer = self._listen.accept()
             except socket.timeout:
                 continue
             except OSError:
@@ -323,6 +330,11 @@ class Sink:
                 self.active += 1
                 self.peak = max(self.peak, self.active)
                 self._socks.add(c)
+                self.peers[conn_id] = peer[0]
+                self.conn_log.append((conn_id, peer[0], time.time()))
+                n = self.active_by_peer.get(peer[0], 0) + 1
+                self.active_by_peer[peer[0]] = n
+                self.peak_by_peer[peer[0]] = max(self.peak_by_peer.get(peer[0], 0), n)
             t = threading.Thread(target=self._serve, args=(c, conn_id), daemon=True,
                                  name="sink-conn-%s-%d" % (self.name, conn_id))
             t.start()
@@ -347,11 +359,22 @@ class Sink:
                 if st["tx"]:
                     self.tx_active -= 1
                 self.active -= 1
+                self._peer_done_locked(conn_id)
                 self._socks.discard(st["sock"])
             try:
                 st["sock"].close()
             except OSError:
                 pass
+
+    def _peer_done(self, conn_id):
+        with self.lock:
+            self._peer_done_locked(conn_id)
+
+    def _peer_done_locked(self, conn_id):
+        p = self.peers.get(conn_id)
+        if p is not None and conn_id not in self._peer_ended:
+            self._peer_ended.add(conn_id)
+            self.active_by_peer[p] -= 1
 
     def _hang(self, sock):
         """Accept and never answer: wait until the peer leaves or the sink stops."""
@@ -479,7 +502,11 @@ class Sink:
                 if self.auth and authed is None:
                     conn.send("530 5.7.0 Authentication required\r\n")
                     continue
-                r = _reply(self.mail, m.group(2), default="250 2.1.0 Ok")
+                peer = self.peers.get(conn_id)
+                if self.mail_by_peer and peer in self.mail_by_peer:
+                    r = _reply(self.mail_by_peer[peer], m.group(2), default="250 2.1.0 Ok")
+                else:
+                    r = _reply(self.mail, m.group(2), default="250 2.1.0 Ok")
                 if r.startswith("2"):
                     sender, mail_params, rcpts = m.group(2), m.group(3), []
                     self._tx(st, True)
@@ -542,6 +569,7 @@ class Sink:
                 conn.rate = None
                 msg = Message(conn_id, helo, sender, mail_params, list(rcpts), b"".join(chunks),
                               tls, authed)
+                msg.peer = self.peers.get(conn_id)
                 with self.lock:
                     self.in_data += 1
                 try:
@@ -567,6 +595,10 @@ class Sink:
             elif verb == "NOOP":
                 conn.send("250 2.0.0 Ok\r\n")
             elif verb == "QUIT":
+                # The client's session ends here: its per-peer count drops
+                # before the 221, so its next connection (opened on the 221)
+                # is never counted as concurrent with this one.
+                self._peer_done(conn_id)
                 conn.send("221 2.0.0 Bye\r\n")
                 return
             else:

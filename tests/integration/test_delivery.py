@@ -182,7 +182,7 @@ class DeliveryTest(DeliveryBase):
         evs = relay.events()
         self.assertEqual(len(evs), 6, evs)
         fields = {"time", "queue_id", "sender", "recipient", "outcome", "site", "mx_host", "ip", "tls",
-                  "code", "enhanced", "response", "attempt", "queue_seconds"}
+                  "code", "enhanced", "response", "category", "source", "attempt", "queue_seconds"}
         for e in evs:
             self.assertEqual(set(e), fields, e)
             self.assertRegex(e["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

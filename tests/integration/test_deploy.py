@@ -188,7 +188,9 @@ class DashboardTest(unittest.TestCase):
                        'class=~"4xx|5xx"', "mxrelay_spool_healthy", "mxrelay_spool_commit_batch_messages_bucket",
                        "mxrelay_spool_write_stalls_total", "mxrelay_spool_background_errors_total",
                        "mxrelay_spool_disk_bytes", "mxrelay_process_resident_memory_bytes",
-                       "mxrelay_process_open_fds", "mxrelay_process_cpu_seconds_total"]:
+                       "mxrelay_process_open_fds", "mxrelay_process_cpu_seconds_total",
+                       "mxrelay_egress_source_jobs_total", "mxrelay_shaping_paths_suspended",
+                       "mxrelay_delivery_failures_total", "mxrelay_egress_source_warmup_sent_today"]:
             self.assertIn(needle, exprs)
 
     @need_yaml
@@ -225,7 +227,7 @@ class AlertRulesTest(unittest.TestCase):
         for required in ["MxrelayDown", "MxrelayNotReady", "MxrelaySpoolUnhealthy", "MxrelayQueueGrowing",
                          "MxrelayOldestMessageOld", "MxrelayOldestMessageVeryOld", "MxrelayNoDeliveries",
                          "MxrelayBounceRateHigh", "MxrelayDeferralRateHigh", "MxrelayTlsHandshakeFailures",
-                         "MxrelayAuthFailures"]:
+                         "MxrelayAuthFailures", "MxrelayEgressPathSuspended"]:
             self.assertIn(required, names)
 
     @need_yaml
