@@ -776,7 +776,11 @@ void Session::FinishMessage() {
   m.body_8bit = tx_.body_8bit;
   m.sender = std::move(tx_.sender);
   m.auth_user = auth_user_;
-  m.pool = PoolAtReception(*env_.config, pool_header, auth_user_, info_.trusted);
+  // Precedence: the pool header, then the user's pool ([[pool]] users),
+  // then the tenant's; empty = decided at delivery (route, else default).
+  if (std::string p = PoolAtReception(*env_.config, pool_header, auth_user_, info_.trusted); !p.empty()) {
+    m.pool = std::move(p);
+  }
   m.client_ip = info_.client_ip;
   m.helo = helo_;
   m.recipients.reserve(tx_.rcpts.size());
