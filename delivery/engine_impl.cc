@@ -4,6 +4,7 @@
 #include "common/escape.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/tls_policy.h"
 #include "delivery/policy.h"
 
 namespace mxr::delivery {
@@ -52,6 +53,7 @@ absl::Status EngineImpl::Init() {
   for (SSL_CTX* c : {tls_noverify_, tls_verify_}) {
     SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
     SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+    MXR_RETURN_IF_ERROR(ApplyTlsCipherPolicy(c));  // common/tls_policy.h
   }
   SSL_CTX_set_default_verify_paths(tls_verify_);
   SSL_CTX_set_verify(tls_verify_, SSL_VERIFY_PEER, nullptr);
@@ -304,6 +306,7 @@ void EngineImpl::OnJobDone(OutboundConnection* c, Job* j, const std::vector<Rcpt
     o.site = j->site->name();
     o.site_label = j->site->label();
     o.tls = c->tls_version();
+    o.next_hop_dsn = c->next_hop_dsn();
   }
   // The site works if the server really answered (2xx or 5xx); a transaction
   // ended by 421 or a timeout counts against the connection in OnConnGone.

@@ -94,7 +94,13 @@ void OutboundConnection::SendJob(Job* j, const absl::Status& st, BodyRef body) {
   ActiveMessage* m = j->msg;
   j->out.sender = m->meta.sender;
   j->out.rcpts.clear();
-  for (size_t i : j->rcpts) j->out.rcpts.push_back(m->meta.recipients[i].address);
+  j->out.rcpt_dsn.clear();
+  for (size_t i : j->rcpts) {
+    const queue::Recipient& r = m->meta.recipients[i];
+    j->out.rcpts.push_back(r.address);
+    j->out.rcpt_dsn.push_back(RcptDsnParams(r));  // delivery/dsn.h
+  }
+  j->out.mail_dsn = MailDsnParams(m->meta);
   j->out.smtputf8 = m->meta.smtputf8;
   j->out.body_8bit = m->meta.body_8bit;
   j->out.body = j->body.get();

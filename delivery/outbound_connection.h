@@ -99,6 +99,8 @@ class OutboundConnection final : public ClientHost, public IoStream::Owner {
   // the site's jobs bounce with refusal() instead of being retried.
   bool destination_refused() const { return refused_; }
   const Reply& refusal() const { return refusal_; }
+  // The next hop advertised DSN (RFC 3461) on this session.
+  bool next_hop_dsn() const { return client_ && client_->dsn_offered(); }
   std::string tls_version() const { return stream_ && stream_->tls_up() ? stream_->tls()->version() : ""; }
 
   // Entry points from the engine (any of them may be called from inside a

@@ -54,6 +54,11 @@ struct DeliveryStats {
   std::array<std::atomic<uint64_t>, kOutcomeCount> attempts{};  // recipients, by Outcome
   std::atomic<uint64_t> messages_completed{0};    // deleted from the spool
   std::atomic<uint64_t> dsns_queued{0};
+  // RFC 3461 (issue 24): notices generated because NOTIFY asked and the next
+  // hop could not carry it, and failure DSNs NOTIFY suppressed.
+  std::atomic<uint64_t> dsn_ext_success{0};
+  std::atomic<uint64_t> dsn_ext_delay{0};
+  std::atomic<uint64_t> dsn_ext_failure_suppressed{0};
   std::atomic<uint64_t> connections_opened{0};
   std::atomic<uint64_t> connection_failures{0};   // failed or ended by an error
   std::atomic<uint64_t> connections_ok{0};        // at close: reached a usable session

@@ -158,6 +158,12 @@ void RenderDelivery(const Sources& src, Families& f) {
   f.Counter("mxrelay_delivery_messages_completed_total", "Messages removed from the spool (all recipients done).",
             Load(s.messages_completed));
   f.Counter("mxrelay_delivery_dsns_total", "DSN bounce messages queued.", Load(s.dsns_queued));
+  const char* notices_help = "RFC 3461 notices we generated (relayed: NOTIFY=SUCCESS to a next hop without DSN).";
+  auto& notices = f.Family("mxrelay_dsn_notices_total", notices_help, MetricType::Counter);
+  Families::AddCounter(notices, Load(s.dsn_ext_success), {{"kind", "relayed"}});
+  Families::AddCounter(notices, Load(s.dsn_ext_delay), {{"kind", "delayed"}});
+  f.Counter("mxrelay_dsn_failure_suppressed_total", "Failure DSNs not sent because NOTIFY asked for none.",
+            Load(s.dsn_ext_failure_suppressed));
   auto& conns = f.Family("mxrelay_delivery_connections_total",
                          "Outbound connections (counted when closed), by whether they reached a usable session.",
                          MetricType::Counter);

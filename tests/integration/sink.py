@@ -208,6 +208,7 @@ class Sink:
         self.lock = threading.Lock()
         self.messages = []            # accepted Message objects
         self.rcpt_log = []            # (address, reply) for every RCPT answered
+        self.rcpt_params = []         # (address, parameters after the path) for every RCPT
         self.data_log = []            # (rcpts, reply) for every final-dot answer
         self.auth_log = []            # (user, password, accepted, tls version) per AUTH
         self.commands = []            # every command verb seen (upper case), bounded
@@ -503,6 +504,7 @@ class Sink:
                     r = self.default_rcpt
                 with self.lock:
                     self.rcpt_log.append((addr, r))
+                    self.rcpt_params.append((addr, m.group(3)))
                 if r.startswith("2"):
                     rcpts.append(addr)
                 conn.send(r + "\r\n")
