@@ -15,11 +15,13 @@
 #include <cstdint>
 #include <deque>
 #include <list>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/config.h"
+#include "delivery/mta_sts.h"
 #include "delivery/policy.h"
 #include "delivery/smtp_client.h"
 
@@ -35,6 +37,10 @@ struct SiteSettings {
   std::string auth_user, auth_password;
   bool auth_over_unverified_tls = false;
   int max_conns = 20;
+  // MTA-STS (delivery/mta_sts.h): the policy domain and its policy when the
+  // mail goes under one in mode testing or enforce; else null.
+  std::string sts_domain;
+  std::shared_ptr<const StsPolicy> sts;
 };
 
 // Jobs waiting for a connection, round-robin across envelope senders.

@@ -283,6 +283,7 @@ void SmtpClient::HandleReply(const Reply& r) {
     case Phase::kHelo:
       if (r.code != 250) return Fail(r);
       pipelining_ = smtputf8_ = eightbit_ = starttls_offered_ = auth_plain_ = size_offered_ = dsn_ = false;
+      ehlo_done_ = true;
       max_size_ = 0;
       if (!tls_ && (opts_.tls == TlsPolicy::kRequired || opts_.tls == TlsPolicy::kRequiredVerify)) {
         return Fail(Synthetic(451, "4.7.5", "TLS required by policy but the server does not speak ESMTP"));
@@ -367,8 +368,9 @@ void SmtpClient::HandleReply(const Reply& r) {
 }
 
 void SmtpClient::AfterEhlo(const Reply& r) {
-  pipelining_ = smtputf8_ = eightbit_ = starttls_offered_ = auth_plain_ = size_offered_ = false;
+  pipelining_ = smtputf8_ = eightbit_ = starttls_offered_ = auth_plain_ = size_offered_ = dsn_ = false;
   max_size_ = 0;
+  ehlo_done_ = true;
   for (size_t i = 1; i < r.lines.size(); ++i) {
     std::string kw = Upper(r.lines[i]);
     if (kw == "PIPELINING") pipelining_ = true;

@@ -119,6 +119,8 @@ class SmtpClient {
   bool tls_active() const { return tls_; }
   bool pipelining() const { return pipelining_; }
   bool dsn_offered() const { return dsn_; }
+  // EHLO was answered without STARTTLS (and TLS is not up).
+  bool starttls_missing() const { return ehlo_done_ && !starttls_offered_ && !tls_; }
   uint64_t max_size() const { return max_size_; }
   const std::string& banner() const { return banner_; }
 
@@ -144,6 +146,7 @@ class SmtpClient {
   bool auth_plain_ = false;
   bool size_offered_ = false;
   bool dsn_ = false;  // RFC 3461
+  bool ehlo_done_ = false;
   uint64_t max_size_ = 0;
 
   // Current transaction.

@@ -59,6 +59,13 @@ struct DeliveryStats {
   std::atomic<uint64_t> dsn_ext_success{0};
   std::atomic<uint64_t> dsn_ext_delay{0};
   std::atomic<uint64_t> dsn_ext_failure_suppressed{0};
+  // MTA-STS (issue 24): sessions under a policy by mode and outcome (their
+  // TLS-RPT counts), and jobs deferred because no MX matched an enforce policy.
+  std::atomic<uint64_t> sts_enforce_ok{0};
+  std::atomic<uint64_t> sts_enforce_failed{0};
+  std::atomic<uint64_t> sts_testing_ok{0};
+  std::atomic<uint64_t> sts_testing_failed{0};
+  std::atomic<uint64_t> sts_mx_mismatch{0};
   std::atomic<uint64_t> connections_opened{0};
   std::atomic<uint64_t> connection_failures{0};   // failed or ended by an error
   std::atomic<uint64_t> connections_ok{0};        // at close: reached a usable session

@@ -8,6 +8,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   liburing-dev libssl-dev libabsl-dev librocksdb-dev libc-ares-dev
+  libcurl4-openssl-dev  # MTA-STS policy fetch over HTTPS (delivery/sts_fetch.cc)
   libtomlplusplus-dev libcrypt-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libcivetweb-dev libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
   # DKIM: OpenDKIM's library for the differential unit test (dkim/opendkim_diff_test.cc)
