@@ -148,6 +148,9 @@ struct DeliveryConfig {
   int max_age = 432000;            // s (5 days) before a message bounces
   std::string tls_ca_file;         // CA bundle for verified outbound TLS; "" = the system's
   MtaStsConfig mta_sts;            // keys mta_sts, mta_sts_https_port, mta_sts_ca_file, ...
+  int tls_rpt_interval = 86400;    // s per TLS-RPT report period; 0 = no reports
+  std::string tls_rpt_organization;  // "" = hostname
+  std::string tls_rpt_contact;       // "" = postmaster@hostname
   int delay_dsn_after = 14400;     // s before a NOTIFY=DELAY recipient gets its delay DSN; 0 = never
   int site_backoff_initial = 60;   // s a dead site is left alone, doubling
   int site_backoff_max = 3600;

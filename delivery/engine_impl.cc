@@ -66,6 +66,16 @@ absl::Status EngineImpl::Init() {
     sts_fetcher_ = MakeCurlStsFetcher(loop_.get(), cfg_.mta_sts);
     mta_sts_ = std::make_unique<MtaSts>(resolver_.get(), sts_fetcher_.get(), cfg_.mta_sts,
                                         [this] { return deps_.clock->NowMicros() / 1'000'000; });
+    TlsRptSender::Deps rd;
+    rd.cfg = &cfg_;
+    rd.resolver = resolver_.get();
+    rd.https = sts_fetcher_.get();
+    rd.spool = deps_.spool;
+    rd.ids = deps_.ids;
+    rd.stats = stats_;
+    rd.hostname = deps_.hostname;
+    rd.now_us = [this] { return deps_.clock->NowMicros(); };
+    tls_rpt_sender_ = std::make_unique<TlsRptSender>(std::move(rd), &tls_rpt_);
   }
   SSL_CTX_set_verify(tls_verify_, SSL_VERIFY_PEER, nullptr);
   SSL_CTX_set_verify(tls_noverify_, SSL_VERIFY_NONE, nullptr);
@@ -404,6 +414,7 @@ void EngineImpl::Tick() {
     OutboundConnection* c = (it++)->get();
     c->CheckTimeout(now);
   }
+  if (tls_rpt_sender_) tls_rpt_sender_->Tick();
   if (Draining()) return CheckDrained();
   for (auto& [k, s] : sites_) {
     if (!s->ready.empty()) Pump(s.get());

@@ -25,6 +25,7 @@
 #include "delivery/mta_sts.h"
 #include "delivery/outbound_connection.h"
 #include "delivery/tls_rpt.h"
+#include "delivery/tls_rpt_sender.h"
 #include "delivery/resolver.h"
 #include "delivery/router.h"
 #include "delivery/scheduled_queue.h"
@@ -129,6 +130,7 @@ class EngineImpl final : public ConnectionOwner {
   std::unique_ptr<StsFetcher> sts_fetcher_;  // MTA-STS (null when delivery.mta_sts = false)
   std::unique_ptr<MtaSts> mta_sts_;
   TlsRptCollector tls_rpt_;
+  std::unique_ptr<TlsRptSender> tls_rpt_sender_;
   SSL_CTX* tls_verify_ = nullptr;
   SSL_CTX* tls_noverify_ = nullptr;
 

@@ -71,6 +71,13 @@ class StsFetcher {
   // `pin`: "host:port:address" (the address our resolver found for the
   // URL's host), or "" to let the fetcher resolve it.
   virtual void Fetch(const std::string& url, const std::string& pin, std::function<void(Result)> done) = 0;
+  // An HTTPS POST of `body` (TLS-RPT reports); ok = a 2xx answer.
+  virtual void Post(const std::string& url, const std::string& pin, std::string body, std::string content_type,
+                    std::function<void(Result)> done) {
+    Result r;
+    r.error = "POST not supported";
+    done(std::move(r));
+  }
 };
 
 // libcurl (easy interface) on one thread of its own; results are posted to

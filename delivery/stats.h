@@ -66,6 +66,11 @@ struct DeliveryStats {
   std::atomic<uint64_t> sts_testing_ok{0};
   std::atomic<uint64_t> sts_testing_failed{0};
   std::atomic<uint64_t> sts_mx_mismatch{0};
+  // TLS-RPT reports handed over (queued to mailto:, POSTed 2xx), failed, and
+  // policy domains skipped for want of a TLSRPTv1 record.
+  std::atomic<uint64_t> tls_rpt_sent{0};
+  std::atomic<uint64_t> tls_rpt_failed{0};
+  std::atomic<uint64_t> tls_rpt_no_rua{0};
   std::atomic<uint64_t> connections_opened{0};
   std::atomic<uint64_t> connection_failures{0};   // failed or ended by an error
   std::atomic<uint64_t> connections_ok{0};        // at close: reached a usable session

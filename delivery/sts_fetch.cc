@@ -9,6 +9,7 @@
 // back to the loop; at most kMaxQueued fetches wait.
 #include <curl/curl.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -44,22 +45,18 @@ class CurlFetcher final : public StsFetcher {
       std::lock_guard<std::mutex> l(mu_);
       stop_ = true;
     }
+    stop_flag_ = true;
     cv_.notify_all();
     thread_.join();
   }
 
+  void Post(const std::string& url, const std::string& pin, std::string body, std::string content_type,
+            std::function<void(Result)> done) override {
+    Queue(Item{url, pin, std::move(done), true, std::move(body), std::move(content_type)});
+  }
+
   void Fetch(const std::string& url, const std::string& pin, std::function<void(Result)> done) override {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (queue_.size() < kMaxQueued) {
-        queue_.push_back({url, pin, std::move(done)});
-        cv_.notify_one();
-        return;
-      }
-    }
-    Result r;
-    r.error = "too many MTA-STS policy fetches waiting";
-    loop_->Post([done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+    Queue(Item{url, pin, std::move(done), false, {}, {}});
   }
 
  private:
@@ -67,7 +64,23 @@ class CurlFetcher final : public StsFetcher {
     std::string url;
     std::string pin;
     std::function<void(Result)> done;
+    bool post = false;
+    std::string body, content_type;
   };
+
+  void Queue(Item it) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (queue_.size() < kMaxQueued) {
+        queue_.push_back(std::move(it));
+        cv_.notify_one();
+        return;
+      }
+    }
+    Result r;
+    r.error = "too many HTTPS requests waiting";
+    loop_->Post([done = std::move(it.done), r = std::move(r)]() mutable { done(std::move(r)); });
+  }
 
   void Run() {
     SetThreadName("mxr-sts-fetch");
@@ -80,12 +93,15 @@ class CurlFetcher final : public StsFetcher {
         it = std::move(queue_.front());
         queue_.pop_front();
       }
-      Result r = Get(it.url, it.pin);
+      Result r = Get(it);
       loop_->Post([done = std::move(it.done), r = std::move(r)]() mutable { done(std::move(r)); });
     }
   }
 
-  Result Get(const std::string& url, const std::string& pin) {
+  Result Get(const Item& it) {
+    const std::string& url = it.url;
+    const std::string& pin = it.pin;
+    curl_slist* headers = nullptr;
     Result r;
     CURL* c = curl_easy_init();
     if (c == nullptr) {
@@ -103,6 +119,12 @@ class CurlFetcher final : public StsFetcher {
     curl_easy_setopt(c, CURLOPT_TIMEOUT, static_cast<long>(cfg_.fetch_timeout));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, static_cast<long>(cfg_.fetch_timeout));
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    // A stop does not wait for a slow server: the transfer is aborted.
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &stop_flag_);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, +[](void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+      return static_cast<std::atomic<bool>*>(p)->load() ? 1 : 0;
+    });
     curl_easy_setopt(c, CURLOPT_USERAGENT, "mxrelay-mta-sts/1");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
@@ -113,12 +135,22 @@ class CurlFetcher final : public StsFetcher {
       resolve_ = curl_slist_append(nullptr, pin.c_str());
       curl_easy_setopt(c, CURLOPT_RESOLVE, resolve_);
     }
+    if (it.post) {
+      headers = curl_slist_append(headers, ("Content-Type: " + it.content_type).c_str());
+      curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, it.body.data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(it.body.size()));
+    }
     CURLcode rc = curl_easy_perform(c);
+    if (headers) curl_slist_free_all(headers);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.http_status);
     if (rc != CURLE_OK) {
       r.error = Cat(url, ": ", err[0] ? err : curl_easy_strerror(rc));
       r.tls_error = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CONNECT_ERROR ||
                     rc == CURLE_SSL_CACERT_BADFILE;
+    } else if (it.post) {
+      r.ok = r.http_status >= 200 && r.http_status < 300;
+      if (!r.ok) r.error = Cat(url, ": HTTP status ", r.http_status);
     } else if (r.http_status != 200) {
       r.error = Cat(url, ": HTTP status ", r.http_status);
     } else {
@@ -147,6 +179,7 @@ class CurlFetcher final : public StsFetcher {
   std::condition_variable cv_;
   std::deque<Item> queue_;
   bool stop_ = false;
+  std::atomic<bool> stop_flag_{false};
   curl_slist* resolve_ = nullptr;
 };
 

@@ -171,6 +171,11 @@ void RenderDelivery(const Sources& src, Families& f) {
   Families::AddCounter(sts, Load(s.sts_testing_failed), {{"mode", "testing"}, {"result", "failure"}});
   f.Counter("mxrelay_mta_sts_mx_mismatch_total",
             "Jobs deferred because no MX host matched the domain's MTA-STS enforce policy.", Load(s.sts_mx_mismatch));
+  auto& rpt = f.Family("mxrelay_tls_rpt_reports_total", "TLS-RPT aggregate reports by outcome.",
+                       MetricType::Counter);
+  Families::AddCounter(rpt, Load(s.tls_rpt_sent), {{"result", "sent"}});
+  Families::AddCounter(rpt, Load(s.tls_rpt_failed), {{"result", "failed"}});
+  Families::AddCounter(rpt, Load(s.tls_rpt_no_rua), {{"result", "no_rua"}});
   f.Counter("mxrelay_dsn_failure_suppressed_total", "Failure DSNs not sent because NOTIFY asked for none.",
             Load(s.dsn_ext_failure_suppressed));
   auto& conns = f.Family("mxrelay_delivery_connections_total",

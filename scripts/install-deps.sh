@@ -19,6 +19,7 @@ PKGS=(
   # Debian 12 these are what the suite would otherwise skip or fail on)
   python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix dnsmasq-base whois prometheus procps iproute2 strace rocksdb-tools
   python3-dkim opendkim-tools  # test_dkim: independent DKIM verifiers (dkimpy, opendkim-testmsg)
+  python3-jsonschema  # test_mta_sts: TLS-RPT reports validated against the RFC 8460 schema
   python3-yaml   # test_deploy: compose, Kubernetes, Grafana provisioning, alert YAML
   systemd        # test_deploy: systemd-analyze verify / syscall-filter of deploy/systemd
   util-linux mount  # test_privileges: setpriv; test_faults: mount/umount of a tmpfs

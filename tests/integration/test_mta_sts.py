@@ -18,7 +18,12 @@ failure counted for TLS-RPT (metric and log); a domain without the TXT
 record is delivered as before (opportunistic).
 """
 
+import base64
+import email
+import email.policy
+import gzip
 import http.server
+import json
 import os
 import shutil
 import ssl
@@ -48,6 +53,7 @@ HOSTS = {
 }
 for d in ("enf.test", "enfplain.test", "enfwrong.test", "tst.test"):
     HOSTS["mta-sts." + d] = "127.0.0.1"
+HOSTS["rpt.sts.test"] = "127.0.0.1"   # the https: TLS-RPT receiver (the policy server)
 TXT = {"_mta-sts.%s" % d: "v=STSv1; id=20261206a" for d in ("enf.test", "enfplain.test", "enfwrong.test",
                                                              "tst.test")}
 POLICIES = {
@@ -90,6 +96,7 @@ class PolicyServer:
 
     def __init__(self, cert, key):
         self.requests = []
+        self.posts = []               # (path, content type, body) of every POST
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -107,6 +114,14 @@ class PolicyServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(min(n, 1 << 20))
+                server.posts.append((self.path, self.headers.get("Content-Type"), body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *a):
                 pass
@@ -130,21 +145,27 @@ class PolicyServer:
         self.thread.join(timeout=5)
 
 
-class MtaStsTest(DeliveryBase):
+class StsBase(DeliveryBase):
+    """The CA, the policy/report HTTPS server and dnsmasq (no tests)."""
     ZONE_MX, ZONE_HOSTS, ZONE_NULLMX = MX, HOSTS, []
 
     @classmethod
     def setUpClass(cls):
-        cls.dns = DnsServer(mx=MX, hosts=HOSTS, txt=TXT)
-        cls.dns.start()
-        cls.addClassCleanup(cls.dns.cleanup)
         cls.dir = tempfile.mkdtemp(prefix="mxrelay-sts-")
         cls.addClassCleanup(shutil.rmtree, cls.dir, True)
         cls.ca, issue = make_ca(cls.dir)
-        cls.web_cert = issue("web", sorted(h for h in HOSTS if h.startswith("mta-sts.")))
+        cls.web_cert = issue("web", sorted(h for h in HOSTS if h.startswith("mta-sts.")) + ["rpt.sts.test"])
         cls.mx_cert = issue("mx", ["mx.enf.test"])
         cls.web = PolicyServer(*cls.web_cert).start()
         cls.addClassCleanup(cls.web.stop)
+        txt = dict(TXT)
+        # TLS-RPT: reports for tst.test by mail (to the senders.test sink),
+        # for enfplain.test by HTTPS POST (to the policy server).
+        txt["_smtp._tls.tst.test"] = "v=TLSRPTv1; rua=mailto:tlsrpt@senders.test"
+        txt["_smtp._tls.enfplain.test"] = "v=TLSRPTv1; rua=https://rpt.sts.test:%d/tlsrpt" % cls.web.port
+        cls.dns = DnsServer(mx=MX, hosts=HOSTS, txt=txt)
+        cls.dns.start()
+        cls.addClassCleanup(cls.dns.cleanup)
 
     def sts_relay(self, port, **kw):
         return self.relay(port, tls_ca_file=self.ca, mta_sts_ca_file=self.ca,
@@ -152,6 +173,9 @@ class MtaStsTest(DeliveryBase):
 
     def metric(self, relay, mode, result):
         return relay.scrape().get('mxrelay_mta_sts_sessions_total{mode="%s",result="%s"}' % (mode, result), 0)
+
+
+class MtaStsTest(StsBase):
 
     def test_enforce_without_starttls_is_deferred_never_sent_in_clear(self):
         port, (plain,) = self.sinks((ENF_PLAIN, {}))
@@ -218,3 +242,65 @@ class MtaStsTest(DeliveryBase):
         relay = self.sts_relay(port, mta_sts=False)
         self.send(relay, ["r@enfplain.test"], "sts-off")
         plain.wait_messages(1, WAIT)
+
+
+SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "tlsrpt-schema.json")
+
+
+class TlsRptTest(StsBase):
+    """TLS-RPT (RFC 8460): the report period is shortened with
+    delivery.tls_rpt_interval (2 s) instead of waiting a day; the reports are
+    checked against the RFC's JSON schema (data/tlsrpt-schema.json, python3-jsonschema)."""
+
+    def validate(self, raw_gz):
+        import jsonschema
+        with open(SCHEMA) as f:
+            schema = json.load(f)
+        report = json.loads(gzip.decompress(raw_gz))
+        jsonschema.validate(report, schema)
+        return report
+
+    def test_reports_by_mail_and_https_validate_against_the_schema(self):
+        port, (tst, plain, senders) = self.sinks((TST_PLAIN, {}), (ENF_PLAIN, {}), ("127.0.0.7", {}))
+        relay = self.sts_relay(port, tls_rpt_interval=2, tls_rpt_contact="tls-admin@relay.test")
+        self.send(relay, ["r@tst.test"], "rpt-tst")
+        self.send(relay, ["r@enfplain.test"], "rpt-enf")
+        tst.wait_messages(1, WAIT)
+        relay.wait_log(r"event=mta_sts_session_failed domain=enfplain\.test", timeout=WAIT)
+        # mailto: a message through our own queue to the senders.test sink.
+        msgs = senders.wait_messages(1, timeout=WAIT)
+        m = msgs[0]
+        self.assertEqual(m.rcpts, ["tlsrpt@senders.test"])
+        msg = email.message_from_bytes(m.data, policy=email.policy.compat32)
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "tlsrpt")
+        self.assertEqual(msg["TLS-Report-Domain"], "tst.test")
+        att = [p for p in msg.walk() if p.get_content_type() == "application/tlsrpt+gzip"]
+        self.assertEqual(len(att), 1)
+        self.assertRegex(att[0].get_filename(), r"^relay\.test!tst\.test!\d+!\d+!.+\.json\.gz$")
+        report = self.validate(att[0].get_payload(decode=True))
+        self.assertEqual(report["contact-info"], "tls-admin@relay.test")
+        pol = report["policies"][0]
+        self.assertEqual(pol["policy"]["policy-type"], "sts")
+        self.assertEqual(pol["policy"]["policy-domain"], "tst.test")
+        self.assertEqual(pol["policy"]["policy-string"],
+                         ["version: STSv1", "mode: testing", "mx: mx.tst.test", "max_age: 86400"])
+        self.assertEqual(pol["summary"], {"total-successful-session-count": 0, "total-failure-session-count": 1})
+        self.assertEqual(pol["failure-details"],
+                         [{"result-type": "starttls-not-supported", "receiving-ip": TST_PLAIN,
+                           "receiving-mx-hostname": "mx.tst.test", "failed-session-count": 1}])
+        # https: a POST of the gzip'd JSON.
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and not self.web.posts:
+            time.sleep(0.1)
+        self.assertTrue(self.web.posts, "no HTTPS report")
+        path, ctype, body = self.web.posts[0]
+        self.assertEqual((path, ctype), ("/tlsrpt", "application/tlsrpt+gzip"))
+        report = self.validate(body)
+        pol = report["policies"][0]
+        self.assertEqual(pol["policy"]["policy-domain"], "enfplain.test")
+        self.assertGreaterEqual(pol["summary"]["total-failure-session-count"], 1)
+        self.assertEqual(pol["failure-details"][0]["result-type"], "starttls-not-supported")
+        self.assertEqual(plain.received(), [])
+        relay.wait_log(r"event=tls_rpt_posted domain=enfplain\.test", timeout=WAIT)
+        self.assertGreaterEqual(relay.scrape().get('mxrelay_tls_rpt_reports_total{result="sent"}', 0), 2)
