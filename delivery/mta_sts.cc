@@ -182,8 +182,15 @@ StsLookup MtaSts::Current(const Entry& e) const {
 }
 
 void MtaSts::Lookup(const std::string& domain, std::function<void(const StsLookup&)> done) {
-  Entry& e = cache_[domain];
   int64_t now = now_s_();
+  if (cache_.size() >= kMaxEntries && !cache_.count(domain)) {
+    // Bounded: forget the idle domains without a policy in force.
+    std::erase_if(cache_, [now](const auto& kv) {
+      const Entry& x = kv.second;
+      return !x.busy && x.waiting.empty() && (!x.policy || x.expires_s <= now);
+    });
+  }
+  Entry& e = cache_[domain];
   if (!e.busy && now - e.txt_checked_s < cfg_.txt_recheck && e.txt_checked_s > 0) {
     return done(Current(e));
   }
@@ -214,7 +221,10 @@ void MtaSts::OnTxt(const std::string& domain, bool ok, std::vector<std::string> 
     e.last_detail.clear();
     return Finish(domain);
   }
-  if (e.policy && e.policy->id == *id && e.expires_s > now_s_()) return Finish(domain);
+  // The same policy, not yet in the second half of its max_age: kept. In the
+  // second half it is fetched again (refresh, RFC 8461 10.2), and a failed
+  // refresh keeps it until it expires.
+  if (e.policy && e.policy->id == *id && e.expires_s - now_s_() > e.policy->max_age / 2) return Finish(domain);
   std::string host = Cat("mta-sts.", domain);
   resolver_->ResolveHost(host, [this, domain, host, id = *id](const AddrAnswer& a) {
     if (a.outcome != DnsOutcome::kOk || a.addrs.empty()) {

@@ -113,6 +113,7 @@ class MtaSts {
   // `done` runs on the loop thread, maybe inside the call (cache hit).
   void Lookup(const std::string& domain, std::function<void(const StsLookup&)> done);
   size_t cached() const { return cache_.size(); }
+  static constexpr size_t kMaxEntries = 100000;
 
  private:
   struct Entry {

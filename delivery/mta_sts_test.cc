@@ -190,6 +190,20 @@ TEST_F(MtaStsCacheTest, FetchCacheRefreshAndExpiry) {
   EXPECT_EQ(l.failure, "sts-policy-fetch-error");
 }
 
+TEST_F(MtaStsCacheTest, RefreshedInTheSecondHalfOfMaxAge) {
+  res_.txt["_mta-sts.d.test"] = {"v=STSv1; id=one"};
+  fetch_.next.ok = true;
+  fetch_.next.body = "version: STSv1\nmode: testing\nmx: mx.d.test\nmax_age: 1000\n";
+  ASSERT_TRUE(Look().policy);
+  EXPECT_EQ(fetch_.urls.size(), 1u);
+  now_ += 400;  // first half: kept
+  ASSERT_TRUE(Look().policy);
+  EXPECT_EQ(fetch_.urls.size(), 1u);
+  now_ += 200;  // second half: fetched again although the id is the same
+  ASSERT_TRUE(Look().policy);
+  EXPECT_EQ(fetch_.urls.size(), 2u);
+}
+
 TEST_F(MtaStsCacheTest, InvalidPolicyAndTwoRecordsMeanNoPolicy) {
   res_.txt["_mta-sts.d.test"] = {"v=STSv1; id=one"};
   fetch_.next.ok = true;
