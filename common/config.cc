@@ -201,6 +201,16 @@ absl::Status ParseDelivery(const toml::table& t, std::string_view source, Delive
   MXR_RETURN_IF_ERROR(r.Int("retry_initial", &d->retry_initial, 1, 86400));
   MXR_RETURN_IF_ERROR(r.Int("retry_max", &d->retry_max, 1, 7 * 86400));
   MXR_RETURN_IF_ERROR(r.Int("max_age", &d->max_age, 1, 60 * 86400));
+  MXR_RETURN_IF_ERROR(r.Int("delay_dsn_after", &d->delay_dsn_after, 0, 60 * 86400));
+  MXR_RETURN_IF_ERROR(r.Str("tls_ca_file", &d->tls_ca_file));
+  MXR_RETURN_IF_ERROR(r.Bool("mta_sts", &d->mta_sts.enabled));
+  MXR_RETURN_IF_ERROR(r.Int("mta_sts_https_port", &d->mta_sts.https_port, 1, 65535));
+  MXR_RETURN_IF_ERROR(r.Str("mta_sts_ca_file", &d->mta_sts.ca_file));
+  MXR_RETURN_IF_ERROR(r.Int("mta_sts_fetch_timeout", &d->mta_sts.fetch_timeout, 1, 300));
+  MXR_RETURN_IF_ERROR(r.Int("mta_sts_txt_recheck", &d->mta_sts.txt_recheck, 0, 86400));
+  MXR_RETURN_IF_ERROR(r.Int("tls_rpt_interval", &d->tls_rpt_interval, 0, 7 * 86400));
+  MXR_RETURN_IF_ERROR(r.Str("tls_rpt_organization", &d->tls_rpt_organization));
+  MXR_RETURN_IF_ERROR(r.Str("tls_rpt_contact", &d->tls_rpt_contact));
   MXR_RETURN_IF_ERROR(r.Int("site_backoff_initial", &d->site_backoff_initial, 1, 86400));
   MXR_RETURN_IF_ERROR(r.Int("site_backoff_max", &d->site_backoff_max, 1, 7 * 86400));
   MXR_RETURN_IF_ERROR(r.Int("dns_ttl_min", &d->dns_ttl_min, 0, 86400));

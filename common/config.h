@@ -123,6 +123,15 @@ struct RouteConfig {
 // The default delivery.deny_networks (see DeliveryConfig).
 std::vector<Cidr> DefaultDenyNetworks();
 
+// MTA-STS (RFC 8461) for delivery by MX (delivery/mta_sts.h; docs/CONFIG.md).
+struct MtaStsConfig {
+  bool enabled = true;
+  int https_port = 443;       // of https://mta-sts.<domain>/ (tests: a loopback port)
+  std::string ca_file;        // CA bundle for the policy fetch; "" = the system's
+  int fetch_timeout = 10;     // s per policy fetch
+  int txt_recheck = 300;      // s between checks of a domain's _mta-sts TXT record
+};
+
 struct DeliveryConfig {
   bool enabled = true;
   uint16_t port = 25;              // remote SMTP port (tests point it at loopback sinks)
@@ -138,6 +147,12 @@ struct DeliveryConfig {
   int retry_initial = 300;         // s before the first retry
   int retry_max = 14400;           // s, cap of the doubling backoff
   int max_age = 432000;            // s (5 days) before a message bounces
+  std::string tls_ca_file;         // CA bundle for verified outbound TLS; "" = the system's
+  MtaStsConfig mta_sts;            // keys mta_sts, mta_sts_https_port, mta_sts_ca_file, ...
+  int tls_rpt_interval = 86400;    // s per TLS-RPT report period; 0 = no reports
+  std::string tls_rpt_organization;  // "" = hostname
+  std::string tls_rpt_contact;       // "" = postmaster@hostname
+  int delay_dsn_after = 14400;     // s before a NOTIFY=DELAY recipient gets its delay DSN; 0 = never
   int site_backoff_initial = 60;   // s a dead site is left alone, doubling
   int site_backoff_max = 3600;
   int dns_ttl_min = 60;            // s, floor/ceiling of the MX cache

@@ -48,6 +48,15 @@ std::string TlsEndpoint::verify_result() const {
   return X509_verify_cert_error_string(SSL_get_verify_result(ssl_));
 }
 
+long TlsEndpoint::verify_code() const { return SSL_get_verify_result(ssl_); }
+
+void TlsEndpoint::ObserveVerification(const std::string& name) { SSL_set1_host(ssl_, name.c_str()); }
+
+bool TlsEndpoint::verified() const {
+  X509* peer = SSL_get0_peer_certificate(ssl_);
+  return done_ && peer != nullptr && SSL_get_verify_result(ssl_) == X509_V_OK;
+}
+
 TlsEndpoint::~TlsEndpoint() {
   if (ssl_) SSL_free(ssl_);
 }

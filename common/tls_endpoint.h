@@ -52,6 +52,14 @@ class TlsEndpoint {
   std::string last_error() const { return error_; }
   // Result of certificate verification (client side), e.g. "ok".
   std::string verify_result() const;
+  // The X509_V_* code of that result (X509_V_OK = 0).
+  long verify_code() const;
+  // Client side without verify_host: still check the certificate against
+  // the context's trust store and `name` (without failing the handshake),
+  // so verified() tells whether it would have passed (MTA-STS "testing").
+  void ObserveVerification(const std::string& name);
+  // A peer certificate was presented and verified (chain and name).
+  bool verified() const;
 
  private:
   SSL* ssl_ = nullptr;

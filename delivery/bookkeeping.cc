@@ -90,12 +90,30 @@ void Bookkeeping::Finish(ActiveMessage* m) {
       f.category = std::string(CategoryName(deps_.classifier->Classify(f.code, f.enhanced, f.text)));
     }
   }
-  if (disp.bounces.empty() || m->meta.sender.empty()) {
+  for (const RcptDecision& d : disp.decisions) {
+    if (!d.dsn_suppressed) continue;
+    deps_.stats->dsn_ext_failure_suppressed++;
+    spdlog::info("event=dsn_suppressed id={} rcpt=<{}> reason=notify", m->meta.id.ToString(),
+                 LogEscape(m->meta.recipients[d.rcpt].address));
+  }
+  if (m->meta.sender.empty()) {
     if (!disp.bounces.empty()) {
       spdlog::info("event=bounce_discarded id={} reason=null_sender recipients={}", m->meta.id.ToString(),
                    disp.bounces.size());
     }
     return Record(m, true);
+  }
+  if (disp.bounces.empty() && disp.notices.empty()) return Record(m, true);
+  // RFC 3461 notices (relayed, delayed) ride in the same DSN as the bounces.
+  bool has_bounces = !disp.bounces.empty();
+  std::vector<size_t> delayed;  // recipients whose delay_dsn_sent this DSN sets
+  for (const RcptDecision& d : disp.decisions) {
+    if (d.delay_notice) delayed.push_back(d.rcpt);
+  }
+  for (auto& n : disp.notices) {
+    if (n.action == "relayed") deps_.stats->dsn_ext_success++;
+    if (n.action == "delayed") deps_.stats->dsn_ext_delay++;
+    disp.bounces.push_back(std::move(n));
   }
   // The DSN returns the original's headers: read the body if no attempt
   // holds it. An unreadable body still gives a DSN (saying so): otherwise a
@@ -104,7 +122,7 @@ void Bookkeeping::Finish(ActiveMessage* m) {
   m->dsn_pending = true;
   deps_.bodies->Get(
       m,
-      [this, id, bounces = std::move(disp.bounces)](const absl::Status& st, BodyRef body) mutable {
+      [this, id, has_bounces, delayed = std::move(delayed), bounces = std::move(disp.bounces)](const absl::Status& st, BodyRef body) mutable {
         ActiveMessage* msg = deps_.find(id);
         if (msg == nullptr) return;
         std::string_view original = st.ok() && body ? std::string_view(*body) : std::string_view();
@@ -112,8 +130,8 @@ void Bookkeeping::Finish(ActiveMessage* m) {
                                          deps_.clock->NowMicros());
         std::string dsn_id = dsn.meta.id.ToString();
         EventLoop* loop = deps_.loop;
-        deps_.spool->Commit(std::move(dsn), [this, loop, id, dsn_id](absl::Status cst) {
-          loop->Post([this, id, cst, dsn_id] {
+        deps_.spool->Commit(std::move(dsn), [this, loop, id, dsn_id, has_bounces, delayed](absl::Status cst) {
+          loop->Post([this, id, cst, dsn_id, has_bounces, delayed] {
             ActiveMessage* m2 = deps_.find(id);
             if (m2 == nullptr) return;
             m2->dsn_pending = false;
@@ -123,8 +141,10 @@ void Bookkeeping::Finish(ActiveMessage* m) {
             } else {
               spdlog::error("event=dsn_commit_failed id={} error=\"{}\" action=\"kept the recipients pending\"",
                             id.ToString(), LogEscape(cst.ToString()));
+              // A delay DSN that was not written is owed again next round.
+              for (size_t i : delayed) m2->meta.recipients[i].delay_dsn_sent = false;
             }
-            Record(m2, cst.ok());
+            Record(m2, cst.ok() || !has_bounces);
           });
         });
       },

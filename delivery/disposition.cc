@@ -28,6 +28,23 @@ RcptOutcome RcptOutcome::Local(int code, std::string enhanced, std::string text)
   return o;
 }
 
+namespace {
+
+// RFC 3461 4.1: no NOTIFY means failure DSNs (and delays at our discretion).
+bool WantsFailureDsn(const queue::Recipient& r) {
+  return r.notify == 0 || (r.notify & queue::kNotifyFailure) != 0;
+}
+
+FailedRecipient Notice(const queue::Recipient& r, int code, const std::string& enhanced, const std::string& text,
+                       const std::string& mx, const char* action) {
+  FailedRecipient f{r.address, code, enhanced, text, mx};
+  f.action = action;
+  f.orcpt = r.orcpt;
+  return f;
+}
+
+}  // namespace
+
 Disposition Dispose(const DeliveryConfig& cfg, queue::MessageMeta* meta, std::vector<RcptOutcome>* outcomes,
                     int64_t now_us) {
   MXR_DCHECK(outcomes->size() == meta->recipients.size(), "one outcome per recipient");
@@ -49,18 +66,35 @@ Disposition Dispose(const DeliveryConfig& cfg, queue::MessageMeta* meta, std::ve
     if (cls == ReplyClass::kSuccess) {
       dec.outcome = Outcome::kDelivered;
       r.state = queue::RcptState::kDelivered;
+      if ((r.notify & queue::kNotifySuccess) && !o.next_hop_dsn) {
+        d.notices.push_back(Notice(r, o.code, o.enhanced, o.text, o.mx_host, "relayed"));
+      }
     } else if (cls == ReplyClass::kPermanent) {
       dec.outcome = Outcome::kBounced;
       r.state = queue::RcptState::kBounced;
-      d.bounces.push_back(FailedRecipient{r.address, o.code, o.enhanced, o.text, o.mx_host});
+      if (WantsFailureDsn(r)) {
+        d.bounces.push_back(Notice(r, o.code, o.enhanced, o.text, o.mx_host, "failed"));
+      } else {
+        dec.dsn_suppressed = true;
+      }
     } else if (expired) {
       dec.outcome = Outcome::kExpired;
       dec.shown.enhanced = "4.4.7";
       dec.shown.text = Cat("Delivery time expired; last error: ", o.code, " ", o.enhanced, " ", o.text);
       r.state = queue::RcptState::kBounced;
-      d.bounces.push_back(FailedRecipient{r.address, o.code, "4.4.7", dec.shown.text, o.mx_host});
+      if (WantsFailureDsn(r)) {
+        d.bounces.push_back(Notice(r, o.code, "4.4.7", dec.shown.text, o.mx_host, "failed"));
+      } else {
+        dec.dsn_suppressed = true;
+      }
     } else {
       dec.outcome = Outcome::kDeferred;
+      if ((r.notify & queue::kNotifyDelay) && !r.delay_dsn_sent && cfg.delay_dsn_after > 0 &&
+          now_us - meta->received_us >= int64_t{cfg.delay_dsn_after} * 1'000'000) {
+        r.delay_dsn_sent = true;
+        dec.delay_notice = true;
+        d.notices.push_back(Notice(r, o.code, o.enhanced, o.text, o.mx_host, "delayed"));
+      }
     }
     d.decisions.push_back(std::move(dec));
     if (o.not_attempted && r.state == queue::RcptState::kPending) {

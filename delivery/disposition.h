@@ -31,6 +31,7 @@ struct RcptOutcome {
   std::string mx_host, ip, site, tls;
   std::string site_label;  // metrics label of the site (see SiteMetrics)
   std::string source;      // egress source name (delivery/egress.h), "" before routing
+  bool next_hop_dsn = false;  // the server that answered offered DSN: NOTIFY went on with the mail
 
   // Held back without an attempt until `until_us`.
   static RcptOutcome Held(int64_t until_us, int code, std::string enhanced, std::string text);
@@ -41,12 +42,18 @@ struct RcptOutcome {
 struct RcptDecision {
   size_t rcpt = 0;        // index into meta.recipients
   Outcome outcome = Outcome::kDeferred;
+  bool dsn_suppressed = false;  // bounced, but its NOTIFY asked for no failure DSN
+  bool delay_notice = false;    // a "delayed" notice is in Disposition::notices
   RcptOutcome shown;      // what the logs and the event log say (expiry rewrites it)
 };
 
 struct Disposition {
   std::vector<RcptDecision> decisions;  // one per recipient that was pending
   std::vector<FailedRecipient> bounces; // for the DSN; empty: none to send
+  // RFC 3461 notices asked for by NOTIFY (action "relayed" for a success
+  // the next hop cannot report, "delayed"): in the same DSN as the bounces.
+  // Their loss (a failed DSN commit) does not put a recipient back.
+  std::vector<FailedRecipient> notices;
 };
 
 // Applies `outcomes` (one per recipient of `meta`) to the record: state,
@@ -55,6 +62,11 @@ struct Disposition {
 // past max_age -> expired (4.4.7, a bounce); otherwise deferred. A recipient
 // held back (not_attempted) is not charged an attempt; the hold's reason
 // becomes its last reply (unless !record_reply).
+// RFC 3461: a bounced recipient whose NOTIFY lacks FAILURE (NEVER, or e.g.
+// SUCCESS alone) gets no failure DSN; NOTIFY=SUCCESS delivered to a next hop
+// without DSN gives a "relayed" notice; NOTIFY=DELAY still deferred
+// `delay_dsn_after` seconds after reception gives one "delayed" notice
+// (recipient.delay_dsn_sent is set).
 // REQUIRES: outcomes->size() == meta->recipients.size().
 Disposition Dispose(const DeliveryConfig& cfg, queue::MessageMeta* meta, std::vector<RcptOutcome>* outcomes,
                     int64_t now_us);

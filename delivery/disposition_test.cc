@@ -155,5 +155,77 @@ TEST(Reschedule, Table) {
   }
 }
 
+// ------------------------------------------------------------ RFC 3461
+
+TEST(Dispose, NotifyNeverAndSuccessOnlySuppressTheFailureDsn) {
+  DeliveryConfig cfg = Cfg();
+  queue::MessageMeta m = Meta(4);
+  m.recipients[0].notify = queue::kNotifyNever;
+  m.recipients[1].notify = queue::kNotifySuccess;
+  m.recipients[2].notify = queue::kNotifyFailure;
+  // recipients[3]: no NOTIFY = failure DSNs
+  std::vector<RcptOutcome> o = {Reply(550, "5.1.1"), Reply(550, "5.1.1"), Reply(550, "5.1.1"), Reply(550, "5.1.1")};
+  Disposition d = Dispose(cfg, &m, &o, kT0 + kSec);
+  ASSERT_EQ(d.bounces.size(), 2u);
+  EXPECT_EQ(d.bounces[0].address, "r2@y.test");
+  EXPECT_EQ(d.bounces[1].address, "r3@y.test");
+  EXPECT_TRUE(d.decisions[0].dsn_suppressed);
+  EXPECT_TRUE(d.decisions[1].dsn_suppressed);
+  EXPECT_FALSE(d.decisions[2].dsn_suppressed);
+  EXPECT_TRUE(d.notices.empty());
+  // The same for expiry.
+  queue::MessageMeta e = Meta(1);
+  e.recipients[0].notify = queue::kNotifyNever;
+  std::vector<RcptOutcome> oe = {Reply(451)};
+  d = Dispose(cfg, &e, &oe, kT0 + 3601 * kSec);
+  EXPECT_EQ(d.decisions[0].outcome, Outcome::kExpired);
+  EXPECT_TRUE(d.bounces.empty());
+}
+
+TEST(Dispose, SuccessNoticeOnlyWhenTheNextHopCouldNotCarryNotify) {
+  DeliveryConfig cfg = Cfg();
+  queue::MessageMeta m = Meta(3);
+  m.recipients[0].notify = queue::kNotifySuccess | queue::kNotifyFailure;
+  m.recipients[0].orcpt = "rfc822;r0@y.test";
+  m.recipients[1].notify = queue::kNotifySuccess;
+  std::vector<RcptOutcome> o = {Reply(250, "2.0.0"), Reply(250), Reply(250)};
+  o[1].next_hop_dsn = true;  // NOTIFY went on: the next hop reports
+  Disposition d = Dispose(cfg, &m, &o, kT0 + kSec);
+  ASSERT_EQ(d.notices.size(), 1u);
+  EXPECT_EQ(d.notices[0].address, "r0@y.test");
+  EXPECT_EQ(d.notices[0].action, "relayed");
+  EXPECT_EQ(d.notices[0].orcpt, "rfc822;r0@y.test");
+  EXPECT_TRUE(d.bounces.empty());
+}
+
+TEST(Dispose, DelayNoticeOnceAfterTheConfiguredTime) {
+  DeliveryConfig cfg = Cfg();
+  cfg.max_age = 86400;
+  cfg.delay_dsn_after = 600;
+  queue::MessageMeta m = Meta(2);
+  m.recipients[0].notify = queue::kNotifyDelay | queue::kNotifyFailure;
+  // recipients[1]: no NOTIFY: no delay DSN (our discretion: none)
+  std::vector<RcptOutcome> o = {Reply(451, "4.2.0"), Reply(451)};
+  Disposition d = Dispose(cfg, &m, &o, kT0 + 599 * kSec);  // too early
+  EXPECT_TRUE(d.notices.empty());
+  o = {Reply(451, "4.2.0"), Reply(451)};
+  d = Dispose(cfg, &m, &o, kT0 + 601 * kSec);
+  ASSERT_EQ(d.notices.size(), 1u);
+  EXPECT_EQ(d.notices[0].action, "delayed");
+  EXPECT_EQ(d.notices[0].address, "r0@y.test");
+  EXPECT_TRUE(d.decisions[0].delay_notice);
+  EXPECT_TRUE(m.recipients[0].delay_dsn_sent);
+  o = {Reply(451, "4.2.0"), Reply(451)};
+  d = Dispose(cfg, &m, &o, kT0 + 1200 * kSec);  // once only
+  EXPECT_TRUE(d.notices.empty());
+  // 0 disables.
+  cfg.delay_dsn_after = 0;
+  queue::MessageMeta m2 = Meta(1);
+  m2.recipients[0].notify = queue::kNotifyDelay;
+  std::vector<RcptOutcome> o2 = {Reply(451)};
+  d = Dispose(cfg, &m2, &o2, kT0 + 80000 * kSec);
+  EXPECT_TRUE(d.notices.empty());
+}
+
 }  // namespace
 }  // namespace mxr::delivery

@@ -385,5 +385,88 @@ TEST(BoundedHeaderSectionTest, Table) {
   EXPECT_TRUE(cut);
 }
 
+// ------------------------------------------------------------ RFC 3461
+
+FailedRecipient Notice(const char* addr, const char* action, const char* orcpt = "") {
+  FailedRecipient f{addr, 250, "2.0.0", "Ok queued", "mx1.remote.example"};
+  f.action = action;
+  f.orcpt = orcpt;
+  return f;
+}
+
+TEST(BuildDsnTest, RelayedNoticeWithEnvidAndOriginalRecipient) {
+  queue::MessageMeta o = Original();
+  o.envid = "QQ314159+2Bx";
+  o.dsn_ret = queue::DsnRet::kFull;  // not for a success DSN: headers only
+  queue::NewMessage m = BuildDsn(o, kOriginal, {Notice("bob@remote.example", "relayed", "rfc822;Bob+40remote.example")},
+                                 "relay.test", queue::QueueId{kNowUs, 2}, kNowUs);
+  Parsed p = ParseDsn(m.body);
+  EXPECT_EQ(p.headers["subject"], "Successful Mail Delivery Report");
+  ASSERT_EQ(p.parts.size(), 3u);
+  auto groups = StatusGroups(p.parts[1].body);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0]["original-envelope-id"], "QQ314159+x");  // decoded xtext
+  EXPECT_EQ(groups[1]["action"], "relayed");
+  EXPECT_EQ(groups[1]["status"], "2.0.0");
+  EXPECT_EQ(groups[1]["original-recipient"], "rfc822;Bob@remote.example");
+  EXPECT_EQ(groups[1]["final-recipient"], "rfc822; bob@remote.example");
+  EXPECT_EQ(p.parts[2].headers["content-type"], "text/rfc822-headers");
+  EXPECT_THAT(p.parts[2].body, Not(HasSubstr("SECRET BODY")));
+  ExpectOnlyCrlf(m.body);
+}
+
+TEST(BuildDsnTest, RetFullReturnsTheWholeMessageInAFailureDsnWithinTheBound) {
+  queue::MessageMeta o = Original();
+  o.dsn_ret = queue::DsnRet::kFull;
+  queue::NewMessage m = BuildDsn(o, kOriginal, TwoFailures(), "relay.test", queue::QueueId{kNowUs, 3}, kNowUs);
+  Parsed p = ParseDsn(m.body);
+  ASSERT_EQ(p.parts.size(), 3u);
+  EXPECT_EQ(p.parts[2].headers["content-type"], "message/rfc822");
+  EXPECT_EQ(p.parts[2].body, kOriginal);
+  // Over the bound: headers only.
+  std::string big = std::string(kOriginal) + std::string(kDsnMaxFullBytes, 'x') + "\r\n";
+  m = BuildDsn(o, big, TwoFailures(), "relay.test", queue::QueueId{kNowUs, 4}, kNowUs);
+  p = ParseDsn(m.body);
+  ASSERT_EQ(p.parts.size(), 3u);
+  EXPECT_EQ(p.parts[2].headers["content-type"], "text/rfc822-headers");
+  EXPECT_LT(m.body.size(), 8192u);
+  // RET=HDRS: headers only.
+  o.dsn_ret = queue::DsnRet::kHeaders;
+  m = BuildDsn(o, kOriginal, TwoFailures(), "relay.test", queue::QueueId{kNowUs, 5}, kNowUs);
+  EXPECT_THAT(m.body, Not(HasSubstr("SECRET BODY")));
+}
+
+TEST(BuildDsnTest, DelayedNoticeAndUnprintableXtextStaysEncoded) {
+  queue::MessageMeta o = Original();
+  o.envid = "a+0D+0AInjected:+20x";
+  FailedRecipient f{"carol@remote.example", 451, "4.2.0", "busy", "mx1.remote.example"};
+  f.action = "delayed";
+  queue::NewMessage m = BuildDsn(o, kOriginal, {f}, "relay.test", queue::QueueId{kNowUs, 6}, kNowUs);
+  Parsed p = ParseDsn(m.body);
+  EXPECT_EQ(p.headers["subject"], "Delayed Mail (still being retried)");
+  auto groups = StatusGroups(p.parts[1].body);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0]["original-envelope-id"], "a+0D+0AInjected:+20x");
+  EXPECT_EQ(groups[1]["action"], "delayed");
+  EXPECT_EQ(groups[1]["status"], "4.2.0");
+  EXPECT_EQ(groups[0].count("injected"), 0u);
+}
+
+TEST(DsnParamsOut, MailAndRcptParameters) {
+  queue::MessageMeta o = Original();
+  EXPECT_EQ(MailDsnParams(o), "");
+  o.dsn_ret = queue::DsnRet::kHeaders;
+  o.envid = "E+2B1";
+  EXPECT_EQ(MailDsnParams(o), " RET=HDRS ENVID=E+2B1");
+  queue::Recipient r{"bob@remote.example"};
+  EXPECT_EQ(RcptDsnParams(r), "");
+  r.notify = queue::kNotifySuccess | queue::kNotifyDelay;
+  r.orcpt = "rfc822;bob@remote.example";
+  EXPECT_EQ(RcptDsnParams(r), " NOTIFY=SUCCESS,DELAY ORCPT=rfc822;bob@remote.example");
+  r.notify = queue::kNotifyNever;
+  r.orcpt.clear();
+  EXPECT_EQ(RcptDsnParams(r), " NOTIFY=NEVER");
+}
+
 }  // namespace
 }  // namespace mxr::delivery

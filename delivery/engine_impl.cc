@@ -7,6 +7,7 @@
 #include "common/escape.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "common/tls_policy.h"
 #include "delivery/policy.h"
 
 namespace mxr::delivery {
@@ -57,8 +58,30 @@ absl::Status EngineImpl::Init() {
   for (SSL_CTX* c : {tls_noverify_, tls_verify_}) {
     SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
     SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+    MXR_RETURN_IF_ERROR(ApplyTlsCipherPolicy(c));  // common/tls_policy.h
   }
-  SSL_CTX_set_default_verify_paths(tls_verify_);
+  if (!cfg_.tls_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(tls_verify_, cfg_.tls_ca_file.c_str(), nullptr) != 1) {
+      return absl::InvalidArgumentError(Cat("delivery.tls_ca_file ", cfg_.tls_ca_file, ": ", OpenSslError()));
+    }
+  } else {
+    SSL_CTX_set_default_verify_paths(tls_verify_);
+  }
+  if (cfg_.mta_sts.enabled) {
+    sts_fetcher_ = MakeCurlStsFetcher(loop_.get(), cfg_.mta_sts);
+    mta_sts_ = std::make_unique<MtaSts>(resolver_.get(), sts_fetcher_.get(), cfg_.mta_sts,
+                                        [this] { return deps_.clock->NowMicros() / 1'000'000; });
+    TlsRptSender::Deps rd;
+    rd.cfg = &cfg_;
+    rd.resolver = resolver_.get();
+    rd.https = sts_fetcher_.get();
+    rd.spool = deps_.spool;
+    rd.ids = deps_.ids;
+    rd.stats = stats_;
+    rd.hostname = deps_.hostname;
+    rd.now_us = [this] { return deps_.clock->NowMicros(); };
+    tls_rpt_sender_ = std::make_unique<TlsRptSender>(std::move(rd), &tls_rpt_);
+  }
   SSL_CTX_set_verify(tls_verify_, SSL_VERIFY_PEER, nullptr);
   SSL_CTX_set_verify(tls_noverify_, SSL_VERIFY_NONE, nullptr);
 
@@ -257,8 +280,19 @@ void EngineImpl::Route(Job* j) {
   settings.ehlo = choice.source->ehlo;
   if (route && !route->host.empty()) return JobToSite(j, {route->host}, settings, route->domain);
   if (j->domain.empty()) return FailJob(j, 550, "5.1.3", "Recipient address has no domain");
+  if (mta_sts_) {
+    queue::QueueId id = j->msg->meta.id;
+    return mta_sts_->Lookup(j->domain, [this, j, id, settings](const StsLookup& l) {
+      if (Find(id) == nullptr) return;
+      RouteByMx(j, settings, l);
+    });
+  }
+  RouteByMx(j, settings, StsLookup{});
+}
+
+void EngineImpl::RouteByMx(Job* j, SiteSettings settings, const StsLookup& sts) {
   queue::QueueId id = j->msg->meta.id;
-  resolver_->ResolveMx(j->domain, [this, j, id, settings](const MxAnswer& a) {
+  resolver_->ResolveMx(j->domain, [this, j, id, settings, sts](const MxAnswer& a) mutable {
     if (Find(id) == nullptr) return;
     switch (a.outcome) {
       case DnsOutcome::kNullMx: return FailJob(j, 556, "5.1.10", a.error);
@@ -266,8 +300,32 @@ void EngineImpl::Route(Job* j) {
       case DnsOutcome::kTemporary: return FailJob(j, 451, "4.4.3", a.error);
       case DnsOutcome::kOk: break;
     }
-    JobToSite(j, a.hosts, settings, "");
+    std::vector<std::string> hosts = a.hosts;
+    std::string why;
+    if (!ApplyStsPolicy(sts, j->domain, &hosts, &settings, &why)) {
+      stats_->sts_mx_mismatch++;
+      if (sts.policy) tls_rpt_.Failure(j->domain, *sts.policy, "validation-failure", a.hosts.front(), "");
+      spdlog::warn("event=mta_sts_mx_mismatch domain={} mx={} action=deferred", j->domain, a.hosts.front());
+      return FailJob(j, 451, "4.7.5", why);
+    }
+    JobToSite(j, hosts, settings, "");
   });
+}
+
+void EngineImpl::ReportStsSession(const Site* s, const std::string& result_type, const std::string& mx,
+                                  const std::string& ip) {
+  const SiteSettings& st = s->settings();
+  if (!st.sts) return;
+  bool enforce = st.sts->mode == StsMode::kEnforce;
+  if (result_type.empty()) {
+    tls_rpt_.Success(st.sts_domain, *st.sts);
+    (enforce ? stats_->sts_enforce_ok : stats_->sts_testing_ok)++;
+    return;
+  }
+  tls_rpt_.Failure(st.sts_domain, *st.sts, result_type, mx, ip);
+  (enforce ? stats_->sts_enforce_failed : stats_->sts_testing_failed)++;
+  spdlog::warn("event=mta_sts_session_failed domain={} mode={} mx={} ip={} result={}", st.sts_domain,
+               StsModeName(st.sts->mode), mx, ip, result_type);
 }
 
 void EngineImpl::JobToSite(Job* j, const std::vector<std::string>& hosts, const SiteSettings& settings,
@@ -455,6 +513,7 @@ void EngineImpl::OnJobDone(OutboundConnection* c, Job* j, const std::vector<Rcpt
     o.site = j->site->name();
     o.site_label = j->site->label();
     o.tls = c->tls_version();
+    o.next_hop_dsn = c->next_hop_dsn();
   }
   // The site works if the server really answered (2xx or 5xx); a transaction
   // ended by 421 or a timeout counts against the connection in OnConnGone.
@@ -509,6 +568,7 @@ void EngineImpl::Tick() {
     OutboundConnection* c = (it++)->get();
     c->CheckTimeout(now);
   }
+  if (tls_rpt_sender_) tls_rpt_sender_->Tick();
   if (Draining()) return CheckDrained();
   for (auto& [k, s] : sites_) {
     if (!s->ready.empty()) Pump(s.get());

@@ -26,7 +26,10 @@
 #include "delivery/event_log.h"
 #include "delivery/message.h"
 #include "delivery/oldest_tracker.h"
+#include "delivery/mta_sts.h"
 #include "delivery/outbound_connection.h"
+#include "delivery/tls_rpt.h"
+#include "delivery/tls_rpt_sender.h"
 #include "delivery/resolver.h"
 #include "delivery/router.h"
 #include "delivery/scheduled_queue.h"
@@ -92,6 +95,8 @@ class EngineImpl final : public ConnectionOwner {
   void GetBody(Job* j, std::function<void(const absl::Status&, BodyRef)> then) override;
   void Requeue(Job* j) override;
   void Freed(OutboundConnection* c) override { conns_.erase(c->self); }
+  void ReportStsSession(const Site* s, const std::string& result_type, const std::string& mx,
+                        const std::string& ip) override;
 
  private:
   void Tick();
@@ -102,6 +107,7 @@ class EngineImpl final : public ConnectionOwner {
   // its domains: applied here; true when the message needs nothing else.
   bool AdminFirst(ActiveMessage* msg);
   void Route(Job* j);
+  void RouteByMx(Job* j, SiteSettings settings, const StsLookup& sts);
   void JobToSite(Job* j, const std::vector<std::string>& hosts, const SiteSettings& settings,
                  const std::string& route_domain);
   void FailJob(Job* j, int code, const std::string& enhanced, const std::string& text);
@@ -143,6 +149,10 @@ class EngineImpl final : public ConnectionOwner {
   std::unique_ptr<SpoolIo> io_;
   std::unique_ptr<BodyLoader> bodies_;
   std::unique_ptr<Bookkeeping> bookkeeping_;
+  std::unique_ptr<StsFetcher> sts_fetcher_;  // MTA-STS (null when delivery.mta_sts = false)
+  std::unique_ptr<MtaSts> mta_sts_;
+  TlsRptCollector tls_rpt_;
+  std::unique_ptr<TlsRptSender> tls_rpt_sender_;
   SSL_CTX* tls_verify_ = nullptr;
   SSL_CTX* tls_noverify_ = nullptr;
 

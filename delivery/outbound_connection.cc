@@ -94,7 +94,13 @@ void OutboundConnection::SendJob(Job* j, const absl::Status& st, BodyRef body) {
   ActiveMessage* m = j->msg;
   j->out.sender = m->meta.sender;
   j->out.rcpts.clear();
-  for (size_t i : j->rcpts) j->out.rcpts.push_back(m->meta.recipients[i].address);
+  j->out.rcpt_dsn.clear();
+  for (size_t i : j->rcpts) {
+    const queue::Recipient& r = m->meta.recipients[i];
+    j->out.rcpts.push_back(r.address);
+    j->out.rcpt_dsn.push_back(RcptDsnParams(r));  // delivery/dsn.h
+  }
+  j->out.mail_dsn = MailDsnParams(m->meta);
   j->out.smtputf8 = m->meta.smtputf8;
   j->out.body_8bit = m->meta.body_8bit;
   j->out.body = j->body.get();
@@ -186,13 +192,30 @@ void OutboundConnection::ForceClose() {
 
 void OutboundConnection::StartTls() {
   bool verify = site_->settings().tls == TlsPolicy::kRequiredVerify;
-  auto tls = std::make_unique<TlsEndpoint>(owner_->tls_ctx(verify), host_, verify);
+  bool observe = !verify && site_->settings().sts != nullptr;  // MTA-STS testing: report, never refuse
+  auto tls = std::make_unique<TlsEndpoint>(owner_->tls_ctx(verify || observe), host_, verify);
+  if (observe) tls->ObserveVerification(host_);
   tls->Handshake();  // the ClientHello
   stream_->StartTls(std::move(tls));
   Touch(owner_->cfg().command_timeout);
 }
 
 void OutboundConnection::OnReady() {
+  if (!ever_ready_ && site_->settings().sts) {
+    // The session is usable: under enforce it is TLS with a verified
+    // certificate from a matching MX; under testing, say what fell short.
+    const StsPolicy& p = *site_->settings().sts;
+    const TlsEndpoint* tls = stream_ && stream_->tls_up() ? stream_->tls() : nullptr;
+    if (tls == nullptr) {
+      ReportSts("starttls-not-supported");
+    } else if (!tls->verified()) {
+      ReportSts(TlsRptResultForVerifyCode(tls->verify_code()));
+    } else if (!StsAnyMxMatches(p, host_)) {
+      ReportSts("validation-failure");
+    } else {
+      ReportSts("");
+    }
+  }
   ever_ready_ = true;
   state_ = State::kIdle;
   MXR_DCHECK(job_ == nullptr, "ready with a job still held");
@@ -213,7 +236,16 @@ void OutboundConnection::OnTransactionDone(std::vector<RcptResult> results) {
   }
 }
 
+void OutboundConnection::ReportSts(const std::string& result_type) {
+  if (sts_reported_ || !site_->settings().sts) return;
+  sts_reported_ = true;
+  owner_->ReportStsSession(site_, result_type, host_, ip_.ToString());
+}
+
 void OutboundConnection::OnFailed(const Reply& why) {
+  if (!ever_ready_ && client_ && !client_->tls_active() && client_->starttls_missing()) {
+    ReportSts("starttls-not-supported");  // enforce: TLS required, none offered
+  }
   // Called from inside client_: acted on once control is back in our own
   // code (AfterClient), never while the client is on the stack.
   last_error_ = why;
@@ -364,6 +396,7 @@ void OutboundConnection::OnStreamConnected(int res) {
   o.auth_password = s.auth_password;
   o.auth_over_unverified_tls = s.auth_over_unverified_tls;
   client_ = std::make_unique<SmtpClient>(o, this);
+  sts_reported_ = false;  // a new session
   state_ = State::kSetup;
   Touch(owner_->cfg().banner_timeout);
   stream_->SetWantRecv(true);
@@ -424,6 +457,7 @@ void OutboundConnection::OnStreamTls(bool ok, const std::string& error) {
 // site's identity includes its policy, so this never touches a site whose
 // policy requires TLS.
 void OutboundConnection::TlsHandshakeFailed(const std::string& detail) {
+  if (stream_ && stream_->tls()) ReportSts(TlsRptResultForVerifyCode(stream_->tls()->verify_code()));
   if (site_->settings().tls == TlsPolicy::kOpportunistic) {
     site_->tls_broken_until_ms = owner_->loop()->now_ms() + 3600 * 1000LL;
   }

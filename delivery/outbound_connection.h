@@ -62,6 +62,10 @@ class ConnectionOwner {
   virtual void Requeue(Job* j) = 0;
   // Nothing of the connection is in flight any more: delete it.
   virtual void Freed(OutboundConnection* c) = 0;
+  // A session under an MTA-STS policy (site settings().sts) was set up
+  // (`result_type` "") or failed with that RFC 8460 result type.
+  virtual void ReportStsSession(const Site* s, const std::string& result_type, const std::string& mx,
+                                const std::string& ip) {}
 };
 
 class OutboundConnection final : public ClientHost, public IoStream::Owner {
@@ -99,6 +103,8 @@ class OutboundConnection final : public ClientHost, public IoStream::Owner {
   // the site's jobs bounce with refusal() instead of being retried.
   bool destination_refused() const { return refused_; }
   const Reply& refusal() const { return refusal_; }
+  // The next hop advertised DSN (RFC 3461) on this session.
+  bool next_hop_dsn() const { return client_ && client_->dsn_offered(); }
   std::string tls_version() const { return stream_ && stream_->tls_up() ? stream_->tls()->version() : ""; }
 
   // Entry points from the engine (any of them may be called from inside a
@@ -143,6 +149,7 @@ class OutboundConnection final : public ClientHost, public IoStream::Owner {
   void GiveBack(Job* j, const RcptResult& why);
   void Flush();
   void TlsHandshakeFailed(const std::string& detail);
+  void ReportSts(const std::string& result_type);  // MTA-STS sites: once per session
   bool BodyStillMoving();
   void MaybeFree();
 
@@ -156,6 +163,7 @@ class OutboundConnection final : public ClientHost, public IoStream::Owner {
   int holds_ = 0;               // our own async work in flight (DNS lookup, body read)
   bool ever_ready_ = false;     // a session was usable at least once
   bool gone_reported_ = false;  // OnConnGone sent
+  bool sts_reported_ = false;     // this session's MTA-STS outcome went to the owner
   bool failed_ = false;         // client_ reported OnFailed; see AfterClient()
   bool free_posted_ = false;
   int messages_ = 0;

@@ -147,6 +147,13 @@ class CaresResolver final : public Resolver {
     ares_getaddrinfo(channel_, host.c_str(), nullptr, &hints, &OnAddr, q);
   }
 
+  void ResolveTxt(const std::string& name,
+                  std::function<void(bool ok, std::vector<std::string>)> done) override {
+    stats_.lookups++;
+    auto* q = new TxtQuery{this, name, std::move(done)};
+    ares_query(channel_, name.c_str(), ns_c_in, ns_t_txt, &OnTxt, q);
+  }
+
   void Tick() override {
     if (channel_) ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
   }
@@ -163,6 +170,11 @@ class CaresResolver final : public Resolver {
     CaresResolver* self;
     std::string domain;
     std::chrono::steady_clock::time_point start;
+  };
+  struct TxtQuery {
+    CaresResolver* self;
+    std::string name;
+    std::function<void(bool, std::vector<std::string>)> done;
   };
   struct AddrQuery {
     CaresResolver* self;
@@ -252,6 +264,28 @@ class CaresResolver final : public Resolver {
       first = false;
       done(a);
     }
+  }
+
+  static void OnTxt(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
+    std::unique_ptr<TxtQuery> q(static_cast<TxtQuery*>(arg));
+    if (status == ARES_EDESTRUCTION) return;
+    std::vector<std::string> out;
+    bool ok = true;
+    if (status == ARES_SUCCESS) {
+      ares_txt_ext* txt = nullptr;
+      if (ares_parse_txt_reply_ext(abuf, alen, &txt) == ARES_SUCCESS) {
+        for (ares_txt_ext* t = txt; t; t = t->next) {
+          if (t->record_start || out.empty()) out.emplace_back();
+          out.back().append(reinterpret_cast<const char*>(t->txt), t->length);
+        }
+        ares_free_data(txt);
+      }
+    } else if (status != ARES_ENODATA && status != ARES_ENOTFOUND) {
+      ok = false;
+    }
+    q->self->loop_->Post([done = std::move(q->done), ok, out = std::move(out)]() mutable {
+      done(ok, std::move(out));
+    });
   }
 
   static void OnAddr(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {

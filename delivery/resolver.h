@@ -43,6 +43,14 @@ class Resolver {
   // Callbacks run later on the loop thread, never inside the call.
   virtual void ResolveMx(const std::string& domain, std::function<void(const MxAnswer&)> done) = 0;
   virtual void ResolveHost(const std::string& host, std::function<void(const AddrAnswer&)> done) = 0;
+  // TXT records of `name` (each record's strings joined), uncached; for
+  // MTA-STS and TLS-RPT discovery. `ok` false: the lookup failed
+  // (temporary); ok with no records: NXDOMAIN or no TXT. The default
+  // (resolvers without TXT) answers "no records" inside the call.
+  virtual void ResolveTxt(const std::string& name, std::function<void(bool ok, std::vector<std::string>)> done) {
+    (void)name;
+    done(true, {});
+  }
   // Called periodically by the owner (drives DNS timeouts).
   virtual void Tick() {}
   struct Stats {

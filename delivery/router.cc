@@ -70,7 +70,10 @@ SiteId IdentifySite(const std::vector<std::string>& hosts, const SiteSettings& s
   id.label = !route_domain.empty() ? Cat("route:", route_domain) : (sorted.empty() ? id.name : sorted.front());
   // The password enters the identity only as a hash: the identity is never
   // shown, but it must differ when the credentials do.
-  id.identity = Cat(id.name, "|tls=", TlsPolicyName(s.tls), "|conns=", s.max_conns, "|src=", s.source, "|rule=", s.rule, "|auth=", s.auth_user, s.auth_over_unverified_tls ? "+unverified" : "", "#",
+  if (s.sts) {  // its sessions are reported per policy domain (TLS-RPT)
+    id.identity += Cat("|sts=", s.sts_domain, ":", StsModeName(s.sts->mode), ":", s.sts->id);
+  }
+  id.identity += Cat(id.name, "|tls=", TlsPolicyName(s.tls), "|conns=", s.max_conns, "|src=", s.source, "|rule=", s.rule, "|auth=", s.auth_user, s.auth_over_unverified_tls ? "+unverified" : "", "#",
                     std::hash<std::string>()(s.auth_password));
   return id;
 }

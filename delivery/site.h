@@ -15,12 +15,14 @@
 #include <cstdint>
 #include <deque>
 #include <list>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/config.h"
 #include "delivery/automation.h"
+#include "delivery/mta_sts.h"
 #include "delivery/policy.h"
 #include "delivery/rate_limiter.h"
 #include "delivery/shaping.h"
@@ -46,6 +48,10 @@ struct SiteSettings {
   std::string bind_address;  // "" = the kernel's choice
   std::string ehlo;          // "" = the engine's helo name
   std::string rule = "default";
+  // MTA-STS (delivery/mta_sts.h): the policy domain and its policy when the
+  // mail goes under one in mode testing or enforce; else null.
+  std::string sts_domain;
+  std::shared_ptr<const StsPolicy> sts;
 };
 
 // Jobs waiting for a connection, round-robin across envelope senders.

@@ -282,7 +282,8 @@ void SmtpClient::HandleReply(const Reply& r) {
       return Fail(r);
     case Phase::kHelo:
       if (r.code != 250) return Fail(r);
-      pipelining_ = smtputf8_ = eightbit_ = starttls_offered_ = auth_plain_ = size_offered_ = false;
+      pipelining_ = smtputf8_ = eightbit_ = starttls_offered_ = auth_plain_ = size_offered_ = dsn_ = false;
+      ehlo_done_ = true;
       max_size_ = 0;
       if (!tls_ && (opts_.tls == TlsPolicy::kRequired || opts_.tls == TlsPolicy::kRequiredVerify)) {
         return Fail(Synthetic(451, "4.7.5", "TLS required by policy but the server does not speak ESMTP"));
@@ -367,13 +368,15 @@ void SmtpClient::HandleReply(const Reply& r) {
 }
 
 void SmtpClient::AfterEhlo(const Reply& r) {
-  pipelining_ = smtputf8_ = eightbit_ = starttls_offered_ = auth_plain_ = size_offered_ = false;
+  pipelining_ = smtputf8_ = eightbit_ = starttls_offered_ = auth_plain_ = size_offered_ = dsn_ = false;
   max_size_ = 0;
+  ehlo_done_ = true;
   for (size_t i = 1; i < r.lines.size(); ++i) {
     std::string kw = Upper(r.lines[i]);
     if (kw == "PIPELINING") pipelining_ = true;
     if (kw == "SMTPUTF8") smtputf8_ = true;
     if (kw == "8BITMIME") eightbit_ = true;
+    if (kw == "DSN") dsn_ = true;
     if (kw == "STARTTLS") starttls_offered_ = true;
     if (kw == "SIZE" || kw.rfind("SIZE ", 0) == 0) {
       size_offered_ = true;
@@ -456,19 +459,23 @@ void SmtpClient::Send(const OutboundMessage& msg) {
   if (size_offered_) mail += Cat(" SIZE=", msg.body ? msg.body->size() : 0);
   if (msg.body_8bit && eightbit_) mail += " BODY=8BITMIME";
   if (msg.smtputf8 && smtputf8_) mail += " SMTPUTF8";
+  if (dsn_) mail += msg.mail_dsn;
   mail += "\r\n";
   phase_ = Phase::kTransaction;
   out_ += mail;
   expect_.push_back(Expect::kMail);
   if (pipelining_) {
-    for (const auto& r : msg.rcpts) {
-      out_ += Cat("RCPT TO:<", r, ">\r\n");
+    for (size_t i = 0; i < msg.rcpts.size(); ++i) {
+      out_ += Cat("RCPT TO:<", msg.rcpts[i], ">", dsn_ && i < msg.rcpt_dsn.size() ? msg.rcpt_dsn[i] : "", "\r\n");
       expect_.push_back(Expect::kRcpt);
     }
     out_ += "DATA\r\n";
     expect_.push_back(Expect::kData);
   } else {
-    for (const auto& r : msg.rcpts) unsent_.push_back(Cat("RCPT TO:<", r, ">\r\n"));
+    for (size_t i = 0; i < msg.rcpts.size(); ++i) {
+      unsent_.push_back(Cat("RCPT TO:<", msg.rcpts[i], ">",
+                            dsn_ && i < msg.rcpt_dsn.size() ? msg.rcpt_dsn[i] : "", "\r\n"));
+    }
     unsent_.push_back("DATA\r\n");
   }
 }

@@ -49,6 +49,10 @@ struct OutboundMessage {
   std::vector<std::string> rcpts;
   bool smtputf8 = false;
   bool body_8bit = false;
+  // RFC 3461 parameters, passed on only when the server offers DSN:
+  // " RET=HDRS ENVID=x" for MAIL, one " NOTIFY=... ORCPT=..." per rcpt.
+  std::string mail_dsn;
+  std::vector<std::string> rcpt_dsn;  // empty, or one per rcpt
   const std::string* body = nullptr; // unstuffed, CRLF; owned by the caller until done
 };
 
@@ -114,6 +118,9 @@ class SmtpClient {
   const char* PhaseName() const;
   bool tls_active() const { return tls_; }
   bool pipelining() const { return pipelining_; }
+  bool dsn_offered() const { return dsn_; }
+  // EHLO was answered without STARTTLS (and TLS is not up).
+  bool starttls_missing() const { return ehlo_done_ && !starttls_offered_ && !tls_; }
   uint64_t max_size() const { return max_size_; }
   const std::string& banner() const { return banner_; }
 
@@ -138,6 +145,8 @@ class SmtpClient {
   bool pipelining_ = false, smtputf8_ = false, eightbit_ = false, starttls_offered_ = false;
   bool auth_plain_ = false;
   bool size_offered_ = false;
+  bool dsn_ = false;  // RFC 3461
+  bool ehlo_done_ = false;
   uint64_t max_size_ = 0;
 
   // Current transaction.

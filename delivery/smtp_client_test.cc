@@ -1020,5 +1020,40 @@ TEST_F(SmtpClientTest, CanSendNoSizeLimitAdvertised) {
   EXPECT_TRUE(client_->CanSend(m, &why));
 }
 
+// ---------------------------------------------------------------------------
+// RFC 3461: DSN parameters go on only to a server that offers DSN.
+
+TEST_F(SmtpClientTest, DsnParametersOnlyWhenOffered) {
+  for (bool offered : {true, false}) {
+    host_ = FakeClientHost();
+    Connect(offered ? "250-mx\r\n250-PIPELINING\r\n250 DSN\r\n" : "250-mx\r\n250 PIPELINING\r\n");
+    EXPECT_EQ(client_->dsn_offered(), offered);
+    OutboundMessage m = Msg({"bob@x.example", "carol@x.example"});
+    m.mail_dsn = " RET=HDRS ENVID=E1";
+    m.rcpt_dsn = {" NOTIFY=SUCCESS ORCPT=rfc822;bob@x.example", ""};
+    client_->Send(m);
+    if (offered) {
+      EXPECT_EQ(client_->TakeOutput(),
+                "MAIL FROM:<alice@sender.example> RET=HDRS ENVID=E1\r\n"
+                "RCPT TO:<bob@x.example> NOTIFY=SUCCESS ORCPT=rfc822;bob@x.example\r\n"
+                "RCPT TO:<carol@x.example>\r\nDATA\r\n");
+    } else {
+      EXPECT_EQ(client_->TakeOutput(),
+                "MAIL FROM:<alice@sender.example>\r\nRCPT TO:<bob@x.example>\r\n"
+                "RCPT TO:<carol@x.example>\r\nDATA\r\n");
+    }
+  }
+}
+
+TEST_F(SmtpClientTest, DsnParametersWithoutPipelining) {
+  Connect("250-mx\r\n250 DSN\r\n");
+  OutboundMessage m = Msg({"bob@x.example"});
+  m.rcpt_dsn = {" NOTIFY=NEVER"};
+  client_->Send(m);
+  EXPECT_EQ(client_->TakeOutput(), "MAIL FROM:<alice@sender.example>\r\n");
+  client_->Feed("250 ok\r\n");
+  EXPECT_EQ(client_->TakeOutput(), "RCPT TO:<bob@x.example> NOTIFY=NEVER\r\n");
+}
+
 }  // namespace
 }  // namespace mxr::delivery

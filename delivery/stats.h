@@ -87,6 +87,23 @@ struct DeliveryStats {
   std::array<std::atomic<uint64_t>, kOutcomeCount> attempts{};  // recipients, by Outcome
   std::atomic<uint64_t> messages_completed{0};    // deleted from the spool
   std::atomic<uint64_t> dsns_queued{0};
+  // RFC 3461 (issue 24): notices generated because NOTIFY asked and the next
+  // hop could not carry it, and failure DSNs NOTIFY suppressed.
+  std::atomic<uint64_t> dsn_ext_success{0};
+  std::atomic<uint64_t> dsn_ext_delay{0};
+  std::atomic<uint64_t> dsn_ext_failure_suppressed{0};
+  // MTA-STS (issue 24): sessions under a policy by mode and outcome (their
+  // TLS-RPT counts), and jobs deferred because no MX matched an enforce policy.
+  std::atomic<uint64_t> sts_enforce_ok{0};
+  std::atomic<uint64_t> sts_enforce_failed{0};
+  std::atomic<uint64_t> sts_testing_ok{0};
+  std::atomic<uint64_t> sts_testing_failed{0};
+  std::atomic<uint64_t> sts_mx_mismatch{0};
+  // TLS-RPT reports handed over (queued to mailto:, POSTed 2xx), failed, and
+  // policy domains skipped for want of a TLSRPTv1 record.
+  std::atomic<uint64_t> tls_rpt_sent{0};
+  std::atomic<uint64_t> tls_rpt_failed{0};
+  std::atomic<uint64_t> tls_rpt_no_rua{0};
   std::atomic<uint64_t> connections_opened{0};
   std::atomic<uint64_t> connection_failures{0};   // failed or ended by an error
   std::atomic<uint64_t> connections_ok{0};        // at close: reached a usable session

@@ -164,6 +164,26 @@ void RenderDelivery(const Sources& src, Families& f) {
   f.Counter("mxrelay_delivery_messages_completed_total", "Messages removed from the spool (all recipients done).",
             Load(s.messages_completed));
   f.Counter("mxrelay_delivery_dsns_total", "DSN bounce messages queued.", Load(s.dsns_queued));
+  const char* notices_help = "RFC 3461 notices we generated (relayed: NOTIFY=SUCCESS to a next hop without DSN).";
+  auto& notices = f.Family("mxrelay_dsn_notices_total", notices_help, MetricType::Counter);
+  Families::AddCounter(notices, Load(s.dsn_ext_success), {{"kind", "relayed"}});
+  Families::AddCounter(notices, Load(s.dsn_ext_delay), {{"kind", "delayed"}});
+  auto& sts = f.Family("mxrelay_mta_sts_sessions_total",
+                       "Outbound sessions under an MTA-STS policy, by policy mode and TLS-RPT outcome.",
+                       MetricType::Counter);
+  Families::AddCounter(sts, Load(s.sts_enforce_ok), {{"mode", "enforce"}, {"result", "success"}});
+  Families::AddCounter(sts, Load(s.sts_enforce_failed), {{"mode", "enforce"}, {"result", "failure"}});
+  Families::AddCounter(sts, Load(s.sts_testing_ok), {{"mode", "testing"}, {"result", "success"}});
+  Families::AddCounter(sts, Load(s.sts_testing_failed), {{"mode", "testing"}, {"result", "failure"}});
+  f.Counter("mxrelay_mta_sts_mx_mismatch_total",
+            "Jobs deferred because no MX host matched the domain's MTA-STS enforce policy.", Load(s.sts_mx_mismatch));
+  auto& rpt = f.Family("mxrelay_tls_rpt_reports_total", "TLS-RPT aggregate reports by outcome.",
+                       MetricType::Counter);
+  Families::AddCounter(rpt, Load(s.tls_rpt_sent), {{"result", "sent"}});
+  Families::AddCounter(rpt, Load(s.tls_rpt_failed), {{"result", "failed"}});
+  Families::AddCounter(rpt, Load(s.tls_rpt_no_rua), {{"result", "no_rua"}});
+  f.Counter("mxrelay_dsn_failure_suppressed_total", "Failure DSNs not sent because NOTIFY asked for none.",
+            Load(s.dsn_ext_failure_suppressed));
   auto& conns = f.Family("mxrelay_delivery_connections_total",
                          "Outbound connections (counted when closed), by whether they reached a usable session.",
                          MetricType::Counter);

@@ -104,10 +104,11 @@ void PutMessageAttrs(std::string* out, const MessageMeta& m) {
 
 void PutRecipientAttrs(std::string* out, const Recipient& r) {
   const char notify = static_cast<char>(r.notify);
-  size_t n = (r.notify != 0) + !r.orcpt.empty() + r.unknown.size();
+  size_t n = (r.notify != 0) + !r.orcpt.empty() + r.delay_dsn_sent + r.unknown.size();
   PutVarint(out, n);
   if (r.notify != 0) PutAttr(out, kAttrNotify, std::string_view(&notify, 1));
   if (!r.orcpt.empty()) PutAttr(out, kAttrOrcpt, r.orcpt);
+  if (r.delay_dsn_sent) PutAttr(out, kAttrDelayDsnSent, "1");
   for (const auto& u : r.unknown) PutAttr(out, u.tag, u.value);
 }
 
@@ -146,6 +147,10 @@ bool TakeRecipientAttr(Recipient& rc, uint32_t tag, std::string value) {
       rc.notify = static_cast<uint8_t>(value[0]);
       return true;
     case kAttrOrcpt: rc.orcpt = std::move(value); return true;
+    case kAttrDelayDsnSent:
+      if (value != "1") return false;
+      rc.delay_dsn_sent = true;
+      return true;
     default: rc.unknown.push_back({tag, std::move(value)}); return true;
   }
 }

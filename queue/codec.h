@@ -24,6 +24,7 @@ enum MessageAttrTag : uint32_t {
 enum RecipientAttrTag : uint32_t {
   kAttrNotify = 1,
   kAttrOrcpt = 2,
+  kAttrDelayDsnSent = 20,  // issue 24's range is 20-29
 };
 inline constexpr size_t kMaxStoredResponse = 512;
 

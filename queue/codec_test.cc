@@ -98,6 +98,19 @@ TEST(CodecTest, AttributesRoundTrip) {
   EXPECT_EQ(EncodeMeta(Sample()).size(), EncodeMeta(Sample()).size());
 }
 
+TEST(CodecTest, DelayDsnSentRoundTripsAndIsValidated) {
+  MessageMeta m = Sample();
+  m.recipients[1].delay_dsn_sent = true;
+  auto k = m.id.Key();
+  std::string v = EncodeMeta(m);
+  EXPECT_GT(v.size(), EncodeMeta(Sample()).size());
+  auto d = DecodeMeta(std::string_view(k.data(), 12), v);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_FALSE(d->recipients[0].delay_dsn_sent);
+  EXPECT_TRUE(d->recipients[1].delay_dsn_sent);
+  EXPECT_TRUE(d->recipients[1].unknown.empty());  // a known tag, not kept as unknown
+}
+
 TEST(CodecTest, ReadsVersion1Records) {
   // A version-1 record as the previous build wrote it: no attribute blocks.
   MessageMeta m = Sample();

@@ -67,6 +67,7 @@ struct Recipient {
   // Attributes (record version 2); empty / 0 = absent.
   uint8_t notify = 0;     // kNotify* bits
   std::string orcpt;      // RFC 3461 ORCPT= as given ("rfc822;user@example.com", xtext)
+  bool delay_dsn_sent = false;  // a delay DSN (RFC 3461 NOTIFY=DELAY) went out (issue 24, tag 20)
   std::vector<UnknownAttr> unknown;
 };
 

@@ -432,7 +432,7 @@ void Session::CmdHelo(std::string_view arg, bool esmtp) {
   out_ += Cat("250-", env_.hostname, " Hello ", helo_, " [", info_.client_ip, "]\r\n");
   out_ += "250-PIPELINING\r\n";
   out_ += Cat("250-SIZE ", lim.max_message_size, "\r\n");
-  out_ += "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n";
+  out_ += "250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-CHUNKING\r\n250-DSN\r\n";
   if (env_.listener->mode == ListenerMode::kStartTls && !tls_) out_ += "250-STARTTLS\r\n";
   if (AuthOffered() && auth_user_.empty()) out_ += "250-AUTH PLAIN LOGIN\r\n";
   out_ += "250 HELP\r\n";
@@ -472,6 +472,8 @@ void Session::CmdMail(std::string_view arg) {
   tx_.smtputf8 = p.smtputf8;
   tx_.body_8bit = p.body_8bit;
   tx_.declared_size = p.size;
+  tx_.dsn_ret = p.dsn_ret;
+  tx_.envid = std::move(p.envid);
   Reply(250, "2.1.0", "Sender OK");
 }
 
@@ -494,6 +496,7 @@ void Session::CmdRcpt(std::string_view arg) {
     if (!v.ok) return Reply(v.code, v.enhanced, v.text);
   }
   tx_.rcpts.push_back(std::move(p.address));
+  tx_.rcpt_dsn.emplace_back(p.notify, std::move(p.orcpt));
   Reply(250, "2.1.5", "Recipient OK");
 }
 
@@ -784,7 +787,13 @@ void Session::FinishMessage() {
   m.client_ip = info_.client_ip;
   m.helo = helo_;
   m.recipients.reserve(tx_.rcpts.size());
-  for (auto& r : tx_.rcpts) m.recipients.push_back(queue::Recipient{std::move(r)});
+  for (size_t i = 0; i < tx_.rcpts.size(); ++i) {
+    auto& r = m.recipients.emplace_back(queue::Recipient{std::move(tx_.rcpts[i])});
+    r.notify = tx_.rcpt_dsn[i].first;  // RFC 3461
+    r.orcpt = std::move(tx_.rcpt_dsn[i].second);
+  }
+  m.dsn_ret = static_cast<queue::DsnRet>(tx_.dsn_ret);
+  m.envid = std::move(tx_.envid);
 
   TraceInfo t;
   t.helo = helo_;

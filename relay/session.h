@@ -156,6 +156,9 @@ class Session {
     bool active = false;
     std::string sender;
     std::vector<std::string> rcpts;
+    std::vector<std::pair<uint8_t, std::string>> rcpt_dsn;  // RFC 3461 NOTIFY, ORCPT per rcpt
+    uint8_t dsn_ret = 0;                                     // RFC 3461 RET (queue::DsnRet)
+    std::string envid;                                       // RFC 3461 ENVID
     bool smtputf8 = false;
     bool body_8bit = false;
     uint64_t declared_size = 0;

@@ -201,7 +201,8 @@ class SessionTest : public ::testing::Test {
                     "250-8BITMIME\r\n"
                     "250-SMTPUTF8\r\n"
                     "250-ENHANCEDSTATUSCODES\r\n"
-                    "250-CHUNKING\r\n";
+                    "250-CHUNKING\r\n"
+                    "250-DSN\r\n";
     if (starttls) s += "250-STARTTLS\r\n";
     if (auth) s += "250-AUTH PLAIN LOGIN\r\n";
     s += "250 HELP\r\n";
@@ -434,6 +435,27 @@ TEST_F(SessionTest, UntrustedClientNeedsAuth) {
   EXPECT_EQ(Send("MAIL FROM:<a@example.com>\r\n"), "530 5.7.0 Authentication required: log in with AUTH before MAIL\r\n");
   EXPECT_EQ(Send("DATA\r\n"), "503 5.5.1 Need MAIL command\r\n");
   EXPECT_TRUE(host_->submitted.empty());
+}
+
+TEST_F(SessionTest, Rfc3461ParametersAreStoredWithTheMessage) {
+  Open(/*trusted=*/true);
+  Send(kEhlo);
+  EXPECT_THAT(Send("MAIL FROM:<a@example.com> RET=BAD\r\n"), StartsWith("501 5.5.4 "));
+  EXPECT_EQ(Send("MAIL FROM:<a@example.com> RET=HDRS ENVID=QQ+2B1\r\n"), kSenderOk);
+  EXPECT_THAT(Send("RCPT TO:<b@example.org> NOTIFY=NEVER,DELAY\r\n"), StartsWith("501 5.5.4 "));
+  EXPECT_EQ(Send("RCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.org\r\n"), kRcptOk);
+  EXPECT_EQ(Send("RCPT TO:<c@example.org>\r\n"), kRcptOk);
+  EXPECT_EQ(Send("DATA\r\n"), k354);
+  EXPECT_EQ(Send("Subject: hi\r\n\r\nbody\r\n.\r\n"), "");
+  ASSERT_EQ(host_->submitted.size(), 1u);
+  const auto& m = host_->submitted[0];
+  EXPECT_EQ(m.meta.dsn_ret, queue::DsnRet::kHeaders);
+  EXPECT_EQ(m.meta.envid, "QQ+2B1");
+  ASSERT_EQ(m.meta.recipients.size(), 2u);
+  EXPECT_EQ(m.meta.recipients[0].notify, queue::kNotifySuccess | queue::kNotifyFailure);
+  EXPECT_EQ(m.meta.recipients[0].orcpt, "rfc822;b@example.org");
+  EXPECT_EQ(m.meta.recipients[1].notify, 0);
+  EXPECT_EQ(m.meta.recipients[1].orcpt, "");
 }
 
 TEST_F(SessionTest, TrustedClientRelaysWithoutAuth) {

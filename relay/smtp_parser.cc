@@ -1,5 +1,7 @@
 #include "relay/smtp_parser.h"
 
+#include "relay/dsn_params.h"
+
 #include <charconv>
 #include <cstring>
 
@@ -240,6 +242,24 @@ PathResult ParsePath(std::string_view arg, std::string_view keyword, bool allow_
     } else if (allow_null && IEquals(k, "SMTPUTF8")) {
       if (!v.empty()) return Fail(501, "5.5.4", "SMTPUTF8 takes no value");
       r.smtputf8 = true;
+    } else if (IEquals(k, allow_null ? "RET" : "NOTIFY") || IEquals(k, allow_null ? "ENVID" : "ORCPT")) {
+      std::string why;
+      bool dup;
+      if (IEquals(k, "RET")) {
+        dup = r.dsn_ret != 0;
+        why = ParseDsnRet(v, &r.dsn_ret);
+      } else if (IEquals(k, "ENVID")) {
+        dup = !r.envid.empty();
+        why = ParseDsnEnvid(v, &r.envid);
+      } else if (IEquals(k, "NOTIFY")) {
+        dup = r.notify != 0;
+        why = ParseDsnNotify(v, &r.notify);
+      } else {
+        dup = !r.orcpt.empty();
+        why = ParseDsnOrcpt(v, &r.orcpt);
+      }
+      if (dup) return Fail(501, "5.5.4", std::string("Duplicate parameter ") + std::string(k));
+      if (!why.empty()) return Fail(501, "5.5.4", why);
     } else if (allow_null && IEquals(k, "AUTH")) {
       // RFC 4954 AUTH=<mailbox>: accepted and ignored (we trust our own AUTH).
     } else {

@@ -51,6 +51,11 @@ struct PathResult {
   uint64_t size = 0;
   bool body_8bit = false;
   bool smtputf8 = false;
+  // RFC 3461 (relay/dsn_params.h): MAIL RET/ENVID, RCPT NOTIFY/ORCPT.
+  uint8_t dsn_ret = 0;      // queue::DsnRet
+  std::string envid;        // xtext as given
+  uint8_t notify = 0;       // queue::kNotify* bits
+  std::string orcpt;        // addr-type;xtext as given
   int code = 0;
   std::string enhanced;
   std::string text;

@@ -210,7 +210,7 @@ TEST(ParseMailFromTest, UnknownParameterIs555) {
   EXPECT_EQ(r.enhanced, "5.5.4");
   EXPECT_THAT(r.text, HasSubstr("FOO"));
 
-  r = ParseMailFrom("FROM:<a@b.c> RET=HDRS");
+  r = ParseMailFrom("FROM:<a@b.c> NOTIFY=NEVER");  // RFC 3461: a RCPT parameter
   EXPECT_EQ(r.code, 555);
 }
 
@@ -240,7 +240,7 @@ TEST(ParseMailFromTest, ParameterSyntaxCheckedBeforeEcho) {
 
 TEST(ParseRcptToTest, MailParametersAreUnknownOnRcpt) {
   for (const char* arg : {"TO:<a@b.c> SIZE=10", "TO:<a@b.c> BODY=8BITMIME", "TO:<a@b.c> SMTPUTF8",
-                          "TO:<a@b.c> NOTIFY=NEVER"}) {
+                          "TO:<a@b.c> RET=HDRS", "TO:<a@b.c> ENVID=x"}) {
     auto r = ParseRcptTo(arg);
     EXPECT_FALSE(r.ok) << arg;
     EXPECT_EQ(r.code, 555) << arg;

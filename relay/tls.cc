@@ -15,7 +15,9 @@
 
 #include <filesystem>
 
+#include "common/status.h"
 #include "common/strings.h"
+#include "common/tls_policy.h"
 #include "spdlog/spdlog.h"
 
 namespace mxr::relay {
@@ -162,7 +164,7 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Create(const TlsConfig& 
   // Buffers are freed while a connection is idle: this matters with many
   // idle clients (each would otherwise hold ~34 KB).
   SSL_CTX_set_mode(c->ctx_, SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set1_groups_list(c->ctx_, "X25519:P-256:P-384");
+  MXR_RETURN_IF_ERROR(ApplyTlsCipherPolicy(c->ctx_));  // AEAD + ECDHE only in TLS 1.2
   SSL_CTX_set_session_id_context(c->ctx_, reinterpret_cast<const unsigned char*>("mxrelay"), 7);
   if (SSL_CTX_use_certificate_chain_file(c->ctx_, cert.c_str()) != 1) {
     return absl::InvalidArgumentError(Cat("tls.cert_file ", cert, ": ", OpenSslError()));

@@ -8,6 +8,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git
   # libraries
   liburing-dev libssl-dev libabsl-dev librocksdb-dev libc-ares-dev
+  libcurl4-openssl-dev  # MTA-STS policy fetch over HTTPS (delivery/sts_fetch.cc)
   libtomlplusplus-dev libcrypt-dev libspdlog-dev libfmt-dev libcli11-dev
   prometheus-cpp-dev libcivetweb-dev libcap-dev libgtest-dev libgmock-dev libbenchmark-dev
   # RE2: linear-time regexes on remote reply text (delivery/automation.h, delivery/classify.h)
@@ -23,6 +24,7 @@ PKGS=(
   # Debian 12 these are what the suite would otherwise skip or fail on)
   python3 openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl postfix sasl2-bin dnsmasq-base whois prometheus procps iproute2 strace rocksdb-tools
   python3-dkim opendkim-tools  # test_dkim: independent DKIM verifiers (dkimpy, opendkim-testmsg)
+  python3-jsonschema  # test_mta_sts: TLS-RPT reports validated against the RFC 8460 schema
   python3-yaml   # test_deploy: compose, Kubernetes, Grafana provisioning, alert YAML
   systemd        # test_deploy: systemd-analyze verify / syscall-filter of deploy/systemd
   util-linux mount  # test_privileges: setpriv; test_faults: mount/umount of a tmpfs

@@ -116,7 +116,7 @@ chmod 1777 "$tsan_logs"
 supp=$(pwd)/tests/tsan.supp
 rc=0
 export TSAN_OPTIONS="halt_on_error=1 suppressions=$supp log_path=$tsan_logs/report"
-ctest_stage build-tsan ctest-junit.xml --timeout 900 -j1 -R 'integration\.(delivery|crash|signals|faults|dkim|shaping)' || rc=1
+ctest_stage build-tsan ctest-junit.xml --timeout 900 -j1 -R 'integration\.(delivery|crash|signals|faults|dkim|shaping|mta_sts)' || rc=1
 # 200 simultaneous AUTH guessers and 100 cached logins: ingress loops, the
 # AUTH limiter and the password checker at once (the rest of test_abuse is
 # about memory and limits, not threads).

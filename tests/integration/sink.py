@@ -182,7 +182,8 @@ class Sink:
                  starttls=False, starttls_broken=False, auth=None, hang=False, banner=None,
                  mail=None, rcpt=None,
                  default_rcpt="250 2.1.5 Ok", data=None, data_delay=0.0, hostname="sink.test",
-                 drop_in_data=0, stall_in_data=False, rcvbuf=None, data_read_rate=None, mail_by_peer=None):
+                 drop_in_data=0, stall_in_data=False, rcvbuf=None, data_read_rate=None, mail_by_peer=None,
+                 tls_cert=None):
         assert addr.startswith("127."), "loopback only"
         self.addr = addr
         self.port = port
@@ -206,10 +207,12 @@ class Sink:
         self.rcvbuf = rcvbuf          # SO_RCVBUF of accepted connections (inherited from the listener)
         self.data_read_rate = data_read_rate
         self.hostname = hostname
+        self.tls_cert = tls_cert      # (certfile, keyfile) for STARTTLS; None: the self-signed one
 
         self.lock = threading.Lock()
         self.messages = []            # accepted Message objects
         self.rcpt_log = []            # (address, reply) for every RCPT answered
+        self.rcpt_params = []         # (address, parameters after the path) for every RCPT
         self.data_log = []            # (rcpts, reply) for every final-dot answer
         self.auth_log = []            # (user, password, accepted, tls version) per AUTH
         self.commands = []            # every command verb seen (upper case), bounded
@@ -238,7 +241,7 @@ class Sink:
 
     def start(self):
         if self.starttls:
-            cert, key = self_signed_cert()
+            cert, key = self.tls_cert or self_signed_cert()
             self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._ctx.load_cert_chain(cert, key)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -530,6 +533,7 @@ class Sink:
                     r = self.default_rcpt
                 with self.lock:
                     self.rcpt_log.append((addr, r))
+                    self.rcpt_params.append((addr, m.group(3)))
                 if r.startswith("2"):
                     rcpts.append(addr)
                 conn.send(r + "\r\n")
