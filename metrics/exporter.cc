@@ -90,6 +90,13 @@ void RenderIngress(const Sources& src, Families& f) {
                        MetricType::Counter);
   Families::AddCounter(ref, Load(s.connections_refused_global), {{"reason", "global_limit"}});
   Families::AddCounter(ref, Load(s.connections_refused_per_ip), {{"reason", "per_ip_limit"}});
+  auto& pp = f.Family("mxrelay_proxy_protocol_total",
+                      "PROXY protocol listeners: headers accepted, or connections closed without a reply, by result.",
+                      MetricType::Counter);
+  Families::AddCounter(pp, Load(s.proxy_ok), {{"result", "ok"}});
+  Families::AddCounter(pp, Load(s.proxy_untrusted_peer), {{"result", "untrusted_peer"}});
+  Families::AddCounter(pp, Load(s.proxy_malformed), {{"result", "malformed"}});
+  Families::AddCounter(pp, Load(s.proxy_no_header), {{"result", "no_header"}});
   auto& tls = f.Family("mxrelay_tls_handshakes_total", "Inbound TLS handshakes, by result and protocol version.",
                        MetricType::Counter);
   Families::AddCounter(tls, Load(s.tls_handshakes_tls12), {{"result", "ok"}, {"version", "TLSv1.2"}});

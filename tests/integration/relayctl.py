@@ -205,11 +205,12 @@ def toml_value(v):
 
 
 class Listener:
-    def __init__(self, name, mode, auth_without_tls=None, port=None):
+    def __init__(self, name, mode, auth_without_tls=None, port=None, extra=None):
         self.name = name
         self.mode = mode
         self.auth_without_tls = auth_without_tls
         self.port = port
+        self.extra = dict(extra or {})  # more [[listener]] keys, e.g. proxy_protocol
 
 
 DEFAULT_LISTENERS = (Listener("sub", "starttls"), Listener("smtps", "implicit_tls"))
@@ -237,7 +238,7 @@ class Relay:
         self.limits.update(limits or {})
         self.timeouts = {"command": 300}
         self.timeouts.update(timeouts or {})
-        self.listeners = [Listener(l.name, l.mode, l.auth_without_tls, l.port) for l in listeners]
+        self.listeners = [Listener(l.name, l.mode, l.auth_without_tls, l.port, l.extra) for l in listeners]
         # [delivery] and [[route]] tables; None: delivery disabled (mail stays queued).
         self.delivery = None
         self.event_log_path = None
@@ -293,6 +294,7 @@ class Relay:
                     "port = %d" % l.port, "mode = %s" % toml_str(l.mode)]
             if l.auth_without_tls is not None:
                 out.append("auth_without_tls = %s" % ("true" if l.auth_without_tls else "false"))
+            out += ["%s = %s" % (k, toml_value(v)) for k, v in l.extra.items()]
         if self.delivery is not None:
             out += ["", "[delivery]"] + ["%s = %s" % (k, toml_value(v))
                                          for k, v in self.delivery.items()]
