@@ -445,6 +445,10 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
   MXR_RETURN_IF_ERROR(r.Str("hostname", &c->hostname));
   MXR_RETURN_IF_ERROR(r.Str("data_dir", &c->data_dir));
   MXR_RETURN_IF_ERROR(r.Int("threads", &c->threads, 0, 256));
+  MXR_RETURN_IF_ERROR(r.Str("event_loop", &c->event_loop));
+  if (c->event_loop != "auto" && c->event_loop != "io_uring" && c->event_loop != "epoll") {
+    return r.Error("event_loop", *root.get("event_loop"), "must be \"auto\", \"io_uring\" or \"epoll\"");
+  }
   MXR_RETURN_IF_ERROR(r.Str("user", &c->user));
   MXR_RETURN_IF_ERROR(r.Bool("allow_core_dumps", &c->allow_core_dumps));
   std::vector<std::string> nets;

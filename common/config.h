@@ -230,6 +230,8 @@ struct Config {
   // Where generated state lives (spool, self-signed cert, generated users file).
   std::string data_dir = "./mxrelay-data";
   int threads = 0;  // event-loop threads; 0 -> one per core
+  // "auto" (io_uring, epoll where io_uring is refused), "io_uring", "epoll".
+  std::string event_loop = "auto";
   // Started as root: switch to this user at start (keeping only the right to
   // bind ports below 1024). "" = stay who we are.
   std::string user;

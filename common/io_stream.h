@@ -1,4 +1,4 @@
-// One TCP byte stream on an event loop's io_uring, for both directions: the
+// One TCP byte stream on an event loop (io_uring or epoll), for both directions: the
 // relay's inbound connections and the delivery engine's outbound ones.
 //
 // It owns the socket and does what both sides need the same way:
@@ -131,9 +131,9 @@ class IoStream {
 
   void Arm();
   void Flush();
-  void OnRecv(const io_uring_cqe* cqe);
-  void OnSend(const io_uring_cqe* cqe);
-  void OnConnect(const io_uring_cqe* cqe);
+  void OnRecv(const Completion* cqe);
+  void OnSend(const Completion* cqe);
+  void OnConnect(const Completion* cqe);
   void HandleBytes(std::string_view data);
   void MaybeRelease();
 

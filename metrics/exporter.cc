@@ -1,5 +1,7 @@
 #include "metrics/exporter.h"
 
+#include "common/event_loop.h"
+
 #include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -255,6 +257,13 @@ void RenderDkim(const Sources& src, Families& f) {
 void RenderProcess(const Sources& src, Families& f) {
   auto& bi = f.Family("mxrelay_build_info", "Build information (value 1).", MetricType::Gauge);
   Families::AddGauge(bi, 1, {{"version", src.version}});
+  if (RunningLoopBackend() != LoopBackend::kAuto) {
+    auto& lb = f.Family("mxrelay_event_loop_backend",
+                        "The event-loop backend the relay's threads run (value 1): io_uring, or epoll where "
+                        "io_uring is refused or event_loop says so.",
+                        MetricType::Gauge);
+    Families::AddGauge(lb, 1, {{"backend", LoopBackendName(RunningLoopBackend())}});
+  }
   static const long kTick = sysconf(_SC_CLK_TCK);
   static const long kPage = sysconf(_SC_PAGESIZE);
   std::ifstream stat("/proc/self/stat");

@@ -75,7 +75,7 @@ class Worker {
   };
   absl::Status Bind(ListenerSlot* l);
   void ArmAccept(ListenerSlot* l);
-  void OnAccept(ListenerSlot* l, const io_uring_cqe* cqe);
+  void OnAccept(ListenerSlot* l, const Completion* cqe);
   void Tick();
   void Refuse(const ListenerSlot* l, int fd, const char* reply);
 
@@ -623,9 +623,7 @@ absl::Status Worker::Bind(ListenerSlot* l) {
 }
 
 void Worker::ArmAccept(ListenerSlot* l) {
-  io_uring_sqe* sqe = loop_->GetSqe();
-  io_uring_prep_multishot_accept(sqe, l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  io_uring_sqe_set_data(sqe, l);
+  loop_->Accept(l->fd, l);
   l->armed = true;
 }
 
@@ -639,7 +637,7 @@ void Worker::Refuse(const ListenerSlot* l, int fd, const char* reply) {
   ::close(fd);
 }
 
-void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
+void Worker::OnAccept(ListenerSlot* l, const Completion* cqe) {
   if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = false;
   int fd = cqe->res;
   if (fd < 0) {
@@ -724,7 +722,7 @@ void Worker::Main(std::promise<absl::Status>* started) {
     slot->env = SessionEnv{&cfg, &lc, srv_->deps_.hostname, srv_->deps_.ids, srv_->deps_.clock,
                            &srv_->stats_, srv_->deps_.trace};
     slot->index = listeners_.size();
-    slot->fn = [](IoOp* op, const io_uring_cqe* cqe) {
+    slot->fn = [](IoOp* op, const Completion* cqe) {
       auto* ls = static_cast<ListenerSlot*>(op);
       ls->w->OnAccept(ls, cqe);
     };
@@ -754,7 +752,8 @@ void Worker::BeginShutdown() {
     shutting_down_ = true;
     for (auto& l : listeners_) {
       if (l->fd >= 0) {
-        ::close(l->fd);  // pending multishot accept completes with an error
+        if (l->armed) loop_->Cancel(l.get(), nullptr);  // the multishot accept ends (-ECANCELED)
+        ::close(l->fd);
         l->fd = -1;
       }
     }
