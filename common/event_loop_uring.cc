@@ -38,8 +38,8 @@ class UringLoop final : public EventLoop {
       return absl::InternalError(Cat("io_uring_queue_init: ", strerror(-r),
                                      r == -EPERM || r == -ENOSYS
                                          ? " (io_uring blocked: container seccomp profile or "
-                                           "kernel.io_uring_disabled? event_loop = \"auto\" or \"epoll\" "
-                                           "runs without it; see docs/OPERATIONS.md)"
+                                           "kernel.io_uring_disabled? event_loop = auto or epoll runs "
+                                           "without it; see docs/OPERATIONS.md)"
                                          : ""));
     }
     ring_ok_ = true;

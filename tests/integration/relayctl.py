@@ -259,6 +259,10 @@ class Relay:
         self.tls = dict(tls or {})  # [tls] keys, e.g. cert_file / key_file
         self.spool = dict(spool or {})  # [spool] keys, e.g. path
         self.extra_top_level = ""  # raw TOML lines before the first table
+        # The relay process's environment changes ({name: value, or None to
+        # unset}) and a preexec_fn (e.g. a seccomp filter), for its next start.
+        self.env_overrides = {}
+        self.preexec_fn = None
         self.proc = None
         self._log = None
         self.starts = 0
@@ -332,9 +336,16 @@ class Relay:
             self.write_config()
             self._log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
             self._log = open(self.log_path, "ab")
+            env = dict(os.environ)
+            for k, v in self.env_overrides.items():
+                if v is None:
+                    env.pop(k, None)
+                else:
+                    env[k] = v
             self.proc = subprocess.Popen([MXRELAY_BIN, "run", "-c", self.config_path],
                                          stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=self._log, start_new_session=True)
+                                         stderr=self._log, start_new_session=True, env=env,
+                                         preexec_fn=self.preexec_fn)
             self._run = {"killed": False, "start_failed": False}
             self._runs.append((self.proc, self._run))
             self.starts += 1
