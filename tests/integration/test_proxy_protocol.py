@@ -198,6 +198,15 @@ class ProxyProtocolTest(RelayTestCase):
 class HaproxyFrontTest(RelayTestCase):
     """A real HAProxy (send-proxy-v2) in front: the relay sees the client's address."""
 
+    def test_example_config_is_valid(self):
+        cfg = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "haproxy", "haproxy.cfg")
+        p = subprocess.run([HAPROXY, "-c", "-f", cfg], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        with open(cfg) as f:
+            text = f.read()
+        self.assertIn("send-proxy-v2", text)
+        self.assertIn("GET /readyz", text)
+
     def test_haproxy_send_proxy_v2(self):
         relay = self.new_relay(listeners=[Listener("pp", "plain", extra={"proxy_protocol": True,
                                                                          "proxy_from": ["127.0.0.1/32"]})],
