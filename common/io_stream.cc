@@ -10,8 +10,8 @@
 
 namespace mxr {
 
-IoStream::IoStream(EventLoop* loop, Owner* owner, int fd, RecvMode mode, BufferRing* ring, uint16_t group)
-    : loop_(loop), owner_(owner), fd_(fd), mode_(mode), ring_(ring), group_(group) {
+IoStream::IoStream(EventLoop* loop, Owner* owner, int fd, RecvMode mode, BufferRing* ring)
+    : loop_(loop), owner_(owner), fd_(fd), mode_(mode), ring_(ring) {
   MXR_DCHECK(mode != RecvMode::kProvidedBuffers || ring != nullptr, "provided buffers without a ring");
   recv_op_.s = this;
   recv_op_.fn = [](IoOp* op, const Completion* cqe) { static_cast<Op*>(op)->s->OnRecv(cqe); };

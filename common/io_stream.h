@@ -75,10 +75,9 @@ class IoStream {
 
   enum class RecvMode { kOwnBuffer, kProvidedBuffers };
 
-  // Takes ownership of `fd` (non-blocking). `ring` and `group`: the provided
-  // buffers for kProvidedBuffers.
-  IoStream(EventLoop* loop, Owner* owner, int fd, RecvMode mode, BufferRing* ring = nullptr,
-           uint16_t group = 0);
+  // Takes ownership of `fd` (non-blocking). `ring`: the provided buffers for
+  // kProvidedBuffers.
+  IoStream(EventLoop* loop, Owner* owner, int fd, RecvMode mode, BufferRing* ring = nullptr);
   ~IoStream();
   IoStream(const IoStream&) = delete;
   IoStream& operator=(const IoStream&) = delete;
@@ -142,7 +141,6 @@ class IoStream {
   int fd_;
   RecvMode mode_;
   BufferRing* ring_;
-  uint16_t group_;
   Op recv_op_, send_op_, connect_op_, cancel_op_;
   int inflight_ = 0;  // io_uring operations whose last completion is due
   int holds_ = 0;

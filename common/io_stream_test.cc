@@ -98,7 +98,7 @@ TEST_P(IoStreamTest, PausedReceiveResumesWithWhatArrivedMeanwhile) {
   auto ring = loop_->AddBufferRing(7, 16, 4096);
   ASSERT_TRUE(ring.ok()) << ring.status();
   Recorder r, peer;
-  auto s = std::make_unique<IoStream>(loop_.get(), &r, fds_[0], IoStream::RecvMode::kProvidedBuffers, *ring, 7);
+  auto s = std::make_unique<IoStream>(loop_.get(), &r, fds_[0], IoStream::RecvMode::kProvidedBuffers, *ring);
   auto p = std::make_unique<IoStream>(loop_.get(), &peer, fds_[1], IoStream::RecvMode::kOwnBuffer);
   s->SetWantRecv(true);
   p->Write("one");

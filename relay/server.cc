@@ -109,7 +109,7 @@ class Connection final : public SessionHost, public IoStream::Owner {
         env_(env),
         session_(*env, this, ConnInfo{ip.ToString(), trusted}),
         stream_(std::make_unique<IoStream>(w->loop(), this, fd, IoStream::RecvMode::kProvidedBuffers,
-                                           w->buffers(), kBufGroup)),
+                                           w->buffers())),
         tls_ctx_(std::move(tls_ctx)) {
     started_ms_ = w_->loop()->now_ms();
     progress_ms_ = started_ms_;
