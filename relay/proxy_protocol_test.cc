@@ -102,6 +102,8 @@ TEST(ProxyProtocol, V1Malformed) {
   EXPECT_EQ(ParseProxyHeader(line + "x").status, ProxyParse::kNeedMore);
   EXPECT_EQ(ParseProxyHeader(line + "x\r").status, ProxyParse::kError);
   EXPECT_STREQ(ParseProxyHeader(line + "x\r").error, "v1_too_long");
+  // The same whatever follows (a CR in the 107th byte can never end the line).
+  EXPECT_STREQ(ParseProxyHeader(line + "x\rPROXY").error, "v1_too_long");
 }
 
 TEST(ProxyProtocol, V2Tcp4WithTlvs) {
