@@ -173,7 +173,12 @@ class EpollLoop final : public EventLoop {
     w.op->epoll_fd = fd;
     st.waiters.push_back(w);
     uint32_t want = WantOf(st);
-    if (fresh) {
+    // Re-armed from its own completion (a one-shot recv or send of a
+    // stream): the fd is the same file (a stream closes its fd only after
+    // its last completion, from a posted task), the kernel still has it.
+    // Not for polls: c-ares closes and reopens sockets inside callbacks.
+    bool same_file = w.op == completing_ && w.kind != kPoll && st.added;
+    if (fresh && !same_file) {
       Ctl(fd, want);  // re-sync: the fd may be a new file since its last waiter
     } else if ((want & ~st.in_kernel) != 0) {
       Ctl(fd, st.in_kernel | want);
@@ -241,7 +246,10 @@ class EpollLoop final : public EventLoop {
     c.user_data = reinterpret_cast<uint64_t>(op);
     c.res = res;
     c.flags = flags;
+    IoOp* outer = completing_;
+    completing_ = op;
     op->fn(op, &c);
+    completing_ = outer;
   }
 
   void DeliverDone() {
@@ -360,6 +368,7 @@ class EpollLoop final : public EventLoop {
   std::vector<FdState> fds_;  // by fd number
   std::vector<Done> done_, delivering_;
   std::vector<std::unique_ptr<BufferRing>> buf_rings_;
+  IoOp* completing_ = nullptr;  // whose completion callback runs now
 };
 
 absl::StatusOr<std::unique_ptr<EventLoop>> CreateEpollLoop() {
