@@ -154,6 +154,22 @@ absl::Status ParseListener(const toml::table& t, std::string prefix, std::string
     return r.Error("mode", *t.get("mode"), "must be 'starttls', 'implicit_tls' or 'plain'");
   }
   MXR_RETURN_IF_ERROR(r.Bool("auth_without_tls", &l->auth_without_tls));
+  MXR_RETURN_IF_ERROR(r.Bool("proxy_protocol", &l->proxy_protocol));
+  std::vector<std::string> from;
+  MXR_RETURN_IF_ERROR(r.StrList("proxy_from", &from));
+  for (const auto& f : from) {
+    auto cidr = Cidr::Parse(f);
+    if (!cidr.ok()) return r.Error("proxy_from", *t.get("proxy_from"), std::string(cidr.status().message()));
+    l->proxy_from.push_back(*cidr);
+  }
+  if (l->proxy_protocol && l->proxy_from.empty()) {
+    return r.Error("proxy_protocol", *t.get("proxy_protocol"),
+                   "needs proxy_from: the addresses of the proxies allowed to send the header "
+                   "(e.g. proxy_from = [\"10.0.0.5/32\"])");
+  }
+  if (!l->proxy_protocol && !l->proxy_from.empty()) {
+    return r.Error("proxy_from", *t.get("proxy_from"), "is only used with proxy_protocol = true");
+  }
   if (!IpAddress::Parse(l->address).ok()) {
     return r.Error("address", *t.get("address"), "must be an IP address (e.g. 0.0.0.0 or ::)");
   }
@@ -540,6 +556,10 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
   MXR_RETURN_IF_ERROR(r.Str("hostname", &c->hostname));
   MXR_RETURN_IF_ERROR(r.Str("data_dir", &c->data_dir));
   MXR_RETURN_IF_ERROR(r.Int("threads", &c->threads, 0, 256));
+  MXR_RETURN_IF_ERROR(r.Str("event_loop", &c->event_loop));
+  if (c->event_loop != "auto" && c->event_loop != "io_uring" && c->event_loop != "epoll") {
+    return r.Error("event_loop", *root.get("event_loop"), "must be \"auto\", \"io_uring\" or \"epoll\"");
+  }
   MXR_RETURN_IF_ERROR(r.Str("user", &c->user));
   MXR_RETURN_IF_ERROR(r.Bool("allow_core_dumps", &c->allow_core_dumps));
   std::vector<std::string> nets;
@@ -633,6 +653,7 @@ absl::Status ParseRoot(const toml::table& root, std::string_view source, Config*
     MXR_RETURN_IF_ERROR(s.Int("tls_handshake", &x.tls_handshake, 1, 600));
     MXR_RETURN_IF_ERROR(s.Int("implicit_tls_wait", &x.implicit_tls_wait, 0, 600));
     MXR_RETURN_IF_ERROR(s.Int("spool_write", &x.spool_write, 1, 600));
+    MXR_RETURN_IF_ERROR(s.Int("proxy_header", &x.proxy_header, 1, 600));
     MXR_RETURN_IF_ERROR(s.Finish());
   }
   MXR_RETURN_IF_ERROR(st);

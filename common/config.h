@@ -30,6 +30,11 @@ struct ListenerConfig {
   ListenerMode mode = ListenerMode::kStartTls;
   // AUTH is offered only under TLS unless this is set.
   bool auth_without_tls = false;
+  // PROXY protocol (v1 or v2, detected): every connection must start with
+  // a header from a peer in proxy_from; the client address it names is the
+  // one every limit, trusted_networks, log and Received: use.
+  bool proxy_protocol = false;
+  std::vector<Cidr> proxy_from;
 };
 
 struct TlsConfig {
@@ -76,6 +81,7 @@ struct TimeoutsConfig {  // seconds
   // which port to use. 0: wait for the TLS handshake timeout instead.
   int implicit_tls_wait = 3;
   int spool_write = 10;     // a commit that waits longer answers 451 4.3.0
+  int proxy_header = 10;    // proxy_protocol listeners: the header must arrive within this
 };
 
 struct SpoolConfig {
@@ -294,6 +300,8 @@ struct Config {
   // Where generated state lives (spool, self-signed cert, generated users file).
   std::string data_dir = "./mxrelay-data";
   int threads = 0;  // event-loop threads; 0 -> one per core
+  // "auto" (io_uring, epoll where io_uring is refused), "io_uring", "epoll".
+  std::string event_loop = "auto";
   // Started as root: switch to this user at start (keeping only the right to
   // bind ports below 1024). "" = stay who we are.
   std::string user;

@@ -498,6 +498,36 @@ TEST(ConfigTest, DkimErrorsNameFileLineAndKey) {
   }
 }
 
+// Issue 20: PROXY protocol per listener, only from the listed proxies.
+TEST(ConfigTest, ProxyProtocolListenerKeys) {
+  auto c = ParseConfig(R"(
+[[listener]]
+port = 2525
+proxy_protocol = true
+proxy_from = ["10.0.0.5", "2001:db8::/64"]
+[timeouts]
+proxy_header = 7
+)", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->listeners.size(), 1u);
+  EXPECT_TRUE(c->listeners[0].proxy_protocol);
+  ASSERT_EQ(c->listeners[0].proxy_from.size(), 2u);
+  EXPECT_TRUE(c->listeners[0].proxy_from[0].Contains(*IpAddress::Parse("10.0.0.5")));
+  EXPECT_FALSE(c->listeners[0].proxy_from[0].Contains(*IpAddress::Parse("10.0.0.6")));
+  EXPECT_EQ(c->timeouts.proxy_header, 7);
+  auto d = ParseConfig("", "t.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->listeners[0].proxy_protocol);
+  EXPECT_EQ(d->timeouts.proxy_header, 10);
+  auto no_from = ParseConfig("[[listener]]\nport = 2525\nproxy_protocol = true\n", "t.toml");
+  ASSERT_FALSE(no_from.ok());
+  EXPECT_THAT(std::string(no_from.status().message()), HasSubstr("needs proxy_from"));
+  EXPECT_FALSE(ParseConfig("[[listener]]\nport = 2525\nproxy_from = [\"10.0.0.5\"]\n", "t.toml").ok());
+  EXPECT_FALSE(
+      ParseConfig("[[listener]]\nport = 2525\nproxy_protocol = true\nproxy_from = [\"10.0.0.x\"]\n", "t.toml")
+          .ok());
+}
+
 }  // namespace
 }  // namespace mxr
 

@@ -1,3 +1,6 @@
+// EventLoop: what both backends share (posted work, timers, the wakeup
+// eventfd, the run loop) and the choice of backend. The backends are in
+// event_loop_uring.cc and event_loop_epoll.cc.
 #include "common/event_loop.h"
 
 #include <sys/eventfd.h>
@@ -9,8 +12,38 @@
 #include <cstring>
 
 #include "common/strings.h"
+#include "spdlog/spdlog.h"
 
 namespace mxr {
+namespace {
+
+std::atomic<LoopBackend> g_wanted{LoopBackend::kAuto};
+std::atomic<LoopBackend> g_running{LoopBackend::kAuto};
+std::atomic<bool> g_fallback_logged{false};
+
+}  // namespace
+
+const char* LoopBackendName(LoopBackend b) {
+  switch (b) {
+    case LoopBackend::kAuto: return "auto";
+    case LoopBackend::kIoUring: return "io_uring";
+    case LoopBackend::kEpoll: return "epoll";
+  }
+  return "auto";
+}
+
+absl::StatusOr<LoopBackend> ParseLoopBackend(std::string_view name) {
+  if (name == "auto") return LoopBackend::kAuto;
+  if (name == "io_uring") return LoopBackend::kIoUring;
+  if (name == "epoll") return LoopBackend::kEpoll;
+  return absl::InvalidArgumentError(Cat("event loop backend must be \"auto\", \"io_uring\" or \"epoll\", got \"",
+                                        name, "\""));
+}
+
+void SetLoopBackend(LoopBackend b) { g_wanted.store(b); }
+LoopBackend RunningLoopBackend() { return g_running.load(); }
+
+// ------------------------------------------------------------ BufferRing
 
 BufferRing::~BufferRing() {
   if (ring_) munmap(ring_, ring_bytes_);
@@ -18,15 +51,21 @@ BufferRing::~BufferRing() {
 }
 
 void BufferRing::Recycle(uint16_t bid) {
+  if (ring_ == nullptr) {  // epoll: free at once
+    free_.push_back(bid);
+    return;
+  }
   io_uring_buf_ring_add(ring_, buffer(bid), size_, bid, io_uring_buf_ring_mask(count_), pending_);
   ++pending_;
 }
 
 void BufferRing::Commit() {
-  if (pending_ == 0) return;
+  if (ring_ == nullptr || pending_ == 0) return;
   io_uring_buf_ring_advance(ring_, pending_);
   pending_ = 0;
 }
+
+// ------------------------------------------------------------- EventLoop
 
 int64_t EventLoop::MonoMs() {
   timespec ts;
@@ -35,89 +74,48 @@ int64_t EventLoop::MonoMs() {
 }
 
 absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(unsigned sq_entries) {
-  std::unique_ptr<EventLoop> l(new EventLoop());
-  l->owner_ = std::this_thread::get_id();
-  io_uring_params p;
-  std::memset(&p, 0, sizeof p);
-  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
-            IORING_SETUP_SUBMIT_ALL;
-  p.cq_entries = sq_entries * 8;
-  int r = io_uring_queue_init_params(sq_entries, &l->ring_, &p);
-  if (r == -EINVAL) {  // older kernel: no DEFER_TASKRUN / SINGLE_ISSUER
-    std::memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = sq_entries * 8;
-    r = io_uring_queue_init_params(sq_entries, &l->ring_, &p);
+  return Create(sq_entries, g_wanted.load());
+}
+
+absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(unsigned sq_entries, LoopBackend backend) {
+  absl::StatusOr<std::unique_ptr<EventLoop>> l;
+  if (backend == LoopBackend::kEpoll) {
+    l = CreateEpollLoop();
+  } else {
+    l = CreateUringLoop(sq_entries);
+    if (!l.ok() && backend == LoopBackend::kAuto) {
+      if (!g_fallback_logged.exchange(true)) {
+        spdlog::warn("event=io_uring_unavailable error=\"{}\" backend=epoll hint=\"io_uring is refused here "
+                     "(container seccomp profile, kernel.io_uring_disabled, or an old kernel); running on "
+                     "epoll, see docs/OPERATIONS.md\"",
+                     l.status().message());
+      }
+      l = CreateEpollLoop();
+    }
   }
-  if (r < 0) {
-    return absl::InternalError(Cat("io_uring_queue_init: ", strerror(-r),
-                                   r == -EPERM || r == -ENOSYS
-                                       ? " (io_uring blocked: container seccomp profile or "
-                                         "kernel.io_uring_disabled? see docs)"
-                                       : ""));
+  if (l.ok()) {
+    (*l)->owner_ = std::this_thread::get_id();
+    g_running.store((*l)->backend());
   }
-  l->ring_ok_ = true;
-  l->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (l->wake_fd_ < 0) return absl::InternalError(Cat("eventfd: ", strerror(errno)));
-  l->wake_op_.loop = l.get();
-  l->wake_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) {
-    EventLoop* self = static_cast<WakeOp*>(op)->loop;
-    self->stats_.wakeups++;
-    self->ArmWake();
-  };
-  l->ArmWake();
-  l->now_ms_ = MonoMs();
   return l;
 }
 
+absl::Status EventLoop::InitCommon() {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) return absl::InternalError(Cat("eventfd: ", strerror(errno)));
+  now_ms_ = MonoMs();
+  return absl::OkStatus();
+}
+
 EventLoop::~EventLoop() {
-  if (ring_ok_) io_uring_queue_exit(&ring_);
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-io_uring_sqe* EventLoop::GetSqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe == nullptr) {
-    io_uring_submit(&ring_);
-    stats_.submits++;
-    sqe = io_uring_get_sqe(&ring_);
-  }
-  return sqe;  // non-null: the SQ was just emptied
-}
-
-absl::StatusOr<BufferRing*> EventLoop::AddBufferRing(uint16_t group, uint32_t count,
-                                                     uint32_t size) {
-  auto br = std::make_unique<BufferRing>();
-  br->count_ = count;
-  br->size_ = size;
-  br->bgid_ = group;
-  br->ring_bytes_ = count * sizeof(io_uring_buf);
-  void* mem = mmap(nullptr, br->ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
-                   -1, 0);
-  if (mem == MAP_FAILED) return absl::InternalError("mmap buffer ring failed");
-  br->ring_ = static_cast<io_uring_buf_ring*>(mem);
-  io_uring_buf_ring_init(br->ring_);
-  io_uring_buf_reg reg;
-  std::memset(&reg, 0, sizeof reg);
-  reg.ring_addr = reinterpret_cast<uint64_t>(br->ring_);
-  reg.ring_entries = count;
-  reg.bgid = group;
-  int r = io_uring_register_buf_ring(&ring_, &reg, 0);
-  if (r < 0) return absl::InternalError(Cat("io_uring_register_buf_ring: ", strerror(-r)));
-  br->base_bytes_ = static_cast<size_t>(count) * size;
-  mem = mmap(nullptr, br->base_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  if (mem == MAP_FAILED) return absl::InternalError("mmap buffers failed");
-  br->base_ = static_cast<char*>(mem);
-  for (uint32_t i = 0; i < count; ++i) br->Recycle(static_cast<uint16_t>(i));
-  br->Commit();
-  buf_rings_.push_back(std::move(br));
-  return buf_rings_.back().get();
-}
-
-void EventLoop::ArmWake() {
-  io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_read(sqe, wake_fd_, &wake_buf_, sizeof wake_buf_, 0);
-  io_uring_sqe_set_data(sqe, &wake_op_);
+void EventLoop::WakeRead() {
+  uint64_t v;
+  ssize_t n = read(wake_fd_, &v, sizeof v);
+  (void)n;  // EAGAIN: another read got it
+  stats_.wakeups++;
 }
 
 void EventLoop::Post(absl::AnyInvocable<void() &&> fn) {
@@ -174,24 +172,10 @@ void EventLoop::Iterate(int64_t max_wait_ms) {
   if (!timers_.empty()) wait_ms = std::min(wait_ms, timers_.top().at - now_ms_);
   if (ticker_) wait_ms = std::min(wait_ms, next_tick_ - now_ms_);
   if (wait_ms < 0) wait_ms = 0;
-  __kernel_timespec ts{wait_ms / 1000, (wait_ms % 1000) * 1'000'000};
-  io_uring_cqe* cqe = nullptr;
-  // Always a timeout: a zero one when a timer is already due. (A null one
-  // would wait for a completion however long that takes, leaving a due
-  // timer, e.g. a RunAfter(0), waiting on unrelated I/O.)
-  int r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
-  stats_.submits++;
-  (void)r;  // -ETIME / -EINTR: fall through to timers
-  now_ms_ = MonoMs();
-  unsigned head, n = 0;
-  io_uring_for_each_cqe(&ring_, head, cqe) {
-    ++n;
-    IoOp* op = reinterpret_cast<IoOp*>(io_uring_cqe_get_data(cqe));
-    if (op != nullptr && op->fn != nullptr) op->fn(op, cqe);
-  }
-  io_uring_cq_advance(&ring_, n);
-  stats_.cqes += n;
-  for (auto& br : buf_rings_) br->Commit();
+  // Always a bounded wait: a zero one when a timer is already due (an
+  // unbounded one would leave a due timer, e.g. a RunAfter(0), waiting on
+  // unrelated I/O).
+  Wait(wait_ms);
   if (after_batch_) after_batch_();
   RunPosted();
   RunTimers();

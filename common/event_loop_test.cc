@@ -15,8 +15,11 @@
 namespace mxr {
 namespace {
 
-std::unique_ptr<EventLoop> NewLoop() {
-  auto l = EventLoop::Create(256);
+// Every test runs on both backends (io_uring, epoll).
+class EventLoopThreads : public ::testing::TestWithParam<LoopBackend> {};
+
+std::unique_ptr<EventLoop> NewLoop(LoopBackend b) {
+  auto l = EventLoop::Create(256, b);
   EXPECT_TRUE(l.ok()) << l.status();
   return l.ok() ? std::move(*l) : nullptr;
 }
@@ -25,9 +28,9 @@ std::unique_ptr<EventLoop> NewLoop() {
 // on the loop thread, and each poster's tasks in the order it posted them.
 // The tasks touch loop-owned state without a lock: only the mailbox may
 // carry them across (a race there is what TSan would report).
-TEST(EventLoopThreads, PostFromManyThreadsRunsEveryTaskOnTheLoopInPosterOrder) {
+TEST_P(EventLoopThreads, PostFromManyThreadsRunsEveryTaskOnTheLoopInPosterOrder) {
   constexpr int kPosters = 4, kPerPoster = 5000;
-  auto loop = NewLoop();
+  auto loop = NewLoop(GetParam());
   ASSERT_NE(loop, nullptr);
   int ran = 0;                                   // loop thread only
   std::vector<int> next(kPosters, 0);            // loop thread only
@@ -61,12 +64,12 @@ TEST(EventLoopThreads, PostFromManyThreadsRunsEveryTaskOnTheLoopInPosterOrder) {
 
 // Run() on its own thread ends when another thread calls Stop(), also while
 // tasks are being posted, and runs what was posted before the Stop.
-TEST(EventLoopThreads, StopFromAnotherThreadEndsRunAndRunsWhatWasPosted) {
+TEST_P(EventLoopThreads, StopFromAnotherThreadEndsRunAndRunsWhatWasPosted) {
   std::unique_ptr<EventLoop> loop;
   std::atomic<int> state{0};  // 1: created and about to Run(); -1: Create failed
   int ran = 0;                // loop thread only (read after join)
   std::thread runner([&] {
-    auto l = EventLoop::Create(256);  // created on the thread that runs it
+    auto l = EventLoop::Create(256, GetParam());  // created on the thread that runs it
     if (!l.ok()) {
       state = -1;
       return;
@@ -88,6 +91,9 @@ TEST(EventLoopThreads, StopFromAnotherThreadEndsRunAndRunsWhatWasPosted) {
   runner.join();  // hangs (ctest timeout) if Stop() does not wake Run()
   EXPECT_EQ(ran, 1000);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backend, EventLoopThreads, ::testing::Values(LoopBackend::kIoUring, LoopBackend::kEpoll),
+                         [](const ::testing::TestParamInfo<LoopBackend>& p) { return std::string(LoopBackendName(p.param)); });
 
 }  // namespace
 }  // namespace mxr

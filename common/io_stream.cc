@@ -10,17 +10,17 @@
 
 namespace mxr {
 
-IoStream::IoStream(EventLoop* loop, Owner* owner, int fd, RecvMode mode, BufferRing* ring, uint16_t group)
-    : loop_(loop), owner_(owner), fd_(fd), mode_(mode), ring_(ring), group_(group) {
+IoStream::IoStream(EventLoop* loop, Owner* owner, int fd, RecvMode mode, BufferRing* ring)
+    : loop_(loop), owner_(owner), fd_(fd), mode_(mode), ring_(ring) {
   MXR_DCHECK(mode != RecvMode::kProvidedBuffers || ring != nullptr, "provided buffers without a ring");
   recv_op_.s = this;
-  recv_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->s->OnRecv(cqe); };
+  recv_op_.fn = [](IoOp* op, const Completion* cqe) { static_cast<Op*>(op)->s->OnRecv(cqe); };
   send_op_.s = this;
-  send_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->s->OnSend(cqe); };
+  send_op_.fn = [](IoOp* op, const Completion* cqe) { static_cast<Op*>(op)->s->OnSend(cqe); };
   connect_op_.s = this;
-  connect_op_.fn = [](IoOp* op, const io_uring_cqe* cqe) { static_cast<Op*>(op)->s->OnConnect(cqe); };
+  connect_op_.fn = [](IoOp* op, const Completion* cqe) { static_cast<Op*>(op)->s->OnConnect(cqe); };
   cancel_op_.s = this;
-  cancel_op_.fn = [](IoOp* op, const io_uring_cqe*) {
+  cancel_op_.fn = [](IoOp* op, const Completion*) {
     IoStream* s = static_cast<Op*>(op)->s;
     s->inflight_--;
     s->MaybeRelease();
@@ -36,14 +36,12 @@ IoStream::~IoStream() {
 }
 
 void IoStream::Connect(const sockaddr* addr, socklen_t len) {
-  io_uring_sqe* sqe = loop_->GetSqe();
-  io_uring_prep_connect(sqe, fd_, addr, len);
-  io_uring_sqe_set_data(sqe, &connect_op_);
+  loop_->Connect(fd_, addr, len, &connect_op_);
   inflight_++;
   connect_inflight_ = true;
 }
 
-void IoStream::OnConnect(const io_uring_cqe* cqe) {
+void IoStream::OnConnect(const Completion* cqe) {
   inflight_--;
   connect_inflight_ = false;
   if (!closing_ && owner_) owner_->OnStreamConnected(cqe->res);
@@ -58,24 +56,18 @@ void IoStream::SetWantRecv(bool want) {
   if (want && !recv_armed_ && !no_buffers_) {
     Arm();
   } else if (!want && recv_armed_ && !cancel_sent_ && mode_ == RecvMode::kProvidedBuffers) {
-    io_uring_sqe* sqe = loop_->GetSqe();
-    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
-    io_uring_sqe_set_data(sqe, &cancel_op_);
+    loop_->Cancel(&recv_op_, &cancel_op_);
     inflight_++;
     cancel_sent_ = true;  // reset when the recv ends
   }
 }
 
 void IoStream::Arm() {
-  io_uring_sqe* sqe = loop_->GetSqe();
   if (mode_ == RecvMode::kProvidedBuffers) {
-    io_uring_prep_recv_multishot(sqe, fd_, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = group_;
+    loop_->RecvMultishot(fd_, ring_, &recv_op_);
   } else {
-    io_uring_prep_recv(sqe, fd_, buf_.get(), kRecvBuf, 0);
+    loop_->Recv(fd_, buf_.get(), kRecvBuf, &recv_op_);
   }
-  io_uring_sqe_set_data(sqe, &recv_op_);
   recv_armed_ = true;
   inflight_++;
 }
@@ -89,7 +81,7 @@ void IoStream::RearmAfterNoBuffers() {
   Release();  // the hold taken when the buffers ran out
 }
 
-void IoStream::OnRecv(const io_uring_cqe* cqe) {
+void IoStream::OnRecv(const Completion* cqe) {
   bool ended = mode_ == RecvMode::kOwnBuffer || !(cqe->flags & IORING_CQE_F_MORE);
   if (ended) {
     recv_armed_ = false;
@@ -211,15 +203,13 @@ void IoStream::Flush() {
     sending_.swap(out_);
   }
   if (!send_inflight_ && sending_off_ < sending_.size()) {
-    io_uring_sqe* sqe = loop_->GetSqe();
-    io_uring_prep_send(sqe, fd_, sending_.data() + sending_off_, sending_.size() - sending_off_, MSG_NOSIGNAL);
-    io_uring_sqe_set_data(sqe, &send_op_);
+    loop_->Send(fd_, sending_.data() + sending_off_, sending_.size() - sending_off_, &send_op_);
     send_inflight_ = true;
     inflight_++;
   }
 }
 
-void IoStream::OnSend(const io_uring_cqe* cqe) {
+void IoStream::OnSend(const Completion* cqe) {
   inflight_--;
   send_inflight_ = false;
   if (cqe->res > 0) {
@@ -249,15 +239,11 @@ void IoStream::Close() {
   closing_ = true;
   if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
   if (connect_inflight_) {  // shutdown(2) does not end a connect in progress
-    io_uring_sqe* sqe = loop_->GetSqe();
-    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&connect_op_), 0);
-    io_uring_sqe_set_data(sqe, &cancel_op_);
+    loop_->Cancel(&connect_op_, &cancel_op_);
     inflight_++;
   }
   if (recv_armed_ && !cancel_sent_) {
-    io_uring_sqe* sqe = loop_->GetSqe();
-    io_uring_prep_cancel64(sqe, reinterpret_cast<uint64_t>(&recv_op_), 0);
-    io_uring_sqe_set_data(sqe, &cancel_op_);
+    loop_->Cancel(&recv_op_, &cancel_op_);
     inflight_++;
     cancel_sent_ = true;
   }

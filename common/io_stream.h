@@ -1,4 +1,4 @@
-// One TCP byte stream on an event loop's io_uring, for both directions: the
+// One TCP byte stream on an event loop (io_uring or epoll), for both directions: the
 // relay's inbound connections and the delivery engine's outbound ones.
 //
 // It owns the socket and does what both sides need the same way:
@@ -75,10 +75,9 @@ class IoStream {
 
   enum class RecvMode { kOwnBuffer, kProvidedBuffers };
 
-  // Takes ownership of `fd` (non-blocking). `ring` and `group`: the provided
-  // buffers for kProvidedBuffers.
-  IoStream(EventLoop* loop, Owner* owner, int fd, RecvMode mode, BufferRing* ring = nullptr,
-           uint16_t group = 0);
+  // Takes ownership of `fd` (non-blocking). `ring`: the provided buffers for
+  // kProvidedBuffers.
+  IoStream(EventLoop* loop, Owner* owner, int fd, RecvMode mode, BufferRing* ring = nullptr);
   ~IoStream();
   IoStream(const IoStream&) = delete;
   IoStream& operator=(const IoStream&) = delete;
@@ -131,9 +130,9 @@ class IoStream {
 
   void Arm();
   void Flush();
-  void OnRecv(const io_uring_cqe* cqe);
-  void OnSend(const io_uring_cqe* cqe);
-  void OnConnect(const io_uring_cqe* cqe);
+  void OnRecv(const Completion* cqe);
+  void OnSend(const Completion* cqe);
+  void OnConnect(const Completion* cqe);
   void HandleBytes(std::string_view data);
   void MaybeRelease();
 
@@ -142,7 +141,6 @@ class IoStream {
   int fd_;
   RecvMode mode_;
   BufferRing* ring_;
-  uint16_t group_;
   Op recv_op_, send_op_, connect_op_, cancel_op_;
   int inflight_ = 0;  // io_uring operations whose last completion is due
   int holds_ = 0;

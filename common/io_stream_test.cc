@@ -29,10 +29,11 @@ struct Recorder : IoStream::Owner {
   }
 };
 
-class IoStreamTest : public ::testing::Test {
+// Every test runs on both backends (io_uring, epoll).
+class IoStreamTest : public ::testing::TestWithParam<LoopBackend> {
  protected:
   void SetUp() override {
-    auto l = EventLoop::Create(256);
+    auto l = EventLoop::Create(256, GetParam());
     ASSERT_TRUE(l.ok()) << l.status();
     loop_ = std::move(*l);
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds_), 0);
@@ -45,7 +46,7 @@ class IoStreamTest : public ::testing::Test {
   int fds_[2] = {-1, -1};
 };
 
-TEST_F(IoStreamTest, BytesBothWaysThenEofThenReleaseOnce) {
+TEST_P(IoStreamTest, BytesBothWaysThenEofThenReleaseOnce) {
   Recorder ra, rb;
   auto a = std::make_unique<IoStream>(loop_.get(), &ra, fds_[0], IoStream::RecvMode::kOwnBuffer);
   auto b = std::make_unique<IoStream>(loop_.get(), &rb, fds_[1], IoStream::RecvMode::kOwnBuffer);
@@ -76,7 +77,7 @@ TEST_F(IoStreamTest, BytesBothWaysThenEofThenReleaseOnce) {
   EXPECT_FALSE(ra.released_inside_call) << "release must come from a posted task";
 }
 
-TEST_F(IoStreamTest, AHoldKeepsAClosedStreamUnreleased) {
+TEST_P(IoStreamTest, AHoldKeepsAClosedStreamUnreleased) {
   Recorder r;
   Recorder peer;
   auto s = std::make_unique<IoStream>(loop_.get(), &r, fds_[0], IoStream::RecvMode::kOwnBuffer);
@@ -93,11 +94,11 @@ TEST_F(IoStreamTest, AHoldKeepsAClosedStreamUnreleased) {
   RunUntil([&] { return peer.released == 1; });
 }
 
-TEST_F(IoStreamTest, PausedReceiveResumesWithWhatArrivedMeanwhile) {
+TEST_P(IoStreamTest, PausedReceiveResumesWithWhatArrivedMeanwhile) {
   auto ring = loop_->AddBufferRing(7, 16, 4096);
   ASSERT_TRUE(ring.ok()) << ring.status();
   Recorder r, peer;
-  auto s = std::make_unique<IoStream>(loop_.get(), &r, fds_[0], IoStream::RecvMode::kProvidedBuffers, *ring, 7);
+  auto s = std::make_unique<IoStream>(loop_.get(), &r, fds_[0], IoStream::RecvMode::kProvidedBuffers, *ring);
   auto p = std::make_unique<IoStream>(loop_.get(), &peer, fds_[1], IoStream::RecvMode::kOwnBuffer);
   s->SetWantRecv(true);
   p->Write("one");
@@ -116,7 +117,7 @@ TEST_F(IoStreamTest, PausedReceiveResumesWithWhatArrivedMeanwhile) {
   RunUntil([&] { return r.released == 1 && peer.released == 1; });
 }
 
-TEST_F(IoStreamTest, NothingGoesOutInClearOnceTlsBegan) {
+TEST_P(IoStreamTest, NothingGoesOutInClearOnceTlsBegan) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   ASSERT_NE(ctx, nullptr);
   Recorder r, peer;
@@ -134,6 +135,11 @@ TEST_F(IoStreamTest, NothingGoesOutInClearOnceTlsBegan) {
   RunUntil([&] { return r.released == 1 && peer.released == 1; });
   SSL_CTX_free(ctx);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backend, IoStreamTest, ::testing::Values(LoopBackend::kIoUring, LoopBackend::kEpoll),
+                         [](const ::testing::TestParamInfo<LoopBackend>& p) {
+                           return std::string(LoopBackendName(p.param));
+                         });
 
 }  // namespace
 }  // namespace mxr

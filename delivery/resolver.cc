@@ -327,7 +327,7 @@ class CaresResolver final : public Resolver {
   }
 
   // c-ares tells us which sockets it wants watched; we watch them with
-  // one-shot io_uring polls.
+  // one-shot polls of the event loop.
   static void SockState(void* data, ares_socket_t fd, int readable, int writable) {
     auto* self = static_cast<CaresResolver*>(data);
     auto it = self->by_fd_.find(fd);
@@ -337,9 +337,7 @@ class CaresResolver final : public Resolver {
         p->closed = true;
         self->by_fd_.erase(it);
         if (p->armed) {
-          io_uring_sqe* sqe = self->loop_->GetSqe();
-          io_uring_prep_poll_remove(sqe, reinterpret_cast<uint64_t>(p));
-          io_uring_sqe_set_data(sqe, nullptr);
+          self->loop_->Cancel(p, nullptr);
         } else {
           self->polls_.erase(p->id);
         }
@@ -362,13 +360,11 @@ class CaresResolver final : public Resolver {
   }
 
   void Arm(Poll* p) {
-    io_uring_sqe* sqe = loop_->GetSqe();
-    io_uring_prep_poll_add(sqe, p->fd, (p->read ? POLLIN : 0) | (p->write ? POLLOUT : 0));
-    io_uring_sqe_set_data(sqe, p);
+    loop_->PollAdd(p->fd, (p->read ? POLLIN : 0) | (p->write ? POLLOUT : 0), p);
     p->armed = true;
   }
 
-  static void OnPoll(IoOp* op, const io_uring_cqe* cqe) {
+  static void OnPoll(IoOp* op, const Completion* cqe) {
     Poll* p = static_cast<Poll*>(op);
     p->armed = false;
     CaresResolver* self = p->resolver;

@@ -447,7 +447,24 @@ def dkim_canon():
     w("long-ws-runs", "From: a@x.test\r\n\r\n" + "x" * 30 + " " * 40 + "y" + "\t" * 33 + "\r\n")
 
 
+def proxy_protocol():
+    """PROXY protocol v1 lines and v2 headers (relay/proxy_protocol.h)."""
+    clear("proxy_protocol")
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    w = lambda name, data: write("proxy_protocol", name, data)
+    w("v1-tcp4", b"PROXY TCP4 192.0.2.10 198.51.100.1 54321 587\r\nEHLO x\r\n")
+    w("v1-tcp6", b"PROXY TCP6 2001:db8::7 2001:db8::1 443 587\r\n")
+    w("v1-unknown", b"PROXY UNKNOWN\r\n")
+    w("v2-tcp4", sig + bytes([0x21, 0x11]) + struct.pack(">H", 12) + bytes([192, 0, 2, 10, 198, 51, 100, 1])
+      + struct.pack(">HH", 54321, 587) + b"\x16\x03\x01")
+    w("v2-tcp6-tlv", sig + bytes([0x21, 0x21]) + struct.pack(">H", 36 + 7) + bytes(32) + struct.pack(">HH", 1, 2)
+      + b"\x04\x00\x04abcd")
+    w("v2-local", sig + bytes([0x20, 0x00, 0, 0]))
+    w("v2-unix", sig + bytes([0x21, 0x31]) + struct.pack(">H", 216) + bytes(216))
+
+
 def main():
+    proxy_protocol()
     smtp_command()
     session()
     data_reader()

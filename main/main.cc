@@ -27,6 +27,7 @@
 #include "api/admin_api.h"
 #include "api/http_api.h"
 #include "common/config.h"
+#include "common/event_loop.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "delivery/egress.h"
@@ -273,6 +274,18 @@ int Run(const std::string& config_path) {
     fmt::print(stderr, "mxrelay: config error: {}\n", st.message());
     return 2;
   }
+  // The event-loop backend (config `event_loop`; MXRELAY_EVENT_LOOP overrides
+  // it, e.g. for a test run on epoll without editing the config).
+  {
+    std::string want = cfg.event_loop;
+    if (const char* env = getenv("MXRELAY_EVENT_LOOP"); env != nullptr && *env != '\0') want = env;
+    auto b = ParseLoopBackend(want);
+    if (!b.ok()) {
+      fmt::print(stderr, "mxrelay: config error: event_loop / MXRELAY_EVENT_LOOP: {}\n", b.status().message());
+      return 2;
+    }
+    SetLoopBackend(*b);
+  }
   // Block the signals we handle before any thread starts.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -431,6 +444,7 @@ int Run(const std::string& config_path) {
     server.reset();
     return 1;
   }
+  spdlog::info("event=event_loop backend={}", LoopBackendName(RunningLoopBackend()));
   // The HTTP injection API and the admin API (api/).
   std::unique_ptr<api::HttpApi> http_api;
   if (cfg.http_api.enabled) {

@@ -1,5 +1,7 @@
 #include "metrics/exporter.h"
 
+#include "common/event_loop.h"
+
 #include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -92,6 +94,13 @@ void RenderIngress(const Sources& src, Families& f) {
                        MetricType::Counter);
   Families::AddCounter(ref, Load(s.connections_refused_global), {{"reason", "global_limit"}});
   Families::AddCounter(ref, Load(s.connections_refused_per_ip), {{"reason", "per_ip_limit"}});
+  auto& pp = f.Family("mxrelay_proxy_protocol_total",
+                      "PROXY protocol listeners: headers accepted, or connections closed without a reply, by result.",
+                      MetricType::Counter);
+  Families::AddCounter(pp, Load(s.proxy_ok), {{"result", "ok"}});
+  Families::AddCounter(pp, Load(s.proxy_untrusted_peer), {{"result", "untrusted_peer"}});
+  Families::AddCounter(pp, Load(s.proxy_malformed), {{"result", "malformed"}});
+  Families::AddCounter(pp, Load(s.proxy_no_header), {{"result", "no_header"}});
   auto& tls = f.Family("mxrelay_tls_handshakes_total", "Inbound TLS handshakes, by result and protocol version.",
                        MetricType::Counter);
   Families::AddCounter(tls, Load(s.tls_handshakes_tls12), {{"result", "ok"}, {"version", "TLSv1.2"}});
@@ -357,6 +366,13 @@ void RenderDkim(const Sources& src, Families& f) {
 void RenderProcess(const Sources& src, Families& f) {
   auto& bi = f.Family("mxrelay_build_info", "Build information (value 1).", MetricType::Gauge);
   Families::AddGauge(bi, 1, {{"version", src.version}});
+  if (RunningLoopBackend() != LoopBackend::kAuto) {
+    auto& lb = f.Family("mxrelay_event_loop_backend",
+                        "The event-loop backend the relay's threads run (value 1): io_uring, or epoll where "
+                        "io_uring is refused or event_loop says so.",
+                        MetricType::Gauge);
+    Families::AddGauge(lb, 1, {{"backend", LoopBackendName(RunningLoopBackend())}});
+  }
   static const long kTick = sysconf(_SC_CLK_TCK);
   static const long kPage = sysconf(_SC_PAGESIZE);
   std::ifstream stat("/proc/self/stat");

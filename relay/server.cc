@@ -16,6 +16,7 @@
 #include "common/event_loop.h"
 #include "common/io_stream.h"
 #include "common/strings.h"
+#include "relay/proxy_protocol.h"
 #include "relay/session.h"
 #include "spdlog/spdlog.h"
 
@@ -29,6 +30,13 @@ constexpr uint64_t kMinDataProgress = 1024;
 constexpr uint16_t kBufGroup = 1;
 constexpr uint32_t kBufCount = 1024;  // per thread
 constexpr uint32_t kBufSize = 16384;
+
+bool IsTrusted(const Config& cfg, const IpAddress& ip) {
+  for (const auto& net : cfg.trusted_networks) {
+    if (net.Contains(ip)) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -67,7 +75,7 @@ class Worker {
   };
   absl::Status Bind(ListenerSlot* l);
   void ArmAccept(ListenerSlot* l);
-  void OnAccept(ListenerSlot* l, const io_uring_cqe* cqe);
+  void OnAccept(ListenerSlot* l, const Completion* cqe);
   void Tick();
   void Refuse(const ListenerSlot* l, int fd, const char* reply);
 
@@ -89,18 +97,25 @@ class Worker {
 // work (password checks, spool commits), each holding the stream.
 class Connection final : public SessionHost, public IoStream::Owner {
  public:
+  // `proxy`: the connection starts with a PROXY protocol header (the peer is
+  // a proxy in proxy_from); the session starts once it named the client.
   Connection(Worker* w, const SessionEnv* env, std::shared_ptr<TlsContext> tls_ctx, int fd, IpAddress ip,
-             bool trusted, bool implicit_tls)
+             bool trusted, bool implicit_tls, bool proxy = false)
       : w_(w),
         ip_(ip),
+        proxy_wait_(proxy),
+        ip_counted_(!proxy),
+        implicit_tls_(implicit_tls),
         env_(env),
         session_(*env, this, ConnInfo{ip.ToString(), trusted}),
         stream_(std::make_unique<IoStream>(w->loop(), this, fd, IoStream::RecvMode::kProvidedBuffers,
-                                           w->buffers(), kBufGroup)),
+                                           w->buffers())),
         tls_ctx_(std::move(tls_ctx)) {
     started_ms_ = w_->loop()->now_ms();
     progress_ms_ = started_ms_;
-    if (implicit_tls) {
+    if (proxy_wait_) {
+      // Nothing is said before the header (OnProxyData).
+    } else if (implicit_tls) {
       // TLS starts with the client's first byte if it is a TLS record (see
       // OnStreamData); the greeting comes after the handshake.
       sniffing_ = true;
@@ -271,6 +286,7 @@ class Connection final : public SessionHost, public IoStream::Owner {
     // read, and never reaches a session that was not started (an
     // implicit-TLS port whose client spoke plaintext).
     if (close_after_flush_) return;
+    if (proxy_wait_) return OnProxyData(data);
     if (sniffing_) {
       sniffing_ = false;
       // 0x16: a TLS handshake record. Anything else is a client speaking
@@ -282,6 +298,58 @@ class Connection final : public SessionHost, public IoStream::Owner {
     }
     FeedSession(data);
     AfterSession();
+  }
+
+  // PROXY protocol: bytes until the header is whole; then the client it
+  // names is who every limit, trusted_networks, log and Received: see. What
+  // follows the header (SMTP, a ClientHello) goes on as if just received.
+  void OnProxyData(std::string_view data) {
+    proxy_buf_.append(data);
+    ProxyParse p = ParseProxyHeader(proxy_buf_);
+    if (p.status == ProxyParse::kNeedMore) return;
+    IngressServer* srv = w_->server();
+    auto& st = srv->stats_;
+    if (p.status == ProxyParse::kError) return ProxyRefused(p.error, &st.proxy_malformed);
+    proxy_wait_ = false;
+    st.proxy_ok.fetch_add(1, std::memory_order_relaxed);
+    std::string rest = proxy_buf_.substr(p.consumed);
+    std::string().swap(proxy_buf_);
+    IpAddress client = p.local ? ip_ : p.src;
+    spdlog::debug("event=proxy_header peer={} client={} version={} local={}", ip_.ToString(), client.ToString(),
+                  p.version, p.local);
+    ip_ = client;
+    started_ms_ = progress_ms_ = w_->loop()->now_ms();
+    if (!srv->AcquireIp(client)) {
+      st.connections_refused_per_ip.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("event=connection_refused reason=per_ip_limit ip={}", client.ToString());
+      reason_ = "per_ip_limit";
+      if (implicit_tls_) return Finalize();  // nothing in clear on an implicit-TLS port
+      st.CountReply(ReplyCmd::kConnect, 421);
+      stream_->Write("421 4.7.0 Too many connections from your address; try again later\r\n");
+      close_after_flush_ = true;
+      return Flush();
+    }
+    ip_counted_ = true;
+    session_.SetClient(ConnInfo{client.ToString(), IsTrusted(*srv->deps_.config, client)});
+    if (implicit_tls_) {
+      sniffing_ = true;
+      if (!rest.empty()) OnStreamData(rest);
+      return;
+    }
+    session_.Start();
+    if (!rest.empty()) FeedSession(rest);
+    AfterSession();
+  }
+
+  // A PROXY protocol listener and no valid header: closed without a word
+  // (the peer is a proxy, or someone pretending to be one).
+  void ProxyRefused(const char* why, std::atomic<uint64_t>* counter) {
+    counter->fetch_add(1, std::memory_order_relaxed);
+    const ListenerConfig& l = *env_->listener;
+    spdlog::warn("event=proxy_refused reason={} peer={} listener={} port={} bytes={}", why, ip_.ToString(), l.name,
+                 l.port, proxy_buf_.size());
+    reason_ = "proxy_refused";
+    Finalize();
   }
 
   // An implicit-TLS port, and the client speaks (or waits for) plaintext
@@ -314,6 +382,9 @@ class Connection final : public SessionHost, public IoStream::Owner {
 
   void OnStreamEnd(IoStream::End why, int res) override {
     if (closing_) return;
+    if (proxy_wait_) {
+      return ProxyRefused(proxy_buf_.empty() ? "no_header" : "incomplete_header", &w_->server()->stats_.proxy_no_header);
+    }
     switch (why) {
       case IoStream::End::kPeerClosed:
       case IoStream::End::kError:
@@ -383,6 +454,13 @@ class Connection final : public SessionHost, public IoStream::Owner {
   // Timer tick: enforce the per-state timeout.
   void CheckTimeout(int64_t now) {
     if (closing_) return;
+    if (proxy_wait_) {
+      int proxy_s = w_->server()->deps_.config->timeouts.proxy_header;
+      if (now - started_ms_ >= static_cast<int64_t>(proxy_s) * 1000) {
+        ProxyRefused("timeout", &w_->server()->stats_.proxy_no_header);
+      }
+      return;
+    }
     int wait_s = w_->server()->deps_.config->timeouts.implicit_tls_wait;
     if (sniffing_ && wait_s > 0 && now - started_ms_ >= static_cast<int64_t>(wait_s) * 1000) {
       sniffing_ = false;
@@ -411,6 +489,10 @@ class Connection final : public SessionHost, public IoStream::Owner {
 
   void OnShutdown() {
     if (closing_) return;
+    if (proxy_wait_) {  // no client known yet: nothing to tell it
+      reason_ = "shutdown";
+      return Finalize();
+    }
     session_.OnShutdown();
     AfterSession();
   }
@@ -430,6 +512,8 @@ class Connection final : public SessionHost, public IoStream::Owner {
 
   bool closing() const { return closing_; }
   const IpAddress& ip() const { return ip_; }
+  // ip() holds a slot of the per-IP limit (not yet while a PROXY header is awaited).
+  bool ip_counted() const { return ip_counted_; }
 
  private:
   // Into the session, or held in it while our output is full. In DATA/BDAT
@@ -459,7 +543,7 @@ class Connection final : public SessionHost, public IoStream::Owner {
 
   void Flush() {
     if (closing_) return;
-    if (session_.has_output() && sniffing_) {
+    if (session_.has_output() && (sniffing_ || proxy_wait_)) {
       // Implicit TLS before the client's first byte: nothing the session
       // says (a shutdown 421) may go out in clear (RFC 8314 3.3).
       session_.TakeOutput();
@@ -500,7 +584,11 @@ class Connection final : public SessionHost, public IoStream::Owner {
   }
 
   Worker* w_;
-  IpAddress ip_;
+  IpAddress ip_;  // the client: the socket's peer, or what a PROXY header said
+  bool proxy_wait_ = false;  // a PROXY protocol header is still to come
+  bool ip_counted_ = true;
+  bool implicit_tls_ = false;
+  std::string proxy_buf_;
   const SessionEnv* env_;
   Session session_;
   std::unique_ptr<IoStream> stream_;
@@ -556,9 +644,7 @@ absl::Status Worker::Bind(ListenerSlot* l) {
 }
 
 void Worker::ArmAccept(ListenerSlot* l) {
-  io_uring_sqe* sqe = loop_->GetSqe();
-  io_uring_prep_multishot_accept(sqe, l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  io_uring_sqe_set_data(sqe, l);
+  loop_->Accept(l->fd, l);
   l->armed = true;
 }
 
@@ -572,7 +658,7 @@ void Worker::Refuse(const ListenerSlot* l, int fd, const char* reply) {
   ::close(fd);
 }
 
-void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
+void Worker::OnAccept(ListenerSlot* l, const Completion* cqe) {
   if (!(cqe->flags & IORING_CQE_F_MORE)) l->armed = false;
   int fd = cqe->res;
   if (fd < 0) {
@@ -590,10 +676,19 @@ void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
     }
     auto& stats = srv_->stats_;
     const auto& lim = srv_->deps_.config->limits;
-    if (stats.connections_current.load(std::memory_order_relaxed) >= lim.max_connections) {
+    bool proxy = l->cfg->proxy_protocol;
+    bool proxy_ok = false;
+    for (const auto& net : l->cfg->proxy_from) proxy_ok = proxy_ok || net.Contains(ip);
+    if (proxy && !proxy_ok) {
+      // Not one of our proxies: its header would be a spoofed client address.
+      stats.proxy_untrusted_peer.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("event=proxy_refused reason=untrusted_peer peer={} listener={} port={}", ip.ToString(),
+                   l->cfg->name, l->cfg->port);
+      ::close(fd);
+    } else if (stats.connections_current.load(std::memory_order_relaxed) >= lim.max_connections) {
       stats.connections_refused_global.fetch_add(1, std::memory_order_relaxed);
       Refuse(l, fd, "421 4.3.2 Too many connections; try again later\r\n");
-    } else if (!srv_->AcquireIp(ip)) {
+    } else if (!proxy && !srv_->AcquireIp(ip)) {
       stats.connections_refused_per_ip.fetch_add(1, std::memory_order_relaxed);
       spdlog::info("event=connection_refused reason=per_ip_limit ip={}", ip.ToString());
       Refuse(l, fd, "421 4.7.0 Too many connections from your address; try again later\r\n");
@@ -601,15 +696,9 @@ void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
       stats.connections_accepted.fetch_add(1, std::memory_order_relaxed);
       stats.accepted_by_listener[l->index].fetch_add(1, std::memory_order_relaxed);
       stats.connections_current.fetch_add(1, std::memory_order_relaxed);
-      bool trusted = false;
-      for (const auto& net : srv_->deps_.config->trusted_networks) {
-        if (net.Contains(ip)) {
-          trusted = true;
-          break;
-        }
-      }
+      bool trusted = !proxy && IsTrusted(*srv_->deps_.config, ip);
       conns_.push_back(std::make_unique<Connection>(this, &l->env, tls_, fd, ip, trusted,
-                                                    l->cfg->mode == ListenerMode::kImplicitTls));
+                                                    l->cfg->mode == ListenerMode::kImplicitTls, proxy));
       Connection* c = conns_.back().get();
       c->self = std::prev(conns_.end());
       c->Begin();
@@ -619,7 +708,7 @@ void Worker::OnAccept(ListenerSlot* l, const io_uring_cqe* cqe) {
 }
 
 void Worker::Remove(Connection* c) {
-  srv_->ReleaseIp(c->ip());
+  if (c->ip_counted()) srv_->ReleaseIp(c->ip());
   srv_->stats_.connections_current.fetch_sub(1, std::memory_order_relaxed);
   conns_.erase(c->self);
 }
@@ -654,7 +743,7 @@ void Worker::Main(std::promise<absl::Status>* started) {
     slot->env = SessionEnv{&cfg, &lc, srv_->deps_.hostname, srv_->deps_.ids, srv_->deps_.clock,
                            &srv_->stats_, srv_->deps_.trace, srv_->deps_.tenants};
     slot->index = listeners_.size();
-    slot->fn = [](IoOp* op, const io_uring_cqe* cqe) {
+    slot->fn = [](IoOp* op, const Completion* cqe) {
       auto* ls = static_cast<ListenerSlot*>(op);
       ls->w->OnAccept(ls, cqe);
     };
@@ -684,7 +773,8 @@ void Worker::BeginShutdown() {
     shutting_down_ = true;
     for (auto& l : listeners_) {
       if (l->fd >= 0) {
-        ::close(l->fd);  // pending multishot accept completes with an error
+        if (l->armed) loop_->Cancel(l.get(), nullptr);  // the multishot accept ends (-ECANCELED)
+        ::close(l->fd);
         l->fd = -1;
       }
     }

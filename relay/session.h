@@ -85,6 +85,9 @@ class Session {
 
   Session(const SessionEnv& env, SessionHost* host, ConnInfo info);
 
+  // The client is not the peer of the socket (a PROXY protocol header named
+  // it): replaces the address and trust given at construction. Before Start().
+  void SetClient(ConnInfo info) { info_ = std::move(info); }
   // Emits the 220 greeting.
   void Start();
   // Plaintext input from the client. Processing pauses (the rest stays

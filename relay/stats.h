@@ -56,6 +56,11 @@ struct IngressStats {
   std::atomic<uint64_t> bytes_accepted{0};
   std::atomic<uint64_t> messages_spool_failed{0};
   std::atomic<uint64_t> recv_enobufs{0};
+  // PROXY protocol listeners: headers accepted, connections refused by why.
+  std::atomic<uint64_t> proxy_ok{0};
+  std::atomic<uint64_t> proxy_untrusted_peer{0};  // the peer is not in proxy_from
+  std::atomic<uint64_t> proxy_malformed{0};
+  std::atomic<uint64_t> proxy_no_header{0};       // timeout, or closed before a whole header
   // [command][class]: class 0 = 2xx, 1 = 3xx, 2 = 4xx, 3 = 5xx.
   std::array<std::array<std::atomic<uint64_t>, 4>, static_cast<size_t>(ReplyCmd::kCount)> replies{};
   Histogram message_size{buckets::SizeBytes()};

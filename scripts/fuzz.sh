@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 mode=${1:-}
 dir=build-fuzz
-all_targets="smtp_command data_reader session reply_parser dns_answer config escape dkim_canon arf"
+all_targets="smtp_command data_reader session reply_parser dns_answer config escape dkim_canon arf proxy_protocol"
 targets=${FUZZ_TARGETS:-$all_targets}
 
 usage() { echo "usage: $0 smoke | long SECONDS | build" >&2; exit 2; }
@@ -37,6 +37,7 @@ max_len() {
     arf) echo 16384 ;;
     reply_parser) echo 8192 ;;
     dns_answer) echo 1500 ;;
+    proxy_protocol) echo 4200 ;;
     *) echo 4096 ;;
   esac
 }

@@ -29,6 +29,7 @@ PKGS=(
   systemd        # test_deploy: systemd-analyze verify / syscall-filter of deploy/systemd
   util-linux mount  # test_privileges: setpriv; test_faults: mount/umount of a tmpfs
   stress-ng      # scripts/stress-integration.sh: background load for flake hunting
+  haproxy        # test_proxy_protocol: a real HAProxy sending PROXY v2 (send-proxy-v2) in front
 )
 
 SUDO=""
@@ -56,5 +57,6 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The prometheus package starts a system service; tests run their own on loopback.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now haproxy >/dev/null 2>&1 || true  # tests run their own
 fi
 echo "install-deps: done"

@@ -205,11 +205,12 @@ def toml_value(v):
 
 
 class Listener:
-    def __init__(self, name, mode, auth_without_tls=None, port=None):
+    def __init__(self, name, mode, auth_without_tls=None, port=None, extra=None):
         self.name = name
         self.mode = mode
         self.auth_without_tls = auth_without_tls
         self.port = port
+        self.extra = dict(extra or {})  # more [[listener]] keys, e.g. proxy_protocol
 
 
 DEFAULT_LISTENERS = (Listener("sub", "starttls"), Listener("smtps", "implicit_tls"))
@@ -237,7 +238,7 @@ class Relay:
         self.limits.update(limits or {})
         self.timeouts = {"command": 300}
         self.timeouts.update(timeouts or {})
-        self.listeners = [Listener(l.name, l.mode, l.auth_without_tls, l.port) for l in listeners]
+        self.listeners = [Listener(l.name, l.mode, l.auth_without_tls, l.port, l.extra) for l in listeners]
         # [delivery] and [[route]] tables; None: delivery disabled (mail stays queued).
         self.delivery = None
         self.event_log_path = None
@@ -258,6 +259,10 @@ class Relay:
         self.tls = dict(tls or {})  # [tls] keys, e.g. cert_file / key_file
         self.spool = dict(spool or {})  # [spool] keys, e.g. path
         self.extra_top_level = ""  # raw TOML lines before the first table
+        # The relay process's environment changes ({name: value, or None to
+        # unset}) and a preexec_fn (e.g. a seccomp filter), for its next start.
+        self.env_overrides = {}
+        self.preexec_fn = None
         self.proc = None
         self._log = None
         self.starts = 0
@@ -293,6 +298,7 @@ class Relay:
                     "port = %d" % l.port, "mode = %s" % toml_str(l.mode)]
             if l.auth_without_tls is not None:
                 out.append("auth_without_tls = %s" % ("true" if l.auth_without_tls else "false"))
+            out += ["%s = %s" % (k, toml_value(v)) for k, v in l.extra.items()]
         if self.delivery is not None:
             out += ["", "[delivery]"] + ["%s = %s" % (k, toml_value(v))
                                          for k, v in self.delivery.items()]
@@ -330,9 +336,16 @@ class Relay:
             self.write_config()
             self._log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
             self._log = open(self.log_path, "ab")
+            env = dict(os.environ)
+            for k, v in self.env_overrides.items():
+                if v is None:
+                    env.pop(k, None)
+                else:
+                    env[k] = v
             self.proc = subprocess.Popen([MXRELAY_BIN, "run", "-c", self.config_path],
                                          stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=self._log, start_new_session=True)
+                                         stderr=self._log, start_new_session=True, env=env,
+                                         preexec_fn=self.preexec_fn)
             self._run = {"killed": False, "start_failed": False}
             self._runs.append((self.proc, self._run))
             self.starts += 1
