@@ -81,7 +81,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS MXRELAY_EVENT_LOOP
 rm -rf "$asan_logs"
 
 echo "=== [4/4] TSan build + concurrent unit tests + the relay binary's threads"
-./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test delivery_test dkim_test mxrelay
+./scripts/build.sh tsan queue_test relay_test relay_server_test common_test metrics_test delivery_test dkim_test suppression_test webhooks_test mxrelay
 # Only the unit tests that run code on more than one thread at once (each
 # filter below is what docs/RELIABILITY.md "Sanitizers" lists); the
 # single-threaded ones (parsers, session, policy tables) gain nothing here.
@@ -113,6 +113,10 @@ tsan_unit metrics/metrics_test 'Exporter.RenderWhileTheComponentsCount'
 # DKIM: the signing threads in front of the spool, and the per-thread signing
 # contexts (more keys than a thread's cache holds, several threads).
 tsan_unit dkim/dkim_test 'SigningSpoolTest.*:KeysTest.SignaturesDoNotDependOnTheContextCacheOrTheThread'
+# The suppression store's filter loader against lookups and adds; the
+# webhook dispatcher's thread (libcurl multi) against Poke/Stats callers.
+tsan_unit suppression/suppression_test 'StoreTest.*:CsvTest.*'
+tsan_unit webhooks/webhooks_test 'DispatcherTest.*'
 # The real binary under TSan: ingress loops, the commit thread, the delivery
 # engine and its spool I/O thread, the password checker, signal handling and
 # shutdown, driven by the integration modules that exercise them. Reports go
