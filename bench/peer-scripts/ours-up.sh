@@ -67,6 +67,8 @@ mode = "$( [ -n "$CERT" ] && echo starttls || echo plain )"
 $( [ -n "$CERT" ] && printf '[tls]\ncert_file = "%s"\nkey_file = "%s"\n[auth]\nusers_file = "%s"\n' "$CERT" "$KEY" "$USERS" )
 $( [ -n "${MXRELAY_COMMIT_DELAY_US:-}" ] && printf '[spool]\ncommit_delay_us = %s\n' "$MXRELAY_COMMIT_DELAY_US" )
 $( [ -n "$METRICS" ] && printf '[metrics]\nlisten = "%s"\n' "$METRICS" )
+[admin_api]
+enabled = false   # a fixed port by default: benchmark relays never need it
 [delivery]
 max_connections_per_site = 20
 deny_networks = []  # the sink is on loopback, which the default refuses

@@ -20,6 +20,8 @@ def new_key():
 class CpRelay(Relay):
     """A Relay with a tenants file and the HTTP/admin APIs on free ports."""
 
+    owns_admin_api = True
+
     def __init__(self, tenants_toml="", http_api=None, admin_api=True, **kw):
         super().__init__(**kw)
         self.tenants_path = os.path.join(self.workdir, "tenants.toml")

@@ -219,6 +219,8 @@ DEFAULT_LISTENERS = (Listener("sub", "starttls"), Listener("smtps", "implicit_tl
 class Relay:
     """One mxrelay process with its own data_dir, config and users file."""
 
+    owns_admin_api = False  # a subclass that writes its own [admin_api] section
+
     def __init__(self, listeners=DEFAULT_LISTENERS, users=None, trusted_networks=(),
                  hostname="relay.test", threads=2, auth=None, limits=None, timeouts=None,
                  workdir=None, delivery=None, routes=(), metrics=True, tls=None, spool=None):
@@ -312,6 +314,12 @@ class Relay:
             out += ["", "[tls]"] + ["%s = %s" % (k, toml_value(v)) for k, v in self.tls.items()]
         out += ["", "[metrics]", "enabled = %s" % ("true" if self.metrics else "false"),
                 'listen = "127.0.0.1:0"']
+        if not self.owns_admin_api:
+            # The admin API listens on a fixed port by default (127.0.0.1:8026):
+            # off here, so that relays of tests and benchmarks running at the
+            # same time never meet there (cp_helpers.CpRelay turns it on, on a
+            # free port).
+            out += ["", "[admin_api]", "enabled = false"]
         for r in self.routes:
             out += ["", "[[route]]"] + ["%s = %s" % (k, toml_value(v)) for k, v in r.items()]
         return "\n".join(out) + "\n"
