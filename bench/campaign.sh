@@ -30,6 +30,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 PEERS=$ROOT/bench/peers
+. "$HERE/bench-lib.sh"
 BUILD=$ROOT/build MESSAGES=100 RCPTS=1000 DOMAINS=200 SIZE=10K SESSIONS=4 ISOLATION=0
 SYSTEMS=ours,postfix TIMEOUT=300 OUT=""
 ARGS=("$@")
@@ -58,11 +59,7 @@ for f in "$LOADGEN" "$SINK" "$RELAY_BIN"; do [ -x "$f" ] || { echo "$0: $f not b
 command -v dnsmasq >/dev/null || { echo "$0: dnsmasq missing (scripts/install-deps.sh)" >&2; exit 2; }
 [ -n "$OUT" ] || OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-campaign
 mkdir -p "$OUT"
-{
-  echo "command: $0 ${ARGS[*]}"
-  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (modified)')"
-  echo "machine: $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
-} >"$OUT/command.txt"
+record_command "$OUT/command.txt" "$ROOT" "$0" "${ARGS[@]}"
 
 DNS_IP=127.0.2.53
 DNS_PID="" SINK_PID="" WORK="" WORK_SYS=""
@@ -143,7 +140,7 @@ start_sink() {  # pass(healthy|isolation) tag expected_healthy_messages
 }
 start_relay() {  # system
   local sys=$1 port out
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   if [ "$sys" = ours ]; then
     out=$(MXRELAY_BIN=$RELAY_BIN "$HERE/peer-scripts/ours-up.sh" --port "$port" --sink-port 1 \
       --resolver "$DNS_IP:53" --mx-port 25)
@@ -156,21 +153,6 @@ start_relay() {  # system
   WORK=$(echo "$out" | sed -n 's/^WORKDIR=//p' | tail -1)
   WORK_SYS=$sys
   RELAY_PORT=$port
-}
-cg_cpu() {
-  python3 - "$(cat "$1/relay.pid.cgroup" 2>/dev/null || echo none)" <<'PYEOF'
-import os, sys
-p = sys.argv[1]
-try:
-    print(int(open(os.path.join(p, "cpuacct.usage")).read()) / 1e9)
-except OSError:
-    try:
-        for line in open(os.path.join(p, "cpu.stat")):
-            if line.startswith("usage_usec"):
-                print(int(line.split()[1]) / 1e6)
-    except OSError:
-        print(0)
-PYEOF
 }
 
 printf 'system\tpass\tattempted\taccepted\trecipients_accepted\tdelivered_rcpts\thealthy_rcpts\thealthy_s\thealthy_rcpts_per_s\tall_s\trcpts_per_s\trelay_cpu_s\tcpu_us_per_rcpt\tloadgen_s\n' >"$OUT/runs.tsv"

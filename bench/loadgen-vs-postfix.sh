@@ -37,6 +37,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 PEERS=$ROOT/bench/peers
+. "$HERE/bench-lib.sh"
 BUILD=$ROOT/build
 RELAY_BIN=""
 SIZES=1K,100K REPEATS=3 SECS=10 SESSIONS=20 DRAIN=30 OUT=""
@@ -86,7 +87,6 @@ if [ -n "$CERT" ]; then
 fi
 [ -z "$RESUME" ] || LG_SUB+=("$RESUME")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 OURS_SINK_PID="" PF_SINK_PID="" OURS_WORK="" PF_WORK=""
 cleanup() {
   [ -n "$OURS_WORK" ] && MXRELAY_BIN=$RELAY_BIN "$HERE/peer-scripts/ours-down.sh" --workdir "$OURS_WORK" >/dev/null 2>&1 || true
@@ -118,22 +118,6 @@ OUT_UP=$("$PEERS/postfix-up.sh" --port "$PF_PORT" --sink-port "$PF_SINK_PORT" ${
 PF_WORK=$(echo "$OUT_UP" | sed -n 's/^WORKDIR=//p' | tail -1)
 echo "mxrelay 127.0.0.1:$OURS_PORT -> sink $OURS_SINK_PORT ($OURS_WORK); postfix 127.0.0.1:$PF_PORT -> sink $PF_SINK_PORT ($PF_WORK)" | tee "$OUT/setup.txt"
 
-cg_cpu() {  # cgroup CPU seconds of a launched relay (work dir)
-  python3 - "$(cat "$1/relay.pid.cgroup" 2>/dev/null || echo none)" <<'EOF'
-import os, sys
-p = sys.argv[1]
-try:
-    print(int(open(os.path.join(p, "cpuacct.usage")).read()) / 1e9)
-except OSError:
-    try:
-        for line in open(os.path.join(p, "cpu.stat")):
-            if line.startswith("usage_usec"):
-                print(int(line.split()[1]) / 1e6)
-    except OSError:
-        print(0)
-EOF
-}
-busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat; }
 sink_count() {  # last message count a sink reported
   local c
   c=$(grep -a 'sink: msgs' "$OUT/$1-sink.err" 2>/dev/null | tail -1 | sed -n 's/.*msgs \([0-9]*\).*/\1/p')

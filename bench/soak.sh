@@ -25,6 +25,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+. "$HERE/bench-lib.sh"
 BUILD=$ROOT/build SECS=3600 RATE=0 SAMPLE=10 SIZE=1K:70,10K:20,100K:9,1M:1 SESSIONS=50 TEMPFAIL=2 OUT=""
 ARGS=("$@")
 while [ $# -gt 0 ]; do
@@ -47,13 +48,8 @@ LOADGEN=$BUILD/bench/mxr-loadgen SINK=$BUILD/bench/mxr-sink RELAY_BIN=$BUILD/mai
 for f in "$LOADGEN" "$SINK" "$RELAY_BIN"; do [ -x "$f" ] || { echo "$0: $f not built" >&2; exit 2; }; done
 [ -n "$OUT" ] || OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-soak
 mkdir -p "$OUT"
-{
-  echo "command: $0 ${ARGS[*]}"
-  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (modified)')"
-  echo "machine: $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
-} >"$OUT/command.txt"
+record_command "$OUT/command.txt" "$ROOT" "$0" "${ARGS[@]}"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SINK_PID="" WORK="" LG_PID=""
 cleanup() {
   [ -n "$LG_PID" ] && kill -TERM "$LG_PID" 2>/dev/null || true

@@ -25,6 +25,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+. "$HERE/bench-lib.sh"
 BUILD=$ROOT/build SIZES=1K,10K SESSIONS=20,200 CERTS=ecdsa,rsa RESUME=off,on REPEATS=1 SECS=10 OUT=""
 ARGS=("$@")
 while [ $# -gt 0 ]; do
@@ -45,11 +46,7 @@ done
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (Postfix, cgroups)" >&2; exit 2; }
 [ -n "$OUT" ] || OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-transactional
 mkdir -p "$OUT"
-{
-  echo "command: $0 ${ARGS[*]}"
-  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (modified)')"
-  echo "machine: $(nproc) CPUs, load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
-} >"$OUT/command.txt"
+record_command "$OUT/command.txt" "$ROOT" "$0" "${ARGS[@]}"
 
 # Certificates: one of each type, shared by both relays. Postfix reads its
 # key as root before dropping privileges; mxrelay runs as root here.
