@@ -184,7 +184,13 @@ class DeliveryCoreTest(DeliveryBase):
         # (60 x 16 MiB ~ 1 GB).
         bound = 160 * (1 << 20) + 2 * size
         if asan:
-            bound = bound * 3 // 2
+            # ASan's allocator (redzones, the shadow of every touched byte,
+            # per-thread caches) on a binary that now also links RE2, libcurl
+            # and GMime and runs more threads: 308-326 MiB measured under ASan
+            # for 87-97 MiB in release (2026-12-06). The release bound is the
+            # one that proves the design; this one still catches a copy of
+            # the body per connection (~1 GB).
+            bound = bound * 2
         if tsan:
             bound = bound * 3
         self.assertLess(hwm, bound, "peak RSS %.0f MiB with %d stalled transactions of %d MiB"
