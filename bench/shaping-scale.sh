@@ -85,7 +85,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --smoke) DOMAINS=1000 RCPTS=20000 ROUNDS=1 TIMEOUT=120; shift ;;
-    -h|--help) sed -n '2,49p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
   esac
 done
