@@ -4,7 +4,9 @@
 //
 //   mxr-spool-fill --path /tmp/x/data/spool --count 1000000 --size 1K --days 3
 //
-// Each message has one recipient (u<N>@<domain>), a trace header prefix like
+// Each message has one recipient (u<N>@<domain>; with --domains D > 0 the
+// recipient domain is d<1 + N % D>.<domain>, so the spool holds D recipient
+// domains round-robin: bench/shaping-scale.sh), a trace header prefix like
 // the relay's, a ~SIZE body, one failed attempt (451 4.4.1) and its next
 // attempt --days in the future, so a relay started on the spool schedules
 // every message but delivers none of them during a benchmark. Commits go
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
   using namespace mxr;
   std::string path, size_str = "1K", domain = "deferred.test";
   uint64_t count = 1000;
+  uint64_t domains = 0;
   double days = 3;
   uint32_t in_flight = 4096;
   bool no_sync = false;
@@ -40,6 +43,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--days", days, "next attempt this many days from now")->capture_default_str();
   app.add_option("--domain", domain, "recipient domain")->capture_default_str();
+  app.add_option("--domains", domains,
+                 "spread recipients over d1..dD.<domain> round-robin (0: every recipient at <domain>)")
+      ->capture_default_str();
   app.add_option("--in-flight", in_flight, "commits outstanding at once (group commit batch size)")
       ->capture_default_str();
   app.add_flag("--no-sync", no_sync, "unsynced writes (faster fill; the spool is still valid)");
@@ -91,8 +97,9 @@ int main(int argc, char** argv) {
     m.meta.sender = "sender@fill.test";
     m.meta.client_ip = "127.0.0.1";
     m.meta.helo = "fill.test";
+    const std::string rdomain = domains ? fmt::format("d{}.{}", 1 + i % domains, domain) : domain;
     queue::Recipient r;
-    r.address = fmt::format("u{}@{}", i, domain);
+    r.address = fmt::format("u{}@{}", i, rdomain);
     r.attempts = 1;
     r.last_code = 451;
     r.last_response = "451 4.4.1 mxr-spool-fill: deferred";
@@ -100,7 +107,7 @@ int main(int argc, char** argv) {
     m.header_prefix = fmt::format(
         "Received: from fill.test (localhost [127.0.0.1])\r\n\tby relay.bench.invalid (mxrelay) with ESMTP "
         "id {}\r\n\tfor <u{}@{}>; Sun, 22 Nov 2026 04:00:00 +0000\r\n",
-        m.meta.id.ToString(), i, domain);
+        m.meta.id.ToString(), i, rdomain);
     m.body = body;
     m.meta.body_size = m.header_prefix.size() + m.body.size();
     spool->Commit(std::move(m), [&](absl::Status st) {
