@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/listener_wake.h"
 #include "common/net.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -67,27 +68,7 @@ absl::StatusOr<std::unique_ptr<CivetServer>> StartCivet(const CivetOptions& o, s
 
 void StopCivet(std::unique_ptr<CivetServer> server, const std::string& address) {
   if (!server) return;
-  std::atomic<bool> closed{false};
-  std::thread knock([&closed, address] {
-    auto addr = ParseHostPort(address);
-    if (!addr.ok()) return;
-    std::string host = addr->address;
-    if (host == "0.0.0.0") host = "127.0.0.1";
-    if (host == "::") host = "::1";
-    sockaddr_storage ss;
-    auto len = MakeSockaddr(host, addr->port, &ss);
-    if (!len.ok()) return;
-    for (int i = 0; i < 400 && !closed.load(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) return;
-      (void)connect(fd, reinterpret_cast<const sockaddr*>(&ss), *len);
-      ::close(fd);
-    }
-  });
-  server->close();
-  closed.store(true);
-  knock.join();
+  CloseWhileKnocking(address, [&server] { server->close(); });
   server.reset();
 }
 

@@ -19,6 +19,7 @@
 #include "CivetServer.h"
 #include "api/admin_api.h"
 #include "api/http_api.h"
+#include "common/listener_wake.h"
 #include "common/net.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -502,32 +503,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const Metric
 
 MetricsServer::~MetricsServer() {
   if (!server_) return;
-  // civetweb's master thread sees the stop only when its poll() on the
-  // listening socket returns, after up to 2 s (SOCKET_TIMEOUT_QUANTUM in
-  // civetweb 1.15): every relay stop waited ~1 s for it. A connection wakes
-  // the poll at once, so knock (connect, close: the worker that may take it
-  // reads EOF) until close() has returned. Bounded: 2 s.
-  std::atomic<bool> closed{false};
-  std::thread knock([this, &closed] {
-    auto addr = ParseHostPort(address_);
-    if (!addr.ok()) return;
-    std::string host = addr->address;
-    if (host == "0.0.0.0") host = "127.0.0.1";  // a wildcard listener: knock on loopback
-    if (host == "::") host = "::1";
-    sockaddr_storage ss;
-    auto len = MakeSockaddr(host, addr->port, &ss);
-    if (!len.ok()) return;
-    for (int i = 0; i < 400 && !closed.load(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) return;
-      (void)connect(fd, reinterpret_cast<const sockaddr*>(&ss), *len);
-      ::close(fd);
-    }
-  });
-  server_->close();
-  closed.store(true);
-  knock.join();
+  // Without the knocking every relay stop waited ~1 s for civetweb's poll
+  // (common/listener_wake.h).
+  CloseWhileKnocking(address_, [this] { server_->close(); });
 }
 
 }  // namespace mxr::metrics
